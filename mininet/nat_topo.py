@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""The ryu-snat lab topology: inside hosts, the NAT bridge, an outside segment.
+
+    h1 10.0.0.11 --+                          +-- o1 198.51.100.10
+    h2 10.0.0.12 --+-- s1 (NAT, OpenFlow 1.3) -- s2 (plain L2) --+-- o2 198.51.100.11
+    ...            (uplink s1-eth1 = port 1)                    +-- ...
+
+``s1`` is the bridge ryu-snat controls (remote controller, 127.0.0.1:6653 by
+default); its port 1 is the uplink to ``s2``, a standalone learning bridge that
+stands for the outside L2 segment 198.51.100.0/24, where the NAT address is
+198.51.100.1.  Inside hosts route via 10.0.0.1.
+
+Use it with Mininet's own command::
+
+    mn --custom mininet/nat_topo.py --topo nat,inside=3,outside=2 \\
+       --controller remote,ip=127.0.0.1,port=6653
+
+or as a script (``--help`` lists the options)::
+
+    python3 mininet/nat_topo.py --inside 3 --outside 2
+
+Both switches use the kernel datapath when the openvswitch module is loaded and
+the userspace one (``datapath_type=netdev``) otherwise.  On the userspace
+datapath TCP only works with checksum and segmentation offloads off on the
+hosts' interfaces, so :class:`NatHost` turns them off.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+
+from mininet.node import Host, OVSBridge, OVSSwitch
+from mininet.topo import Topo
+
+INSIDE_NET = ipaddress.IPv4Network("10.0.0.0/24")
+INSIDE_GATEWAY = ipaddress.IPv4Address("10.0.0.1")
+OUTSIDE_NET = ipaddress.IPv4Network("198.51.100.0/24")   # RFC 5737 TEST-NET-2
+NAT_ADDRESS = ipaddress.IPv4Address("198.51.100.1")
+NAT_DPID = "0000000000000001"
+UPLINK_PORT = 1
+UPLINK_NAME = "s1-eth1"
+OFFLOADS = ("rx", "tx", "sg", "tso", "gso", "gro")
+
+
+def kernel_datapath_available() -> bool:
+    """True when the kernel's openvswitch module is loaded."""
+    return os.path.isdir("/sys/module/openvswitch")
+
+
+def default_datapath() -> str:
+    """Mininet's name for the datapath to use here: 'kernel' or 'user'."""
+    return "kernel" if kernel_datapath_available() else "user"
+
+
+def inside_ip(index: int) -> ipaddress.IPv4Address:
+    """Address of inside host number ``index`` (1-based): 10.0.0.11, .12, ..."""
+    return INSIDE_NET.network_address + 10 + index
+
+
+def outside_ip(index: int) -> ipaddress.IPv4Address:
+    """Address of outside server number ``index`` (1-based): .10, .11, ..."""
+    return OUTSIDE_NET.network_address + 9 + index
+
+
+class NatHost(Host):
+    """A Mininet host whose interfaces have offloads off (userspace datapath)."""
+
+    def config(self, **params):
+        result = super().config(**params)
+        for intf in self.intfList():
+            if intf.name != "lo":
+                self.cmd("ethtool", "-K", intf.name, *[f"{o} off" for o in OFFLOADS],
+                         ">/dev/null 2>&1")
+        return result
+
+
+class NatTopo(Topo):
+    """``inside`` hosts behind the NAT bridge s1, ``outside`` servers beyond it."""
+
+    def build(self, inside: int = 2, outside: int = 2, datapath: str | None = None) -> None:
+        inside, outside = int(inside), int(outside)
+        if not 1 <= inside <= 200 or not 1 <= outside <= 200:
+            raise ValueError("inside and outside host counts must be 1..200")
+        dp = datapath or default_datapath()
+        nat = self.addSwitch("s1", cls=OVSSwitch, dpid=NAT_DPID, datapath=dp,
+                             protocols="OpenFlow13", failMode="secure")
+        segment = self.addSwitch("s2", cls=OVSBridge, dpid="0000000000000002",
+                                 datapath=dp)
+        self.addLink(nat, segment)          # first link: s1 port 1, the uplink
+        for i in range(1, inside + 1):
+            host = self.addHost(f"h{i}", cls=NatHost,
+                                ip=f"{inside_ip(i)}/{INSIDE_NET.prefixlen}",
+                                defaultRoute=f"via {INSIDE_GATEWAY}")
+            self.addLink(host, nat)
+        for j in range(1, outside + 1):
+            self.addHost(f"o{j}", cls=NatHost, ip=f"{outside_ip(j)}/{OUTSIDE_NET.prefixlen}")
+            self.addLink(f"o{j}", segment)
+
+
+topos = {"nat": NatTopo}
+
+
+def main() -> None:
+    from mininet.cli import CLI
+    from mininet.log import setLogLevel
+    from mininet.net import Mininet
+    from mininet.node import RemoteController
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--inside", type=int, default=2, help="inside hosts (default 2)")
+    ap.add_argument("--outside", type=int, default=2, help="outside servers (default 2)")
+    ap.add_argument("--controller", default="127.0.0.1:6653", help="HOST:PORT of ryu-manager")
+    args = ap.parse_args()
+    host, _, port = args.controller.rpartition(":")
+    setLogLevel("info")
+    net = Mininet(topo=NatTopo(args.inside, args.outside), controller=None,
+                  autoSetMacs=True, waitConnected=False)
+    net.addController("c0", controller=RemoteController, ip=host, port=int(port))
+    try:
+        net.start()
+        CLI(net)
+    finally:
+        net.stop()
+
+
+if __name__ == "__main__":
+    main()

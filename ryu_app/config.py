@@ -1,0 +1,254 @@
+"""The gateway's ``[nat]`` options: registered on Ryu's CONF, validated once.
+
+``ryu-manager --config-file FILE`` parses ``ryu.cfg.CONF``; options registered
+on ``oslo_config.cfg.CONF`` instead would silently keep their defaults.  The app
+calls :func:`load` once at start: every option is checked and the result is a
+frozen :class:`NatConfig`, so no handler ever sees an unchecked value.  A bad
+value raises :class:`ConfigError`, whose message is one line naming the option.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from oslo_config import cfg
+
+GROUP = "nat"
+DEFAULT_GATEWAY_MAC = "02:53:4e:41:54:01"   # locally administered; "SNAT" in hex
+
+# RFC floors (seconds): lower values are accepted for labs and tests, with a warning.
+RFC_FLOORS = {
+    "tcp_established_timeout": 7440,   # RFC 5382 REQ-5
+    "tcp_transitory_timeout": 240,     # RFC 5382 REQ-5
+    "udp_timeout": 120,                # RFC 4787 REQ-5
+    "icmp_timeout": 60,                # RFC 5508 REQ-2
+}
+
+OPTS = [
+    cfg.StrOpt("external_ip", help="NAT address with its prefix, e.g. 198.51.100.1/24"),
+    cfg.StrOpt("external_port",
+               help="uplink to the outside: OpenFlow port number or interface name"),
+    cfg.StrOpt("external_gateway_ip",
+               help="next hop for remotes off the external prefix (optional)"),
+    cfg.StrOpt("internal_subnet", help="inside network, e.g. 10.0.0.0/24"),
+    cfg.StrOpt("internal_gateway_ip",
+               help="gateway address inside (default: first host of internal_subnet)"),
+    cfg.StrOpt("gateway_mac", default=DEFAULT_GATEWAY_MAC,
+               help="MAC the gateway answers ARP with on both sides"),
+    cfg.StrOpt("port_range", default="1024-65535",
+               help="external ports handed out for mappings, LOW-HIGH"),
+    cfg.IntOpt("tcp_established_timeout", default=7440,
+               help="idle timeout (s) of established TCP; RFC 5382 floor 7440"),
+    cfg.IntOpt("tcp_transitory_timeout", default=240,
+               help="idle timeout (s) of opening/closing TCP; RFC 5382 floor 240"),
+    cfg.IntOpt("udp_timeout", default=300, help="UDP idle timeout (s); RFC 4787 floor 120"),
+    cfg.IntOpt("icmp_timeout", default=60, help="ICMP query idle timeout (s); RFC 5508 floor 60"),
+    cfg.IntOpt("stats_interval", default=10, help="seconds between flow-stats polls"),
+    cfg.IntOpt("max_connections", default=100000, help="bound on tracked sessions"),
+    cfg.IntOpt("max_connections_per_host", default=4096,
+               help="sessions one inside host may hold (RFC 6888 REQ-4)"),
+    cfg.StrOpt("dpid", help="datapath id to serve (decimal or 0x-hex); default every switch"),
+]
+
+
+class ConfigError(ValueError):
+    """An invalid ``[nat]`` option; ``str()`` is one line naming it."""
+
+    def __init__(self, option: str, value: object, problem: str) -> None:
+        super().__init__(f"invalid [{GROUP}] {option}={value!r}: {problem}")
+        self.option = option
+
+
+@dataclass(frozen=True)
+class NatConfig:
+    """Checked gateway configuration; built only by :func:`load`."""
+
+    external_ip: ipaddress.IPv4Interface
+    external_port: int | str
+    external_gateway_ip: ipaddress.IPv4Address | None
+    internal_subnet: ipaddress.IPv4Network
+    internal_gateway_ip: ipaddress.IPv4Address
+    gateway_mac: str
+    port_range: tuple[int, int]
+    tcp_established_timeout: int
+    tcp_transitory_timeout: int
+    udp_timeout: int
+    icmp_timeout: int
+    stats_interval: int
+    max_connections: int
+    max_connections_per_host: int
+    dpid: int | None
+
+    @property
+    def external_address(self) -> ipaddress.IPv4Address:
+        return self.external_ip.ip
+
+
+def register(conf: cfg.ConfigOpts | None = None) -> cfg.ConfigOpts:
+    """Register the ``[nat]`` options on ``conf`` (default: ``ryu.cfg.CONF``)."""
+    if conf is None:
+        from ryu import cfg as ryu_cfg   # the object ryu-manager parses
+        conf = ryu_cfg.CONF
+    try:
+        conf.register_opts(OPTS, group=GROUP)
+    except cfg.DuplicateOptError:
+        pass  # registered already with identical definitions is fine
+    return conf
+
+
+def _required(name: str, value: str | None) -> str:
+    if value is None or not str(value).strip():
+        raise ConfigError(name, value, "required")
+    return str(value).strip()
+
+
+def _ipv4_address(name: str, value: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ConfigError(name, value, "not an IPv4 address") from None
+
+
+def _host_in(name: str, addr: ipaddress.IPv4Address, net: ipaddress.IPv4Network) -> None:
+    if addr not in net:
+        raise ConfigError(name, str(addr), f"not inside {net}")
+    if net.prefixlen < 31 and addr in (net.network_address, net.broadcast_address):
+        raise ConfigError(name, str(addr), f"is the network or broadcast address of {net}")
+
+
+def _positive(name: str, value: int, upper: int | None = None) -> int:
+    if value is None or value < 1 or (upper is not None and value > upper):
+        bound = f" and at most {upper}" if upper else ""
+        raise ConfigError(name, value, f"must be at least 1{bound}")
+    return value
+
+
+def _external_ip(value: str | None) -> ipaddress.IPv4Interface:
+    raw = _required("external_ip", value)
+    if "/" not in raw:
+        raise ConfigError("external_ip", raw, "needs a prefix length, e.g. 198.51.100.1/24")
+    try:
+        iface = ipaddress.IPv4Interface(raw)
+    except ValueError:
+        raise ConfigError("external_ip", raw, "not an IPv4 interface address") from None
+    _host_in("external_ip", iface.ip, iface.network)
+    return iface
+
+
+def _external_port(value: str | None) -> int | str:
+    raw = _required("external_port", value)
+    if raw.isdigit():
+        # OFPP_MAX = 0xffffff00; reserved ports above it are not uplinks.
+        return _positive("external_port", int(raw), 0xFFFFFF00)
+    if len(raw) > 15 or not re.fullmatch(r"[A-Za-z0-9_.:@-]+", raw):
+        raise ConfigError("external_port", raw, "not a port number or interface name")
+    return raw
+
+
+def _internal_subnet(value: str | None) -> ipaddress.IPv4Network:
+    raw = _required("internal_subnet", value)
+    try:
+        net = ipaddress.IPv4Network(raw, strict=True)
+    except ValueError as exc:
+        raise ConfigError("internal_subnet", raw, f"not an IPv4 network ({exc})") from None
+    if net.prefixlen > 30:
+        raise ConfigError("internal_subnet", raw, "prefix longer than /30 leaves no hosts")
+    return net
+
+
+def _mac(value: str | None) -> str:
+    raw = _required("gateway_mac", value).lower()
+    if not re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", raw):
+        raise ConfigError("gateway_mac", value, "not a MAC address like 02:00:00:00:00:01")
+    if int(raw[:2], 16) & 1:
+        raise ConfigError("gateway_mac", value, "is a multicast MAC")
+    if raw == "00:00:00:00:00:00":
+        raise ConfigError("gateway_mac", value, "is all zeros")
+    return raw
+
+
+def _port_range(value: str | None) -> tuple[int, int]:
+    raw = _required("port_range", value)
+    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", raw)
+    if not match:
+        raise ConfigError("port_range", raw, "expected LOW-HIGH, e.g. 1024-65535")
+    low, high = int(match.group(1)), int(match.group(2))
+    if not 1 <= low <= high <= 65535:
+        raise ConfigError("port_range", raw, "needs 1 <= LOW <= HIGH <= 65535")
+    return low, high
+
+
+def _dpid(value: str | None) -> int | None:
+    if value is None or not str(value).strip():
+        return None
+    raw = str(value).strip().lower()
+    try:
+        dpid = int(raw, 16) if raw.startswith("0x") else int(raw, 10)
+    except ValueError:
+        raise ConfigError("dpid", value, "not a decimal or 0x-hex datapath id") from None
+    if not 0 <= dpid < 2 ** 64:
+        raise ConfigError("dpid", value, "outside 0..2^64-1")
+    return dpid
+
+
+def load(conf: cfg.ConfigOpts | None = None,
+         warn: Callable[[str], None] | None = None) -> NatConfig:
+    """Validate the ``[nat]`` group of ``conf`` into a :class:`NatConfig`.
+
+    Raises :class:`ConfigError` on the first bad option.  Timers below the RFC
+    floors are accepted and reported through ``warn`` (default: log warning).
+    """
+    conf = register(conf)
+    group = conf[GROUP]
+    warn = warn or logging.getLogger(__name__).warning
+
+    external_ip = _external_ip(group.external_ip)
+    internal_subnet = _internal_subnet(group.internal_subnet)
+    if internal_subnet.overlaps(external_ip.network):
+        raise ConfigError("internal_subnet", str(internal_subnet),
+                          f"overlaps the external prefix {external_ip.network}")
+
+    ext_gw = None
+    if group.external_gateway_ip:
+        ext_gw = _ipv4_address("external_gateway_ip", group.external_gateway_ip)
+        _host_in("external_gateway_ip", ext_gw, external_ip.network)
+        if ext_gw == external_ip.ip:
+            raise ConfigError("external_gateway_ip", str(ext_gw), "is the NAT address itself")
+
+    if group.internal_gateway_ip:
+        int_gw = _ipv4_address("internal_gateway_ip", group.internal_gateway_ip)
+        _host_in("internal_gateway_ip", int_gw, internal_subnet)
+    else:
+        int_gw = next(internal_subnet.hosts())
+
+    timers = {}
+    for name, floor in RFC_FLOORS.items():
+        seconds = _positive(name, getattr(group, name), 65535)  # OpenFlow idle_timeout is 16 bits
+        if seconds < floor:
+            warn(f"[{GROUP}] {name}={seconds} is below the RFC floor of {floor} s")
+        timers[name] = seconds
+
+    max_conn = _positive("max_connections", group.max_connections)
+    per_host = _positive("max_connections_per_host", group.max_connections_per_host)
+    if per_host > max_conn:
+        warn(f"[{GROUP}] max_connections_per_host={per_host} exceeds "
+             f"max_connections={max_conn}; using {max_conn}")
+        per_host = max_conn
+
+    return NatConfig(
+        external_ip=external_ip,
+        external_port=_external_port(group.external_port),
+        external_gateway_ip=ext_gw,
+        internal_subnet=internal_subnet,
+        internal_gateway_ip=int_gw,
+        gateway_mac=_mac(group.gateway_mac),
+        port_range=_port_range(group.port_range),
+        stats_interval=_positive("stats_interval", group.stats_interval, 86400),
+        max_connections=max_conn,
+        max_connections_per_host=per_host,
+        dpid=_dpid(group.dpid),
+        **timers,
+    )

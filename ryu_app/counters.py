@@ -1,0 +1,23 @@
+"""Counters the gateway keeps and exposes at ``GET /nat/stats``."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class GatewayCounters:
+    """Monotonic event counts; ``drops`` is keyed by a short reason string."""
+
+    packet_ins: int = 0
+    arp_replies: int = 0
+    icmp_echo_replies: int = 0
+    drops: Counter = field(default_factory=Counter)
+
+    def drop(self, reason: str) -> None:
+        self.drops[reason] += 1
+
+    def as_dict(self) -> dict:
+        return {"packet_ins": self.packet_ins, "arp_replies": self.arp_replies,
+                "icmp_echo_replies": self.icmp_echo_replies,
+                "drops": dict(sorted(self.drops.items()))}

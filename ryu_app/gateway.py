@@ -1,0 +1,171 @@
+"""The gateway's decisions: from switch events to lists of OpenFlow messages.
+
+Nothing here sends: every method returns the messages to send, in order, and
+the Ryu shell (:mod:`ryu_app.snat`) hands them to the one send path.  Tests
+drive this class directly with bytes and port numbers.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
+from ryu.ofproto import ether, inet
+
+from ryu_app import flows, replies
+from ryu_app.config import NatConfig
+from ryu_app.counters import GatewayCounters
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class SwitchState:
+    """What the gateway knows of one connected switch."""
+
+    dpid: int
+    uplink: int | None = None                     # OpenFlow port to the outside
+    ports: dict[str, int] = field(default_factory=dict)  # interface name -> port
+
+
+class Gateway:
+    """Decides what the switch should do with gateway traffic."""
+
+    def __init__(self, config: NatConfig) -> None:
+        self.config = config
+        self.counters = GatewayCounters()
+        self.switches: dict[int, SwitchState] = {}
+
+    # -- switch life cycle -------------------------------------------------
+    def serves(self, dpid: int) -> bool:
+        return self.config.dpid is None or self.config.dpid == dpid
+
+    def switch_connected(self, dpid: int) -> list:
+        """Clear our old flows, install the table-miss, ask for the ports."""
+        state = SwitchState(dpid)
+        if isinstance(self.config.external_port, int):
+            state.uplink = self.config.external_port
+        self.switches[dpid] = state
+        msgs = [flows.delete_app_flows(), flows.barrier(), flows.table_miss(),
+                flows.port_desc_request()]
+        if state.uplink is not None:
+            msgs += self._gateway_rules(state)
+        return msgs
+
+    def switch_disconnected(self, dpid: int) -> None:
+        self.switches.pop(dpid, None)
+
+    def ports_described(self, dpid: int, ports: Mapping[str, int]) -> list:
+        """Resolve an uplink given by name; install the rules that need it."""
+        state = self.switches.get(dpid)
+        if state is None:
+            return []
+        state.ports = dict(ports)
+        if isinstance(self.config.external_port, int):
+            if self.config.external_port not in state.ports.values():
+                LOG.warning("uplink port %d is not on switch %016x (yet)",
+                            self.config.external_port, dpid)
+            return []
+        port_no = state.ports.get(self.config.external_port)
+        if port_no is None:
+            LOG.error("uplink %r is not on switch %016x; waiting for it to appear",
+                      self.config.external_port, dpid)
+            return []
+        if port_no == state.uplink:
+            return []
+        state.uplink = port_no
+        LOG.info("switch %016x: uplink %s is port %d", dpid, self.config.external_port, port_no)
+        return self._gateway_rules(state)
+
+    def _gateway_rules(self, state: SwitchState) -> list:
+        """ARP and ping for the gateway's two addresses, each on its own side."""
+        cfg, up = self.config, state.uplink
+        rules = [
+            flows.arp_to_controller(flows.InfraRule.ARP_OUTSIDE, up, cfg.external_address),
+            flows.icmp_to_controller(flows.InfraRule.ICMP_OUTSIDE, up, cfg.external_address),
+            flows.arp_to_controller(flows.InfraRule.ARP_INSIDE, None, cfg.internal_gateway_ip),
+            flows.icmp_to_controller(flows.InfraRule.ICMP_INSIDE, None, cfg.internal_gateway_ip),
+        ]
+        return rules
+
+    # -- packets ---------------------------------------------------------------
+    def packet_in(self, dpid: int, in_port: int, data: bytes) -> list:
+        """Answer what is addressed to the gateway; count and drop the rest."""
+        self.counters.packet_ins += 1
+        state = self.switches.get(dpid)
+        if state is None:
+            self.counters.drop("unknown_switch")
+            return []
+        try:
+            pkt = packet.Packet(data)
+        except Exception:  # ryu's parsers raise many types on garbage
+            self.counters.drop("malformed")
+            return []
+        eth = pkt.get_protocol(ethernet.ethernet)
+        if eth is None:
+            self.counters.drop("malformed")
+            return []
+        outside = state.uplink is not None and in_port == state.uplink
+        if eth.ethertype == ether.ETH_TYPE_ARP:
+            return self._arp(pkt, eth, in_port, outside)
+        if eth.ethertype == ether.ETH_TYPE_IP:
+            return self._ipv4(pkt, eth, in_port, outside)
+        if eth.ethertype == ether.ETH_TYPE_IPV6:
+            self.counters.drop("ipv6")
+        else:
+            self.counters.drop("unsupported_ethertype")
+        return []
+
+    def _arp(self, pkt: packet.Packet, eth: ethernet.ethernet, in_port: int,
+             outside: bool) -> list:
+        req = pkt.get_protocol(arp.arp)
+        if req is None:
+            self.counters.drop("malformed")
+            return []
+        if req.opcode != arp.ARP_REQUEST:
+            self.counters.drop("arp_not_request")
+            return []
+        ours = str(self.config.external_address if outside else self.config.internal_gateway_ip)
+        if req.dst_ip != ours:
+            self.counters.drop("arp_not_for_gateway")
+            return []
+        if not self._source_plausible(req.src_ip, outside):
+            self.counters.drop("spoofed_source")
+            return []
+        self.counters.arp_replies += 1
+        return [flows.packet_out(in_port, replies.arp_reply(eth, req, self.config.gateway_mac))]
+
+    def _ipv4(self, pkt: packet.Packet, eth: ethernet.ethernet, in_port: int,
+              outside: bool) -> list:
+        ip = pkt.get_protocol(ipv4.ipv4)
+        if ip is None:
+            self.counters.drop("malformed")
+            return []
+        ours = str(self.config.external_address if outside else self.config.internal_gateway_ip)
+        if ip.dst == ours and ip.proto == inet.IPPROTO_ICMP:
+            req = pkt.get_protocol(icmp.icmp)
+            if req is None or not isinstance(req.data, icmp.echo):
+                self.counters.drop("malformed")
+                return []
+            if req.type != icmp.ICMP_ECHO_REQUEST:
+                self.counters.drop("icmp_to_gateway_not_echo")
+                return []
+            if not self._source_plausible(ip.src, outside):
+                self.counters.drop("spoofed_source")
+                return []
+            self.counters.icmp_echo_replies += 1
+            reply = replies.echo_reply(eth, ip, req, self.config.gateway_mac)
+            return [flows.packet_out(in_port, reply)]
+        self.counters.drop("no_session_handler")
+        return []
+
+    def _source_plausible(self, src: str, outside: bool) -> bool:
+        """Inside sources must be in the inside subnet; outside ones must not."""
+        try:
+            addr = ipaddress.IPv4Address(src)
+        except ValueError:
+            return False
+        inside = addr in self.config.internal_subnet
+        return inside != outside and not (addr.is_multicast or addr.is_unspecified)

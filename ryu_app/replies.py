@@ -1,0 +1,48 @@
+"""Frames the gateway answers with itself: ARP replies and ICMP echo replies.
+
+Pure functions from a parsed request to the bytes of the answer, built with
+``ryu.lib.packet``; the caller decides whether the request deserves one.
+"""
+from __future__ import annotations
+
+from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
+from ryu.ofproto import ether, inet
+
+DEFAULT_TTL = 64
+
+
+def arp_reply(request_eth: ethernet.ethernet, request: arp.arp, our_mac: str) -> bytes:
+    """The ARP reply telling the asker that ``request.dst_ip`` is at ``our_mac``."""
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(ethertype=ether.ETH_TYPE_ARP,
+                                       dst=request_eth.src, src=our_mac))
+    pkt.add_protocol(arp.arp(opcode=arp.ARP_REPLY, src_mac=our_mac, src_ip=request.dst_ip,
+                             dst_mac=request.src_mac, dst_ip=request.src_ip))
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+def arp_request(our_mac: str, our_ip: str, target_ip: str) -> bytes:
+    """A broadcast ARP request from the gateway for ``target_ip``."""
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(ethertype=ether.ETH_TYPE_ARP,
+                                       dst="ff:ff:ff:ff:ff:ff", src=our_mac))
+    pkt.add_protocol(arp.arp(opcode=arp.ARP_REQUEST, src_mac=our_mac, src_ip=our_ip,
+                             dst_mac="00:00:00:00:00:00", dst_ip=target_ip))
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+def echo_reply(request_eth: ethernet.ethernet, request_ip: ipv4.ipv4,
+               request: icmp.icmp, our_mac: str) -> bytes:
+    """The ICMP echo reply to an echo request addressed to the gateway."""
+    echo = request.data
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(ethertype=ether.ETH_TYPE_IP,
+                                       dst=request_eth.src, src=our_mac))
+    pkt.add_protocol(ipv4.ipv4(src=request_ip.dst, dst=request_ip.src, ttl=DEFAULT_TTL,
+                               proto=inet.IPPROTO_ICMP, tos=request_ip.tos))
+    pkt.add_protocol(icmp.icmp(type_=icmp.ICMP_ECHO_REPLY, code=0, csum=0,
+                               data=icmp.echo(id_=echo.id, seq=echo.seq, data=echo.data)))
+    pkt.serialize()
+    return bytes(pkt.data)

@@ -1,0 +1,101 @@
+"""The Ryu application ``ryu_app.snat``: a thin shell around :class:`Gateway`.
+
+Run it with the stock ``ryu-manager --config-file etc/ryu-snat.conf
+ryu_app.snat ryu.app.ofctl_rest``.  Handlers only unpack events, ask the
+gateway for the messages to send and pass them to the one :class:`Sender`.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from ryu import cfg as ryu_cfg
+from ryu.app.wsgi import WSGIApplication
+from ryu.base import app_manager
+from ryu.controller import ofp_event
+from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER
+from ryu.controller.handler import set_ev_cls
+from ryu.ofproto import ofproto_v1_3
+
+from ryu_app import config, flows
+from ryu_app.gateway import Gateway
+from ryu_app.rest import APP_KEY, NatFallbackController, NatRestController
+from ryu_app.sender import Sender
+
+LOG = logging.getLogger("ryu_app.snat")
+config.register(ryu_cfg.CONF)   # before ryu-manager reads the [nat] group
+
+
+class SnatApp(app_manager.RyuApp):
+    """Source NAT between an inside network and an uplink of one OVS bridge."""
+
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    _CONTEXTS = {"wsgi": WSGIApplication}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        try:
+            self.config = config.load(ryu_cfg.CONF, warn=LOG.warning)
+        except config.ConfigError as err:
+            # One clear line and a non-zero exit, not a traceback.
+            LOG.error("ryu-snat: %s", err)
+            print(f"ryu-snat: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        self.gateway = Gateway(self.config)
+        self.sender = Sender()
+        wsgi: WSGIApplication = kwargs["wsgi"]
+        wsgi.register(NatRestController, {APP_KEY: self})
+        wsgi.register(NatFallbackController, {})
+        LOG.info("ryu-snat: NAT address %s, inside %s (gateway %s), uplink %s",
+                 self.config.external_ip, self.config.internal_subnet,
+                 self.config.internal_gateway_ip, self.config.external_port)
+
+    # -- REST ------------------------------------------------------------
+    def stats_snapshot(self) -> dict:
+        snap = {"switches_connected": len(self.gateway.switches)}
+        snap.update(self.gateway.counters.as_dict())
+        return snap
+
+    # -- OpenFlow events ---------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def _switch_features(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        if not self.gateway.serves(dp.id):
+            LOG.info("ignoring switch %016x (dpid option is %016x)", dp.id, self.config.dpid)
+            return
+        LOG.info("switch %016x connected", dp.id)
+        self.sender.send(dp, self.gateway.switch_connected(dp.id))
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
+    def _switch_gone(self, ev: Any) -> None:
+        dp = ev.datapath
+        if dp.id is not None and dp.id in self.gateway.switches:
+            LOG.info("switch %016x disconnected", dp.id)
+            self.gateway.switch_disconnected(dp.id)
+
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    def _port_desc(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        ports = {p.name.decode(errors="replace"): p.port_no for p in ev.msg.body}
+        self.sender.send(dp, self.gateway.ports_described(dp.id, ports))
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def _port_status(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        if dp.id in self.gateway.switches:
+            self.sender.send(dp, [flows.port_desc_request()])
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev: Any) -> None:
+        msg = ev.msg
+        dp = msg.datapath
+        self.sender.send(dp, self.gateway.packet_in(dp.id, msg.match["in_port"], msg.data))
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def _error(self, ev: Any) -> None:
+        msg = ev.msg
+        culprit = self.sender.culprit(msg.datapath.id, msg.xid)
+        LOG.error("switch %s: OpenFlow error type=%d code=%d for %s",
+                  msg.datapath.id, msg.type, msg.code, culprit if culprit is not None
+                  else f"xid {msg.xid} (not remembered)")

@@ -1,0 +1,160 @@
+"""Every [nat] option: defaults, good values, and bad values with their message."""
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from oslo_config import cfg
+
+from ryu_app import config
+
+REQUIRED = {"external_ip": "198.51.100.1/24", "external_port": "s1-eth1",
+            "internal_subnet": "10.0.0.0/24"}
+
+
+def load(tmp_path, warnings=None, **options):
+    """Parse a real config file holding ``options`` (None drops a required one)."""
+    values = {**REQUIRED, **options}
+    body = "".join(f"{k} = {v}\n" for k, v in values.items() if v is not None)
+    path = tmp_path / "ryu-snat.conf"
+    path.write_text("[nat]\n" + body)
+    conf = cfg.ConfigOpts()
+    config.register(conf)
+    conf(args=["--config-file", str(path)], default_config_files=[])
+    return config.load(conf, warn=(warnings.append if warnings is not None else lambda m: None))
+
+
+def test_defaults(tmp_path):
+    c = load(tmp_path)
+    assert c.external_ip == ipaddress.IPv4Interface("198.51.100.1/24")
+    assert c.external_address == ipaddress.IPv4Address("198.51.100.1")
+    assert c.external_port == "s1-eth1"
+    assert c.external_gateway_ip is None
+    assert c.internal_subnet == ipaddress.IPv4Network("10.0.0.0/24")
+    assert c.internal_gateway_ip == ipaddress.IPv4Address("10.0.0.1")  # first host
+    assert c.gateway_mac == config.DEFAULT_GATEWAY_MAC
+    assert int(c.gateway_mac[:2], 16) & 0b10, "default MAC must be locally administered"
+    assert c.port_range == (1024, 65535)
+    assert (c.tcp_established_timeout, c.tcp_transitory_timeout) == (7440, 240)
+    assert (c.udp_timeout, c.icmp_timeout) == (300, 60)
+    assert c.stats_interval == 10
+    assert c.max_connections == 100000 and c.max_connections_per_host == 4096
+    assert c.dpid is None
+
+
+def test_config_is_frozen(tmp_path):
+    c = load(tmp_path)
+    with pytest.raises(AttributeError):
+        c.udp_timeout = 1
+
+
+def test_options_live_on_ryu_conf():
+    """ryu-manager parses ryu.cfg.CONF; our options must be registered there."""
+    from ryu import cfg as ryu_cfg
+    import ryu_app.snat  # noqa: F401  (registers at import)
+    assert "external_ip" in ryu_cfg.CONF.nat
+
+
+@pytest.mark.parametrize("option,value,expected", [
+    ("external_ip", "203.0.113.5/28", ipaddress.IPv4Interface("203.0.113.5/28")),
+    ("external_port", "7", 7),
+    ("external_port", "uplink0", "uplink0"),
+    ("external_gateway_ip", "198.51.100.254", ipaddress.IPv4Address("198.51.100.254")),
+    ("internal_subnet", "192.168.8.0/22", ipaddress.IPv4Network("192.168.8.0/22")),
+    ("internal_gateway_ip", "10.0.0.254", ipaddress.IPv4Address("10.0.0.254")),
+    ("gateway_mac", "0A:00:27:00:00:01", "0a:00:27:00:00:01"),
+    ("port_range", "20000-29999", (20000, 29999)),
+    ("port_range", " 5 - 5 ", (5, 5)),
+    ("tcp_established_timeout", "65535", 65535),
+    ("tcp_transitory_timeout", "300", 300),
+    ("udp_timeout", "600", 600),
+    ("icmp_timeout", "120", 120),
+    ("stats_interval", "2", 2),
+    ("max_connections", "10", 10),
+    ("max_connections_per_host", "10", 10),
+    ("dpid", "0x1", 1),
+    ("dpid", "42", 42),
+    ("dpid", "0xffffffffffffffff", 2 ** 64 - 1),
+])
+def test_good_values(tmp_path, option, value, expected):
+    extra = {"internal_gateway_ip": None} if option == "internal_subnet" else {}
+    assert getattr(load(tmp_path, **{option: value}, **extra), option) == expected
+
+
+@pytest.mark.parametrize("option,value,problem", [
+    ("external_ip", None, "required"),
+    ("external_ip", "198.51.100.1", "needs a prefix length"),
+    ("external_ip", "300.1.1.1/24", "not an IPv4 interface"),
+    ("external_ip", "2001:db8::1/64", "not an IPv4 interface"),
+    ("external_ip", "198.51.100.0/24", "network or broadcast"),
+    ("external_ip", "198.51.100.255/24", "network or broadcast"),
+    ("external_port", None, "required"),
+    ("external_port", "0", "must be at least 1"),
+    ("external_port", "4294967295", "at most"),
+    ("external_port", "bad name!", "not a port number or interface name"),
+    ("external_port", "a-very-long-interface-name", "not a port number or interface name"),
+    ("external_gateway_ip", "203.0.113.1", "not inside 198.51.100.0/24"),
+    ("external_gateway_ip", "198.51.100.1", "NAT address itself"),
+    ("external_gateway_ip", "gateway", "not an IPv4 address"),
+    ("internal_subnet", None, "required"),
+    ("internal_subnet", "10.0.0.1/24", "not an IPv4 network"),
+    ("internal_subnet", "10.0.0.0/31", "leaves no hosts"),
+    ("internal_subnet", "198.51.100.0/25", "overlaps the external prefix"),
+    ("internal_gateway_ip", "10.0.1.1", "not inside 10.0.0.0/24"),
+    ("internal_gateway_ip", "10.0.0.0", "network or broadcast"),
+    ("internal_gateway_ip", "10.0.0.255", "network or broadcast"),
+    ("gateway_mac", "02:00:00:00:00", "not a MAC address"),
+    ("gateway_mac", "01:00:5e:00:00:01", "multicast"),
+    ("gateway_mac", "00:00:00:00:00:00", "all zeros"),
+    ("port_range", "1024", "expected LOW-HIGH"),
+    ("port_range", "2000-1000", "LOW <= HIGH"),
+    ("port_range", "0-100", "LOW <= HIGH"),
+    ("port_range", "1-70000", "LOW <= HIGH"),
+    ("tcp_established_timeout", "0", "at least 1"),
+    ("tcp_established_timeout", "70000", "at most 65535"),
+    ("tcp_transitory_timeout", "-5", "at least 1"),
+    ("udp_timeout", "0", "at least 1"),
+    ("icmp_timeout", "65536", "at most 65535"),
+    ("stats_interval", "0", "at least 1"),
+    ("max_connections", "0", "at least 1"),
+    ("max_connections_per_host", "0", "at least 1"),
+    ("dpid", "s1", "not a decimal or 0x-hex"),
+    ("dpid", "0x10000000000000000", "outside"),
+])
+def test_bad_values_name_the_option(tmp_path, option, value, problem):
+    with pytest.raises(config.ConfigError) as info:
+        load(tmp_path, **{option: value})
+    message = str(info.value)
+    assert message.startswith(f"invalid [nat] {option}=")
+    assert problem in message
+    assert "\n" not in message
+    assert info.value.option == option
+
+
+def test_non_integer_timer_is_rejected_by_oslo(tmp_path):
+    with pytest.raises(cfg.ConfigFileValueError):
+        load(tmp_path, udp_timeout="five")
+
+
+@pytest.mark.parametrize("option,value,floor", [
+    ("tcp_established_timeout", "60", 7440), ("tcp_transitory_timeout", "10", 240),
+    ("udp_timeout", "5", 120), ("icmp_timeout", "3", 60)])
+def test_timers_below_rfc_floor_warn_but_load(tmp_path, option, value, floor):
+    warnings: list[str] = []
+    c = load(tmp_path, warnings, **{option: value})
+    assert getattr(c, option) == int(value)
+    assert warnings == [f"[nat] {option}={value} is below the RFC floor of {floor} s"]
+
+
+def test_per_host_quota_above_table_bound_is_clamped_with_warning(tmp_path):
+    warnings: list[str] = []
+    c = load(tmp_path, warnings, max_connections="10")
+    assert c.max_connections == 10 and c.max_connections_per_host == 10
+    assert warnings == ["[nat] max_connections_per_host=4096 exceeds max_connections=10; "
+                        "using 10"]
+
+
+def test_rfc_defaults_do_not_warn(tmp_path):
+    warnings: list[str] = []
+    load(tmp_path, warnings)
+    assert warnings == []
