@@ -51,7 +51,16 @@ OPTS = [
     cfg.IntOpt("max_connections_per_host", default=4096,
                help="sessions one inside host may hold (RFC 6888 REQ-4)"),
     cfg.StrOpt("dpid", help="datapath id to serve (decimal or 0x-hex); default every switch"),
+    cfg.StrOpt("filtering", default="address-and-port-dependent",
+               help="inbound filtering for TCP and UDP (RFC 4787 REQ-8): "
+                    "endpoint-independent, address-dependent or address-and-port-dependent"),
+    cfg.IntOpt("port_quarantine", default=120,
+               help="seconds a freed external port is not reused (RFC 6888 REQ-8); 0 = off"),
+    cfg.BoolOpt("log_mappings", default=True,
+                help="log each mapping creation and deletion (RFC 6888 section 4)"),
 ]
+
+FILTERING_MODES = ("endpoint-independent", "address-dependent", "address-and-port-dependent")
 
 
 class ConfigError(ValueError):
@@ -81,6 +90,9 @@ class NatConfig:
     max_connections: int
     max_connections_per_host: int
     dpid: int | None
+    filtering: str = "address-and-port-dependent"
+    port_quarantine: int = 120
+    log_mappings: bool = True
 
     @property
     def external_address(self) -> ipaddress.IPv4Address:
@@ -238,7 +250,16 @@ def load(conf: cfg.ConfigOpts | None = None,
              f"max_connections={max_conn}; using {max_conn}")
         per_host = max_conn
 
+    filtering = (group.filtering or "").strip().lower()
+    if filtering not in FILTERING_MODES:
+        raise ConfigError("filtering", group.filtering, f"must be one of {', '.join(FILTERING_MODES)}")
+    if group.port_quarantine is None or not 0 <= group.port_quarantine <= 86400:
+        raise ConfigError("port_quarantine", group.port_quarantine, "must be 0..86400 seconds")
+
     return NatConfig(
+        filtering=filtering,
+        port_quarantine=group.port_quarantine,
+        log_mappings=bool(group.log_mappings),
         external_ip=external_ip,
         external_port=_external_port(group.external_port),
         external_gateway_ip=ext_gw,

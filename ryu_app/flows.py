@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from dataclasses import dataclass
 from typing import Sequence
 
 from ryu.ofproto import ether, inet
@@ -39,13 +40,18 @@ class CookieKind(enum.IntEnum):
     INFRA = 0x01        # table-miss, ARP, gateway ICMP, filters
     SESSION_OUT = 0x10  # forward (inside -> outside) flow of a session
     SESSION_IN = 0x11   # reverse (outside -> inside) flow of a session
+    MAPPING = 0x12      # inbound probe of a mapping (id = protocol << 16 | port)
 
 
 class Priority(enum.IntEnum):
     """Priority bands of TABLE_NAT, highest first."""
 
     SESSION = 1000      # per-session forward/reverse rewrites
+    MAPPING = 800       # inbound to a mapped port from a new remote (filtering)
     GATEWAY = 500       # traffic addressed to the gateway itself (ARP, ping)
+    UNSOLICITED = 20    # inbound to the NAT address with no session: dropped
+    OUTSIDE = 10        # anything else from the uplink: dropped
+    NEW_FLOW = 5        # inside IPv4 with no session: to the controller
     MISS = 0            # table-miss
 
 
@@ -57,6 +63,10 @@ class InfraRule(enum.IntEnum):
     ARP_OUTSIDE = 3
     ICMP_INSIDE = 4
     ICMP_OUTSIDE = 5
+    UNSOLICITED_DROP = 6
+    OUTSIDE_DROP = 7
+    NEW_FLOW = 8
+    INSIDE_IPV6_DROP = 9
 
 
 def make_cookie(kind: CookieKind, ident: int) -> int:
@@ -143,3 +153,161 @@ def packet_out(out_port: int, data: bytes,
     """Send ``data`` (a whole frame built by the controller) out of ``out_port``."""
     return parser.OFPPacketOut(None, buffer_id=ofp.OFP_NO_BUFFER, in_port=in_port,
                                actions=[parser.OFPActionOutput(out_port, 0)], data=data)
+
+
+def uplink_filters(uplink: int, nat_address: ipaddress.IPv4Address) -> list[parser.OFPFlowMod]:
+    """Drop in the switch what comes from outside without a session.
+
+    Unsolicited inbound to the NAT address (RFC 5382 REQ-4: no answer, no
+    RST) gets its own rule so its packet count is the "unsolicited" counter;
+    everything else from the uplink (other hosts' traffic on the segment,
+    IPv6, floods) is dropped by a broader rule below it.
+    """
+    return [
+        flow_add(make_cookie(CookieKind.INFRA, InfraRule.UNSOLICITED_DROP), Priority.UNSOLICITED,
+                 parser.OFPMatch(in_port=uplink, eth_type=ether.ETH_TYPE_IP,
+                                 ipv4_dst=str(nat_address)), []),
+        flow_add(make_cookie(CookieKind.INFRA, InfraRule.OUTSIDE_DROP), Priority.OUTSIDE,
+                 parser.OFPMatch(in_port=uplink), []),
+    ]
+
+
+def inside_rules() -> list[parser.OFPFlowMod]:
+    """Inside IPv4 without a session goes to the controller; inside IPv6 is dropped."""
+    return [
+        flow_add(make_cookie(CookieKind.INFRA, InfraRule.NEW_FLOW), Priority.NEW_FLOW,
+                 parser.OFPMatch(eth_type=ether.ETH_TYPE_IP), _to_controller()),
+        flow_add(make_cookie(CookieKind.INFRA, InfraRule.INSIDE_IPV6_DROP), Priority.NEW_FLOW,
+                 parser.OFPMatch(eth_type=ether.ETH_TYPE_IPV6), []),
+    ]
+
+
+@dataclass(frozen=True)
+class SessionPath:
+    """Everything the two flows of one session need, as plain values.
+
+    For ICMP echo, ``inside_port``/``external_port``/``remote_port`` are the
+    echo identifier; OpenFlow 1.3 can neither match nor rewrite it, so ICMP
+    flows match addresses and echo type only (see ``ryu_app.icmp_echo``).
+    """
+
+    session_id: int
+    protocol: int
+    inside_ip: str
+    inside_port: int
+    external_ip: str
+    external_port: int
+    remote_ip: str
+    remote_port: int
+    inside_mac: str
+    inside_switch_port: int
+    next_hop_mac: str
+    uplink: int
+    gateway_mac: str
+    idle_timeout: int
+
+
+_L4_FIELDS = {inet.IPPROTO_TCP: ("tcp_src", "tcp_dst"), inet.IPPROTO_UDP: ("udp_src", "udp_dst")}
+
+
+def _match(protocol: int, in_port: int, src: str, dst: str, sport: int, dport: int,
+           icmp_type: int) -> parser.OFPMatch:
+    fields: dict = {"in_port": in_port, "eth_type": ether.ETH_TYPE_IP, "ip_proto": protocol,
+                    "ipv4_src": src, "ipv4_dst": dst}
+    if protocol in _L4_FIELDS:
+        src_field, dst_field = _L4_FIELDS[protocol]
+        fields[src_field], fields[dst_field] = sport, dport
+    else:
+        fields["icmpv4_type"] = icmp_type
+    return parser.OFPMatch(**fields)
+
+
+ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0
+
+
+def forward_match(p: SessionPath) -> parser.OFPMatch:
+    return _match(p.protocol, p.inside_switch_port, p.inside_ip, p.remote_ip,
+                  p.inside_port, p.remote_port, ICMP_ECHO_REQUEST)
+
+
+def reverse_match(p: SessionPath) -> parser.OFPMatch:
+    return _match(p.protocol, p.uplink, p.remote_ip, p.external_ip,
+                  p.remote_port, p.external_port, ICMP_ECHO_REPLY)
+
+
+def forward_actions(p: SessionPath) -> list:
+    """Rewrite the source to the NAT address and port, route out the uplink."""
+    actions = [parser.OFPActionSetField(eth_src=p.gateway_mac),
+               parser.OFPActionSetField(eth_dst=p.next_hop_mac),
+               parser.OFPActionSetField(ipv4_src=p.external_ip)]
+    if p.protocol in _L4_FIELDS and p.external_port != p.inside_port:
+        actions.append(parser.OFPActionSetField(**{_L4_FIELDS[p.protocol][0]: p.external_port}))
+    return actions + [parser.OFPActionDecNwTtl(), parser.OFPActionOutput(p.uplink, 0)]
+
+
+def reverse_actions(p: SessionPath) -> list:
+    """Rewrite the destination back to the inside host and deliver to its port."""
+    actions = [parser.OFPActionSetField(eth_src=p.gateway_mac),
+               parser.OFPActionSetField(eth_dst=p.inside_mac),
+               parser.OFPActionSetField(ipv4_dst=p.inside_ip)]
+    if p.protocol in _L4_FIELDS and p.external_port != p.inside_port:
+        actions.append(parser.OFPActionSetField(**{_L4_FIELDS[p.protocol][1]: p.inside_port}))
+    return actions + [parser.OFPActionDecNwTtl(),
+                      parser.OFPActionOutput(p.inside_switch_port, 0)]
+
+
+def session_flows(p: SessionPath) -> list[parser.OFPFlowMod]:
+    """The forward and reverse flows of a session; idle timeout = its expiry."""
+    flags = ofp.OFPFF_SEND_FLOW_REM
+    return [
+        flow_add(make_cookie(CookieKind.SESSION_OUT, p.session_id), Priority.SESSION,
+                 forward_match(p), forward_actions(p), p.idle_timeout, flags),
+        flow_add(make_cookie(CookieKind.SESSION_IN, p.session_id), Priority.SESSION,
+                 reverse_match(p), reverse_actions(p), p.idle_timeout, flags),
+    ]
+
+
+def session_flow(p: SessionPath, kind: CookieKind) -> parser.OFPFlowMod:
+    """One of the two flows again (re-added to change its idle timeout)."""
+    out, back = session_flows(p)
+    return out if kind == CookieKind.SESSION_OUT else back
+
+
+def delete_session_flows(session_id: int, kind: CookieKind | None = None) -> parser.OFPFlowMod:
+    """Delete both flows of a session (or one of them), by cookie only."""
+    if kind is None:  # SESSION_OUT 0x10 and SESSION_IN 0x11 differ in their last bit
+        cookie = make_cookie(CookieKind.SESSION_OUT, session_id)
+        mask = APP_COOKIE_MASK | (0xFE << _KIND_SHIFT) | ID_MASK
+    else:
+        cookie, mask = make_cookie(kind, session_id), KIND_COOKIE_MASK | ID_MASK
+    return parser.OFPFlowMod(None, cookie=cookie, cookie_mask=mask, table_id=TABLE_NAT,
+                             command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY,
+                             out_group=ofp.OFPG_ANY, match=parser.OFPMatch())
+
+
+def flow_stats_request() -> parser.OFPFlowStatsRequest:
+    """Stats of our flows only (cookie mask), for counters and the drop rules."""
+    return parser.OFPFlowStatsRequest(None, 0, TABLE_NAT, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                                      APP_TAG << _APP_SHIFT, APP_COOKIE_MASK, parser.OFPMatch())
+
+
+def packet_out_actions(actions: Sequence, data: bytes,
+                       in_port: int = ofp.OFPP_CONTROLLER) -> parser.OFPPacketOut:
+    """Send ``data`` through ``actions`` (e.g. a new session's forward actions)."""
+    return parser.OFPPacketOut(None, buffer_id=ofp.OFP_NO_BUFFER, in_port=in_port,
+                               actions=list(actions), data=data)
+
+
+def mapping_probe(uplink: int, nat_address: str, protocol: int, port: int,
+                  add: bool = True) -> parser.OFPFlowMod:
+    """Inbound to a mapped external port from a remote with no session yet:
+    to the controller, which applies the filtering mode (EIF/ADF only)."""
+    cookie = make_cookie(CookieKind.MAPPING, (protocol << 16) | port)
+    if not add:
+        return parser.OFPFlowMod(None, cookie=cookie, cookie_mask=KIND_COOKIE_MASK | ID_MASK,
+                                 table_id=TABLE_NAT, command=ofp.OFPFC_DELETE,
+                                 out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+                                 match=parser.OFPMatch())
+    fields = {"in_port": uplink, "eth_type": ether.ETH_TYPE_IP, "ip_proto": protocol,
+              "ipv4_dst": nat_address, _L4_FIELDS[protocol][1]: port}
+    return flow_add(cookie, Priority.MAPPING, parser.OFPMatch(**fields), _to_controller())

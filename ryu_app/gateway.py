@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
 from ryu.ofproto import ether, inet
@@ -17,6 +18,8 @@ from ryu.ofproto import ether, inet
 from ryu_app import flows, replies
 from ryu_app.config import NatConfig
 from ryu_app.counters import GatewayCounters
+from ryu_app.nat_service import NatService
+from ryu_app.packet_info import classify
 
 LOG = logging.getLogger(__name__)
 
@@ -28,6 +31,7 @@ class SwitchState:
     dpid: int
     uplink: int | None = None                     # OpenFlow port to the outside
     ports: dict[str, int] = field(default_factory=dict)  # interface name -> port
+    nat: NatService | None = None                 # exists once the uplink is known
 
 
 class Gateway:
@@ -80,20 +84,49 @@ class Gateway:
         return self._gateway_rules(state)
 
     def _gateway_rules(self, state: SwitchState) -> list:
-        """ARP and ping for the gateway's two addresses, each on its own side."""
+        """ARP and ping for the gateway's two addresses, each on its own side;
+        drop rules for the uplink; new inside flows to the controller."""
         cfg, up = self.config, state.uplink
+        state.nat = NatService(cfg, self.counters, up)
         rules = [
             flows.arp_to_controller(flows.InfraRule.ARP_OUTSIDE, up, cfg.external_address),
             flows.icmp_to_controller(flows.InfraRule.ICMP_OUTSIDE, up, cfg.external_address),
             flows.arp_to_controller(flows.InfraRule.ARP_INSIDE, None, cfg.internal_gateway_ip),
             flows.icmp_to_controller(flows.InfraRule.ICMP_INSIDE, None, cfg.internal_gateway_ip),
         ]
-        return rules
+        return rules + flows.uplink_filters(up, cfg.external_address) + flows.inside_rules()
+
+    # -- session life cycle, delegated to the switch's NatService ---------------
+    def flow_removed(self, dpid: int, cookie: int, reason: int, packets: int, octets: int,
+                     now: float | None = None) -> list:
+        nat = self._nat(dpid)
+        return nat.flow_removed(cookie, reason, packets, octets, _now(now)) if nat else []
+
+    def flow_stats(self, dpid: int, entries: Iterable[tuple[int, int, int]],
+                   now: float | None = None) -> list:
+        nat = self._nat(dpid)
+        return nat.flow_stats(list(entries), _now(now)) if nat else []
+
+    def tick(self, now: float | None = None) -> dict[int, list]:
+        """Periodic work of every switch: ARP retries, expiry backstop."""
+        grace = 2 * self.config.stats_interval + 2
+        return {dpid: state.nat.tick(_now(now), grace)
+                for dpid, state in self.switches.items() if state.nat is not None}
+
+    def delete_session(self, dpid: int, sid: int, now: float | None = None) -> list | None:
+        """End session ``sid`` on ``dpid`` (operator); None if there is none."""
+        nat = self._nat(dpid)
+        return nat.delete(sid, _now(now)) if nat else None
+
+    def _nat(self, dpid: int) -> NatService | None:
+        state = self.switches.get(dpid)
+        return state.nat if state is not None else None
 
     # -- packets ---------------------------------------------------------------
-    def packet_in(self, dpid: int, in_port: int, data: bytes) -> list:
-        """Answer what is addressed to the gateway; count and drop the rest."""
+    def packet_in(self, dpid: int, in_port: int, data: bytes, now: float | None = None) -> list:
+        """Answer what is addressed to the gateway; NAT the rest; count drops."""
         self.counters.packet_ins += 1
+        now = _now(now)
         state = self.switches.get(dpid)
         if state is None:
             self.counters.drop("unknown_switch")
@@ -109,23 +142,20 @@ class Gateway:
             return []
         outside = state.uplink is not None and in_port == state.uplink
         if eth.ethertype == ether.ETH_TYPE_ARP:
-            return self._arp(pkt, eth, in_port, outside)
+            return self._arp(state, pkt, eth, in_port, outside, now)
         if eth.ethertype == ether.ETH_TYPE_IP:
-            return self._ipv4(pkt, eth, in_port, outside)
+            return self._ipv4(state, pkt, eth, in_port, outside, data, now)
         if eth.ethertype == ether.ETH_TYPE_IPV6:
             self.counters.drop("ipv6")
         else:
             self.counters.drop("unsupported_ethertype")
         return []
 
-    def _arp(self, pkt: packet.Packet, eth: ethernet.ethernet, in_port: int,
-             outside: bool) -> list:
+    def _arp(self, state: SwitchState, pkt: packet.Packet, eth: ethernet.ethernet,
+             in_port: int, outside: bool, now: float) -> list:
         req = pkt.get_protocol(arp.arp)
         if req is None:
             self.counters.drop("malformed")
-            return []
-        if req.opcode != arp.ARP_REQUEST:
-            self.counters.drop("arp_not_request")
             return []
         ours = str(self.config.external_address if outside else self.config.internal_gateway_ip)
         if req.dst_ip != ours:
@@ -134,11 +164,20 @@ class Gateway:
         if not self._source_plausible(req.src_ip, outside):
             self.counters.drop("spoofed_source")
             return []
+        msgs = []
+        if state.nat is not None:   # either opcode teaches us where the sender is
+            if outside:
+                msgs += state.nat.learn_next_hop(req.src_ip, req.src_mac, now)
+            else:
+                state.nat.hosts.learn(req.src_ip, req.src_mac, in_port)
+        if req.opcode != arp.ARP_REQUEST:
+            return msgs
         self.counters.arp_replies += 1
-        return [flows.packet_out(in_port, replies.arp_reply(eth, req, self.config.gateway_mac))]
+        reply = replies.arp_reply(eth, req, self.config.gateway_mac)
+        return [flows.packet_out(in_port, reply)] + msgs
 
-    def _ipv4(self, pkt: packet.Packet, eth: ethernet.ethernet, in_port: int,
-              outside: bool) -> list:
+    def _ipv4(self, state: SwitchState, pkt: packet.Packet, eth: ethernet.ethernet,
+              in_port: int, outside: bool, data: bytes, now: float) -> list:
         ip = pkt.get_protocol(ipv4.ipv4)
         if ip is None:
             self.counters.drop("malformed")
@@ -146,10 +185,12 @@ class Gateway:
         ours = str(self.config.external_address if outside else self.config.internal_gateway_ip)
         if ip.dst == ours and ip.proto == inet.IPPROTO_ICMP:
             req = pkt.get_protocol(icmp.icmp)
-            if req is None or not isinstance(req.data, icmp.echo):
+            if req is None:
                 self.counters.drop("malformed")
                 return []
-            if req.type != icmp.ICMP_ECHO_REQUEST:
+            if req.type != icmp.ICMP_ECHO_REQUEST or not isinstance(req.data, icmp.echo):
+                if outside and state.nat is not None:   # echo replies, errors
+                    return state.nat.from_outside(eth.src, classify(pkt, ip), data, now)
                 self.counters.drop("icmp_to_gateway_not_echo")
                 return []
             if not self._source_plausible(ip.src, outside):
@@ -158,8 +199,12 @@ class Gateway:
             self.counters.icmp_echo_replies += 1
             reply = replies.echo_reply(eth, ip, req, self.config.gateway_mac)
             return [flows.packet_out(in_port, reply)]
-        self.counters.drop("no_session_handler")
-        return []
+        if state.nat is None:
+            self.counters.drop("uplink_unknown")
+            return []
+        if outside:
+            return state.nat.from_outside(eth.src, classify(pkt, ip), data, now)
+        return state.nat.from_inside(in_port, eth.src, classify(pkt, ip), data, now)
 
     def _source_plausible(self, src: str, outside: bool) -> bool:
         """Inside sources must be in the inside subnet; outside ones must not."""
@@ -169,3 +214,7 @@ class Gateway:
             return False
         inside = addr in self.config.internal_subnet
         return inside != outside and not (addr.is_multicast or addr.is_unspecified)
+
+
+def _now(now: float | None) -> float:
+    return time.monotonic() if now is None else now

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 from ryu.app.wsgi import ControllerBase, Response, route
 
+from ryu_app.views import LookupError_
+
 APP_KEY = "ryu_snat_app"
 ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
@@ -36,7 +38,7 @@ def json_endpoint(func: Callable[..., Any]) -> Callable[..., Response]:
     def wrapper(self: ControllerBase, req: Any, **kwargs: Any) -> Response:
         try:
             return json_response(func(self, req, **kwargs))
-        except RestError as err:
+        except (RestError, LookupError_) as err:
             return json_response({"error": err.message}, err.status)
     return wrapper
 
@@ -51,9 +53,57 @@ class NatRestController(ControllerBase):
     @route("nat", "/nat/stats", methods=["GET"])
     @json_endpoint
     def stats(self, req: Any, **_: Any) -> dict:
-        if req.GET:
-            raise RestError(400, f"unknown query parameter(s): {', '.join(sorted(req.GET))}")
+        _query(req, set())
         return self.app.stats_snapshot()
+
+    @route("nat", "/nat/connections", methods=["GET"])
+    @json_endpoint
+    def connections(self, req: Any, **_: Any) -> list:
+        query = _query(req, {"protocol", "internal_ip"})
+        return self.app.view.connections(query.get("protocol"), query.get("internal_ip"))
+
+    @route("nat", "/nat/connections/{sid}", methods=["GET"])
+    @json_endpoint
+    def connection(self, req: Any, sid: str, **_: Any) -> dict:
+        query = _query(req, {"dpid"})
+        return self.app.view.connection(_session_id(sid), _dpid(query.get("dpid")))
+
+    @route("nat", "/nat/connections/{sid}", methods=["DELETE"])
+    @json_endpoint
+    def delete_connection(self, req: Any, sid: str, **_: Any) -> dict:
+        query = _query(req, {"dpid"})
+        dpid, _nat, session = self.app.view.find(_session_id(sid), _dpid(query.get("dpid")))
+        self.app.delete_connection(dpid, session.id)
+        return {"deleted": session.id, "dpid": dpid}
+
+
+def _query(req: Any, allowed: set[str]) -> dict[str, str]:
+    """The query string as a dict; unknown or repeated parameters are a 400."""
+    unknown = sorted(set(req.GET) - allowed)
+    if unknown:
+        raise RestError(400, f"unknown query parameter(s): {', '.join(unknown)}")
+    query = {}
+    for key in req.GET:
+        values = req.GET.getall(key)
+        if len(values) != 1:
+            raise RestError(400, f"query parameter {key} given {len(values)} times")
+        query[key] = values[0]
+    return query
+
+
+def _session_id(raw: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 2 ** 32:
+        raise RestError(400, f"connection id must be an integer 1..4294967295, got {raw!r}")
+    return int(raw)
+
+
+def _dpid(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw, 0)
+    except ValueError:
+        raise RestError(400, f"dpid must be an integer, got {raw!r}") from None
 
 
 class NatFallbackController(ControllerBase):

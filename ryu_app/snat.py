@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 from ryu import cfg as ryu_cfg
@@ -16,12 +17,14 @@ from ryu.base import app_manager
 from ryu.controller import ofp_event
 from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER
 from ryu.controller.handler import set_ev_cls
+from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
 from ryu_app import config, flows
 from ryu_app.gateway import Gateway
 from ryu_app.rest import APP_KEY, NatFallbackController, NatRestController
 from ryu_app.sender import Sender
+from ryu_app.views import ConnectionsView
 
 LOG = logging.getLogger("ryu_app.snat")
 config.register(ryu_cfg.CONF)   # before ryu-manager reads the [nat] group
@@ -44,18 +47,50 @@ class SnatApp(app_manager.RyuApp):
             raise SystemExit(2) from None
         self.gateway = Gateway(self.config)
         self.sender = Sender()
+        self.datapaths: dict[int, Any] = {}
+        self.view = ConnectionsView(self.gateway)
         wsgi: WSGIApplication = kwargs["wsgi"]
         wsgi.register(NatRestController, {APP_KEY: self})
         wsgi.register(NatFallbackController, {})
         LOG.info("ryu-snat: NAT address %s, inside %s (gateway %s), uplink %s",
                  self.config.external_ip, self.config.internal_subnet,
                  self.config.internal_gateway_ip, self.config.external_port)
+        self.threads.append(hub.spawn(self._every, 1.0, self._tick))
+        self.threads.append(hub.spawn(self._every, self.config.stats_interval, self._poll_stats))
 
-    # -- REST ------------------------------------------------------------
+    # -- REST (called by ryu_app.rest) --------------------------------------
     def stats_snapshot(self) -> dict:
-        snap = {"switches_connected": len(self.gateway.switches)}
-        snap.update(self.gateway.counters.as_dict())
-        return snap
+        return self.view.stats()
+
+    def delete_connection(self, dpid: int, sid: int) -> bool:
+        msgs = self.gateway.delete_session(dpid, sid)
+        if msgs is None:
+            return False
+        self._send(dpid, msgs)
+        return True
+
+    # -- timers --------------------------------------------------------------
+    def _every(self, seconds: float, work: Any) -> None:
+        """Run ``work`` every ``seconds``; a failure is logged, never fatal."""
+        while True:
+            hub.sleep(seconds)
+            try:
+                work()
+            except Exception:
+                LOG.exception("periodic %s failed", work.__name__)
+
+    def _tick(self) -> None:
+        for dpid, msgs in self.gateway.tick(time.monotonic()).items():
+            self._send(dpid, msgs)
+
+    def _poll_stats(self) -> None:
+        for dpid in list(self.gateway.switches):
+            self._send(dpid, [flows.flow_stats_request()])
+
+    def _send(self, dpid: int, msgs: list) -> None:
+        dp = self.datapaths.get(dpid)
+        if dp is not None and msgs:
+            self.sender.send(dp, msgs)
 
     # -- OpenFlow events ---------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -65,6 +100,7 @@ class SnatApp(app_manager.RyuApp):
             LOG.info("ignoring switch %016x (dpid option is %016x)", dp.id, self.config.dpid)
             return
         LOG.info("switch %016x connected", dp.id)
+        self.datapaths[dp.id] = dp
         self.sender.send(dp, self.gateway.switch_connected(dp.id))
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
@@ -73,6 +109,7 @@ class SnatApp(app_manager.RyuApp):
         if dp.id is not None and dp.id in self.gateway.switches:
             LOG.info("switch %016x disconnected", dp.id)
             self.gateway.switch_disconnected(dp.id)
+            self.datapaths.pop(dp.id, None)
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     def _port_desc(self, ev: Any) -> None:
@@ -91,6 +128,18 @@ class SnatApp(app_manager.RyuApp):
         msg = ev.msg
         dp = msg.datapath
         self.sender.send(dp, self.gateway.packet_in(dp.id, msg.match["in_port"], msg.data))
+
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    def _flow_removed(self, ev: Any) -> None:
+        msg = ev.msg
+        self._send(msg.datapath.id, self.gateway.flow_removed(
+            msg.datapath.id, msg.cookie, msg.reason, msg.packet_count, msg.byte_count))
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _flow_stats(self, ev: Any) -> None:
+        msg = ev.msg
+        entries = [(f.cookie, f.packet_count, f.byte_count) for f in msg.body]
+        self._send(msg.datapath.id, self.gateway.flow_stats(msg.datapath.id, entries))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev: Any) -> None:

@@ -40,6 +40,8 @@ def test_defaults(tmp_path):
     assert c.stats_interval == 10
     assert c.max_connections == 100000 and c.max_connections_per_host == 4096
     assert c.dpid is None
+    assert c.filtering == "address-and-port-dependent"
+    assert c.port_quarantine == 120 and c.log_mappings is True
 
 
 def test_config_is_frozen(tmp_path):
@@ -75,6 +77,10 @@ def test_options_live_on_ryu_conf():
     ("dpid", "0x1", 1),
     ("dpid", "42", 42),
     ("dpid", "0xffffffffffffffff", 2 ** 64 - 1),
+    ("filtering", "endpoint-independent", "endpoint-independent"),
+    ("filtering", "Address-Dependent", "address-dependent"),
+    ("port_quarantine", "0", 0),
+    ("log_mappings", "false", False),
 ])
 def test_good_values(tmp_path, option, value, expected):
     extra = {"internal_gateway_ip": None} if option == "internal_subnet" else {}
@@ -119,6 +125,8 @@ def test_good_values(tmp_path, option, value, expected):
     ("max_connections", "0", "at least 1"),
     ("max_connections_per_host", "0", "at least 1"),
     ("dpid", "s1", "not a decimal or 0x-hex"),
+    ("filtering", "full-cone", "must be one of endpoint-independent"),
+    ("port_quarantine", "-1", "must be 0..86400"),
     ("dpid", "0x10000000000000000", "outside"),
 ])
 def test_bad_values_name_the_option(tmp_path, option, value, problem):

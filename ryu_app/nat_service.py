@@ -1,0 +1,385 @@
+"""Source NAT on one switch: sessions live in conntrack, their flows in the switch.
+
+:class:`NatService` turns packet-ins, flow-removed messages, flow stats and
+the passing of time into lists of OpenFlow messages.  It decides nothing about
+mappings itself (that is :mod:`conntrack`'s job) and sends nothing (that is
+the Ryu shell's).
+
+Life of a TCP/UDP session:
+
+1. The first inside packet reaches the controller (no flow matches).  The
+   engine creates the session (or returns it, for a duplicate packet-in).
+2. Once the next hop's MAC is known (ARP, with a bounded hold queue), the
+   forward and reverse flows go in with idle timeout = the session's timeout,
+   and the packet itself is sent through the forward flow's actions.
+3. Flow stats set the session's counters; growth refreshes it in conntrack;
+   a TCP handshake seen in the counters moves it to ESTABLISHED, and both
+   flows are re-added with the longer idle timeout.
+4. When one flow idles out while the other is still there, the session
+   lives on if the surviving direction may refresh it (outbound always,
+   RFC 4787 REQ-6; inbound only once replied): the idle flow is re-added.
+   Otherwise, or when both are gone, the session ends and its port is freed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+
+from ryu.ofproto import ofproto_v1_3 as ofp
+
+from conntrack import INBOUND, OUTBOUND, Event, EventKind, Refused, Session, State, TCP, TcpFlags
+from ryu_app import flows, replies
+from ryu_app.config import NatConfig
+from ryu_app.counters import GatewayCounters
+from ryu_app.engine import make_engine
+from ryu_app.flows import CookieKind, SessionPath
+from ryu_app.neighbors import InsideHosts, NextHops
+from ryu_app.packet_info import ICMP, PacketInfo
+
+LOG = logging.getLogger(__name__)
+MAPPING_LOG = logging.getLogger("ryu_snat.mappings")
+_OTHER = {CookieKind.SESSION_OUT: CookieKind.SESSION_IN, CookieKind.SESSION_IN: CookieKind.SESSION_OUT}
+_NOT_UNICAST = [ipaddress.IPv4Network(n) for n in
+                ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4")]
+
+
+@dataclass
+class FlowRecord:
+    """What the switch holds for one session, and its counters across flows."""
+
+    path: SessionPath
+    installed: set = field(default_factory=set)
+    base: dict = field(default_factory=lambda: {k: (0, 0) for k in _OTHER})
+    current: dict = field(default_factory=lambda: {k: (0, 0) for k in _OTHER})
+    ending: bool = False
+
+    def update(self, kind: CookieKind, packets: int, octets: int) -> None:
+        """Counters of a live flow; a drop means it was replaced from zero."""
+        old = self.current[kind]
+        if packets < old[0]:
+            self.retire(kind, *old)
+        self.current[kind] = (packets, octets)
+
+    def retire(self, kind: CookieKind, packets: int, octets: int) -> None:
+        """A flow is gone with these final counts: keep them in the base."""
+        base = self.base[kind]
+        self.base[kind] = (base[0] + packets, base[1] + octets)
+        self.current[kind] = (0, 0)
+
+    def totals(self) -> tuple[int, int, int, int]:
+        out = [b + c for b, c in zip(self.base[CookieKind.SESSION_OUT],
+                                     self.current[CookieKind.SESSION_OUT])]
+        back = [b + c for b, c in zip(self.base[CookieKind.SESSION_IN],
+                                      self.current[CookieKind.SESSION_IN])]
+        return out[0], out[1], back[0], back[1]
+
+
+class NatService:
+    """Sessions and flows of one switch, given its uplink port number."""
+
+    def __init__(self, config: NatConfig, counters: GatewayCounters, uplink: int) -> None:
+        self.config = config
+        self.counters = counters
+        self.uplink = uplink
+        self.ct = make_engine(config, on_event=self._log_event)
+        self.records: dict[int, FlowRecord] = {}
+        self.next_hops: NextHops[tuple[int, int, bytes]] = NextHops()
+        self.hosts = InsideHosts()
+        self.switch_drops: dict[str, int] = {}
+        self._external = str(config.external_address)
+        self._probes: set[tuple[int, int]] = set()
+        from ryu_app.echo_paths import EchoPaths   # ICMP echo needs the records above
+        self.echo = EchoPaths(self)
+
+    # -- packets from inside ------------------------------------------------------
+    def from_inside(self, in_port: int, eth_src: str, info: PacketInfo | str,
+                    data: bytes, now: float) -> list:
+        """The first packet(s) of an inside host's flow: map, install, send on."""
+        if isinstance(info, str):
+            return self._drop(info)
+        src, dst = ipaddress.IPv4Address(info.src), ipaddress.IPv4Address(info.dst)
+        reason = self._outbound_problem(src, dst, info)
+        if reason:
+            return self._drop(reason)
+        self.hosts.learn(info.src, eth_src, in_port)
+        if self.next_hop(info.dst) is None:
+            return self._drop("no_route")
+        session = self.ct.lookup_outbound(info.protocol, info.src, info.sport, info.dst, info.dport)
+        if session is None:
+            if info.protocol == TCP and info.tcp_flags & (TcpFlags.SYN | TcpFlags.ACK) != TcpFlags.SYN:
+                return self._drop("tcp_not_syn")   # no mapping for a stream we never saw open
+            try:
+                session = self.ct.create_outbound(info.protocol, info.src, info.sport, info.dst,
+                                                  info.dport, now, info.tcp_flags)
+            except Refused as refused:
+                return self._drop(refused.reason.value)
+        return self._send_out(session, data, now)
+
+    def _outbound_problem(self, src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address,
+                          info: PacketInfo) -> str:
+        cfg = self.config
+        if src not in cfg.internal_subnet or src == cfg.internal_gateway_ip:
+            return "spoofed_source"
+        if dst in cfg.internal_subnet:
+            return "inside_destination"
+        if dst == cfg.external_address:
+            return "hairpin_unsupported"
+        if dst == ipaddress.IPv4Address("255.255.255.255") or any(dst in n for n in _NOT_UNICAST):
+            return "not_unicast"
+        if info.ttl <= 1:
+            return "ttl_expired"
+        if info.protocol == ICMP and not info.is_echo_request:
+            return "icmp_unsupported"
+        return ""
+
+    def next_hop(self, remote: str) -> str | None:
+        """Remotes on the external prefix directly, others via the gateway."""
+        if ipaddress.IPv4Address(remote) in self.config.external_ip.network:
+            return remote
+        gw = self.config.external_gateway_ip
+        return str(gw) if gw is not None else None
+
+    def _send_out(self, session: Session, data: bytes, now: float) -> list:
+        """Send ``data`` of ``session`` outwards, once its next hop is known."""
+        remote = str(session.remote_ip)
+        hop = self.next_hop(remote)
+        mac = self.next_hops.lookup(hop, now)
+        if mac is None:
+            accepted, ask = self.next_hops.hold(hop, (session.id, OUTBOUND, data), now)
+            if not accepted:
+                self._drop("arp_queue_full")
+            return [self._arp_request(hop)] if ask else []
+        if session.protocol == ICMP:
+            return self.echo.outbound(session, mac, data, now)
+        msgs = self._ensure_flows(session, mac)
+        rec = self.records[session.id]
+        msgs.append(flows.packet_out_actions(flows.forward_actions(rec.path), data))
+        return msgs
+
+    def _arp_request(self, ip: str) -> object:
+        frame = replies.arp_request(self.config.gateway_mac, self._external, ip)
+        return flows.packet_out(self.uplink, frame)
+
+    # -- packets from outside ------------------------------------------------------
+    def from_outside(self, eth_src: str, info: PacketInfo | str, data: bytes, now: float) -> list:
+        """Inbound to the NAT address that reached the controller: a mapping
+        probe (EIF/ADF filtering) or ICMP echo on the controller path."""
+        if isinstance(info, str):
+            return self._drop(info)
+        if info.dst != self._external:
+            return self._drop("outside_not_for_us")
+        if self.next_hop(info.src) == info.src:
+            self.next_hops.learn(info.src, eth_src, now)
+        if info.protocol == ICMP:
+            if info.is_echo_reply:
+                return self.echo.inbound(info, data, now)
+            return self._drop("icmp_unsupported")
+        try:
+            session = self.ct.accept_inbound(info.protocol, info.src, info.sport, info.dst,
+                                             info.dport, now, info.tcp_flags)
+        except Refused as refused:
+            return self._drop(f"inbound_{refused.reason.value}")
+        host = self.hosts.get(str(session.inside_ip))
+        mac = self.next_hops.lookup(self.next_hop(info.src) or "", now)
+        if host is None or mac is None:
+            return self._drop("inbound_unresolved")
+        msgs = self._ensure_flows(session, mac)
+        msgs.append(flows.packet_out_actions(flows.reverse_actions(self.records[session.id].path),
+                                             data))
+        return msgs
+
+    def learn_next_hop(self, ip: str, mac: str, now: float) -> list:
+        """An ARP from the outside told us ``ip`` is at ``mac``: release what waited."""
+        if ipaddress.IPv4Address(ip) not in self.config.external_ip.network:
+            return []
+        msgs: list = []
+        for sid, _direction, data in self.next_hops.learn(ip, mac, now):
+            session = self.ct.get(sid)
+            if session is not None:
+                msgs += self._send_out(session, data, now)
+        return msgs
+
+    # -- flows ------------------------------------------------------------------------
+    def path(self, session: Session, next_hop_mac: str) -> SessionPath | None:
+        host = self.hosts.get(str(session.inside_ip))
+        if host is None:
+            return None
+        return SessionPath(
+            session_id=session.id, protocol=session.protocol,
+            inside_ip=str(session.inside_ip), inside_port=session.inside_port,
+            external_ip=self._external, external_port=session.external_port,
+            remote_ip=str(session.remote_ip), remote_port=session.remote_port,
+            inside_mac=host.mac, inside_switch_port=host.port, next_hop_mac=next_hop_mac,
+            uplink=self.uplink, gateway_mac=self.config.gateway_mac,
+            idle_timeout=int(session.timeout))
+
+    def _ensure_flows(self, session: Session, next_hop_mac: str) -> list:
+        """Both flows of ``session`` unless already sent (duplicate packet-ins)."""
+        rec = self.records.get(session.id)
+        if rec is not None and rec.installed == set(_OTHER):
+            return []
+        path = self.path(session, next_hop_mac)
+        if rec is None:
+            rec = self.records[session.id] = FlowRecord(path)
+        rec.path = path
+        rec.installed = set(_OTHER)
+        rec.ending = False
+        msgs = flows.session_flows(path)
+        msgs += self._probe_for(session, add=True)
+        return msgs
+
+    def _probe_for(self, session: Session, add: bool) -> list:
+        """Mapping probe flow for EIF/ADF filtering: one per live mapping."""
+        if session.protocol == ICMP or self.config.filtering == "address-and-port-dependent":
+            return []
+        key = (session.protocol, session.external_port)
+        if add and key not in self._probes:
+            self._probes.add(key)
+            return [flows.mapping_probe(self.uplink, self._external, *key)]
+        if not add and key in self._probes and session.mapping.count == 0:
+            self._probes.discard(key)
+            return [flows.mapping_probe(self.uplink, self._external, *key, add=False)]
+        return []
+
+    def flow_removed(self, cookie: int, reason: int, packets: int, octets: int,
+                     now: float) -> list:
+        """A session flow left the switch: keep the session, or end it."""
+        parsed = flows.parse_cookie(cookie)
+        if parsed is None or parsed[0] not in _OTHER:
+            return []
+        kind, sid = parsed
+        rec = self.records.get(sid)
+        if rec is None:
+            return []
+        rec.retire(kind, packets, octets)
+        rec.installed.discard(kind)
+        session = self.ct.get(sid)
+        if session is not None:
+            self.ct.set_counters(sid, *rec.totals())
+        if session is None or rec.ending:
+            return self._forget(sid) if not rec.installed else []
+        if session.protocol == ICMP:
+            return self.echo.flow_gone(session, rec)
+        other = _OTHER[kind]
+        if reason == ofp.OFPRR_IDLE_TIMEOUT and other in rec.installed and (
+                other == CookieKind.SESSION_OUT or session.replied):
+            rec.installed.add(kind)    # the surviving direction keeps it alive
+            return [flows.session_flow(rec.path, kind)]
+        why = "idle" if reason == ofp.OFPRR_IDLE_TIMEOUT else "flow_deleted"
+        return self.end(session, why, now)
+
+    def end(self, session: Session, reason: str, now: float) -> list:
+        """End a live session now: engine entry, its flows, its mapping probe."""
+        if session.alive:
+            self.ct.remove(session, reason, now)
+        return self._after_end(session)
+
+    def _after_end(self, session: Session) -> list:
+        msgs = self._probe_for(session, add=False)
+        rec = self.records.get(session.id)
+        if session.protocol == ICMP:
+            return msgs + self.echo.session_gone(session)
+        if rec is None:
+            return msgs
+        if rec.installed:
+            rec.ending = True
+            return msgs + [flows.delete_session_flows(session.id)]
+        return msgs + self._forget(session.id)
+
+    def _forget(self, sid: int) -> list:
+        self.records.pop(sid, None)
+        return []
+
+    # -- periodic work --------------------------------------------------------------
+    def flow_stats(self, entries: list[tuple[int, int, int]], now: float) -> list:
+        """Apply a flow-stats reply: (cookie, packets, bytes) of each of our flows."""
+        for cookie, packets, octets in entries:
+            parsed = flows.parse_cookie(cookie)
+            if parsed is None:
+                continue
+            kind, ident = parsed
+            if kind == CookieKind.INFRA:
+                rule = flows.InfraRule(ident) if ident in flows.InfraRule._value2member_map_ else None
+                if rule in (flows.InfraRule.UNSOLICITED_DROP, flows.InfraRule.OUTSIDE_DROP,
+                            flows.InfraRule.INSIDE_IPV6_DROP):
+                    self.switch_drops[rule.name.lower()] = packets
+            elif kind in _OTHER and ident in self.records:
+                self.records[ident].update(kind, packets, octets)
+        msgs: list = []
+        for sid, rec in list(self.records.items()):
+            session = self.ct.set_counters(sid, *rec.totals(), now=now)
+            if session is not None and session.protocol == TCP and not rec.ending:
+                msgs += self._follow_handshake(session, rec, now)
+        return msgs
+
+    def _follow_handshake(self, session: Session, rec: FlowRecord, now: float) -> list:
+        """A reply to an opening session, seen in the counters, means the
+        peer's SYN-ACK passed: established (RFC 7857: SYN seen both ways).
+        Re-add both flows so their idle timeout becomes the established one."""
+        if session.state == State.SYN_SENT and session.packets_in > 0:
+            changed = self.ct.observe(session, INBOUND, TcpFlags.SYN | TcpFlags.ACK, now)
+        elif session.state == State.SYN_RECEIVED and session.packets_out > 0:
+            changed = self.ct.observe(session, OUTBOUND, TcpFlags.SYN | TcpFlags.ACK, now)
+        else:
+            return []
+        if changed is None or int(changed) == rec.path.idle_timeout:
+            return []
+        rec.path = dataclasses.replace(rec.path, idle_timeout=int(changed))
+        return [flows.session_flow(rec.path, kind) for kind in sorted(rec.installed)]
+
+    def tick(self, now: float, grace: float) -> list:
+        """ARP retries, given-up holds, and the engine's expiry as a backstop.
+
+        The switch is authoritative for sessions with flows: their flows idle
+        out first and flow-removed ends them.  The engine's sweep lags by
+        ``grace`` (it only learns of activity from stats polls) and catches
+        sessions whose flow-removed never came or that never got flows.
+        """
+        msgs: list = []
+        ask, given_up = self.next_hops.tick(now)
+        msgs += [self._arp_request(ip) for ip in ask]
+        for sid, _direction, _data in given_up:
+            self._drop("next_hop_unresolved")
+            session = self.ct.get(sid)
+            if session is not None and sid not in self.records:
+                msgs += self.end(session, "next_hop_unresolved", now)
+        for session in self.ct.expire(now - grace):
+            msgs += self._after_end(session)
+        return msgs
+
+    # -- operator ---------------------------------------------------------------------
+    def delete(self, sid: int, now: float) -> list | None:
+        session = self.ct.get(sid)
+        if session is None:
+            return None
+        return self.end(session, "operator", now)
+
+    def where(self, session: Session) -> str:
+        """Where the session's packets are handled: switch, controller or pending."""
+        rec = self.records.get(session.id)
+        if rec is not None and rec.installed:
+            return "switch"
+        if session.protocol == ICMP and self.echo.on_controller_path(session):
+            return "controller"
+        return "pending"
+
+    # -- helpers ----------------------------------------------------------------------
+    def _drop(self, reason: str) -> list:
+        self.counters.drop(reason)
+        return []
+
+    def _log_event(self, event: Event) -> None:
+        if not self.config.log_mappings:
+            return
+        s = event.session
+        if event.kind in (EventKind.CREATED, EventKind.RESTORED):
+            MAPPING_LOG.info("mapping %s: %s %s:%d -> %s:%d (session %d)", event.kind.value,
+                             s.protocol_name, s.inside_ip, s.inside_port, s.external_ip,
+                             s.external_port, s.id)
+        else:
+            MAPPING_LOG.info("mapping %s (%s): %s %s:%d -> %s:%d (session %d, out %d/%d in %d/%d)",
+                             event.kind.value, event.reason, s.protocol_name, s.inside_ip,
+                             s.inside_port, s.external_ip, s.external_port, s.id, s.packets_out,
+                             s.bytes_out, s.packets_in, s.bytes_in)

@@ -1,0 +1,121 @@
+"""JSON views of the gateway's state for REST (and the demo).
+
+Times inside the app are monotonic; here they become wall-clock epoch seconds
+(``created``, ``last_seen``) and a countdown (``expires_in``).
+"""
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections import Counter
+from typing import Any
+
+from conntrack import Session
+from ryu_app.gateway import Gateway
+from ryu_app.nat_service import NatService
+
+PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1}
+SWITCH_DROP_NAMES = {"unsolicited_drop": "unsolicited_inbound",
+                     "outside_drop": "outside_other", "inside_ipv6_drop": "inside_ipv6"}
+
+
+class LookupError_(Exception):
+    """A view question with no answer: ``status`` 400 or 404, and why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class ConnectionsView:
+    """Read-only projections of every switch's NatService."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def _services(self) -> list[tuple[int, NatService]]:
+        return [(dpid, st.nat) for dpid, st in sorted(self.gateway.switches.items())
+                if st.nat is not None]
+
+    @staticmethod
+    def session(dpid: int, nat: NatService, s: Session, now: float, wall: float) -> dict:
+        return {
+            "id": s.id, "dpid": dpid, "protocol": s.protocol_name, "state": s.state.value,
+            "internal_ip": str(s.inside_ip), "internal_port": s.inside_port,
+            "external_ip": str(s.external_ip), "external_port": s.external_port,
+            "remote_ip": str(s.remote_ip), "remote_port": s.remote_port,
+            "packets_out": s.packets_out, "bytes_out": s.bytes_out,
+            "packets_in": s.packets_in, "bytes_in": s.bytes_in,
+            "created": round(wall - (now - s.created_at), 3),
+            "last_seen": round(wall - (now - s.last_seen), 3),
+            "timeout": int(s.timeout),
+            "expires_in": round(max(0.0, s.expires_at - now), 1),
+            "inbound_initiated": s.inbound_initiated,
+            "path": nat.where(s),
+        }
+
+    def connections(self, protocol: str | None = None, internal_ip: str | None = None) -> list[dict]:
+        proto = None
+        if protocol is not None:
+            proto = PROTOCOLS.get(protocol.lower())
+            if proto is None:
+                raise LookupError_(400, f"protocol must be one of {', '.join(PROTOCOLS)}")
+        if internal_ip is not None:
+            try:
+                internal_ip = str(ipaddress.IPv4Address(internal_ip))
+            except ValueError:
+                raise LookupError_(400, f"internal_ip {internal_ip!r} is not an IPv4 address") from None
+        now, wall = time.monotonic(), time.time()
+        out = []
+        for dpid, nat in self._services():
+            for s in nat.ct.sessions():
+                if proto is not None and s.protocol != proto:
+                    continue
+                if internal_ip is not None and str(s.inside_ip) != internal_ip:
+                    continue
+                out.append(self.session(dpid, nat, s, now, wall))
+        return sorted(out, key=lambda item: (item["dpid"], item["id"]))
+
+    def find(self, sid: int, dpid: int | None = None) -> tuple[int, NatService, Session]:
+        hits = [(d, nat, s) for d, nat in self._services()
+                if (dpid is None or d == dpid) and (s := nat.ct.get(sid)) is not None]
+        if not hits:
+            raise LookupError_(404, f"no connection {sid}")
+        if len(hits) > 1:
+            raise LookupError_(400, f"connection {sid} exists on several switches; add ?dpid=")
+        return hits[0]
+
+    def connection(self, sid: int, dpid: int | None = None) -> dict:
+        d, nat, s = self.find(sid, dpid)
+        return self.session(d, nat, s, time.monotonic(), time.time())
+
+    def stats(self) -> dict[str, Any]:
+        counters = self.gateway.counters
+        totals: Counter = Counter()
+        refused: Counter = Counter()
+        ports: Counter = Counter()
+        switch_drops: Counter = Counter()
+        in_switch = 0
+        for _dpid, nat in self._services():
+            st = nat.ct.stats()
+            totals.update(active=st.active, created=st.created, expired=st.expired,
+                          removed=st.removed, mappings=st.mappings)
+            refused.update(st.refused_by_reason)
+            ports.update(st.ports_in_use)
+            for name, count in nat.switch_drops.items():
+                switch_drops[SWITCH_DROP_NAMES.get(name, name)] += count
+            in_switch += sum(1 for r in nat.records.values() if r.installed)
+        return {
+            "switches_connected": len(self.gateway.switches),
+            "packet_ins": counters.packet_ins,
+            "arp_replies": counters.arp_replies,
+            "icmp_echo_replies": counters.icmp_echo_replies,
+            "active": totals["active"], "created": totals["created"],
+            "expired": totals["expired"], "removed": totals["removed"],
+            "mappings": totals["mappings"],
+            "sessions_in_switch": in_switch,
+            "refused": dict(sorted(refused.items())),
+            "drops": dict(sorted(counters.drops.items())),
+            "switch_drops": dict(sorted(switch_drops.items())),
+            "ports_in_use": {name: ports.get(name, 0) for name in PROTOCOLS},
+        }

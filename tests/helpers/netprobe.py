@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Bounded traffic peers for the integration tests, run inside Mininet hosts.
+
+Servers log one JSON line per peer event to a file (what the far side saw);
+clients print JSON results.  Every loop is bounded in count and time.
+
+  netprobe.py udp-server PORT LOG [--seconds S]
+  netprobe.py tcp-server PORT LOG [--seconds S]
+  netprobe.py udp-client --sport P --to HOST:PORT [--to ...] [--count N] [--interval S]
+  netprobe.py tcp-client --to HOST:PORT [--sport P] [--send N] [--hold S]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import select
+import socket
+import sys
+import time
+
+
+def log_line(path: str, **event) -> None:
+    with open(path, "a") as out:
+        out.write(json.dumps(event) + "\n")
+
+
+def udp_server(port: int, log: str, seconds: float) -> None:
+    """Echo every datagram back; log who sent it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", port))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([sock], [], [], 0.2)
+        if ready:
+            data, peer = sock.recvfrom(65535)
+            log_line(log, proto="udp", peer_ip=peer[0], peer_port=peer[1], size=len(data))
+            sock.sendto(data, peer)
+
+
+def tcp_server(port: int, log: str, seconds: float) -> None:
+    """Accept connections; log the peer and every chunk it sends."""
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("0.0.0.0", port))
+    lsock.listen(64)
+    conns: dict[socket.socket, tuple] = {}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([lsock, *conns], [], [], 0.2)
+        for sock in ready:
+            if sock is lsock:
+                conn, peer = lsock.accept()
+                conns[conn] = peer
+                log_line(log, proto="tcp", event="accept", peer_ip=peer[0], peer_port=peer[1])
+                continue
+            try:
+                data = sock.recv(65535)
+            except OSError:
+                data = b""
+            peer = conns[sock]
+            if not data:
+                log_line(log, proto="tcp", event="close", peer_ip=peer[0], peer_port=peer[1])
+                del conns[sock]
+                sock.close()
+                continue
+            log_line(log, proto="tcp", event="data", peer_ip=peer[0], peer_port=peer[1],
+                     size=len(data))
+            sock.sendall(data)
+
+
+def udp_client(sport: int, targets: list[str], count: int, interval: float) -> None:
+    """From ONE socket, send ``count`` datagrams to each target; report replies."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", sport))
+    sock.settimeout(0.5)
+    replies: dict[str, int] = {t: 0 for t in targets}
+    for i in range(count):
+        for target in targets:
+            host, port = target.rsplit(":", 1)
+            sock.sendto(f"probe {i}".encode(), (host, int(port)))
+            try:
+                _, peer = sock.recvfrom(65535)
+                replies[f"{peer[0]}:{peer[1]}"] = replies.get(f"{peer[0]}:{peer[1]}", 0) + 1
+            except socket.timeout:
+                pass
+        time.sleep(interval)
+    print(json.dumps({"sent_per_target": count, "replies": replies}))
+
+
+def tcp_client(target: str, sport: int, send: int, hold: float) -> None:
+    """Connect, send ``send`` bytes in 1 KiB chunks, read echoes, hold, close."""
+    host, port = target.rsplit(":", 1)
+    sock = socket.socket()
+    if sport:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", sport))
+    sock.settimeout(5)
+    result = {"connected": False, "echoed": 0}
+    try:
+        sock.connect((host, int(port)))
+        result["connected"] = True
+        sent = 0
+        while sent < send:
+            chunk = b"x" * min(1024, send - sent)
+            sock.sendall(chunk)
+            sent += len(chunk)
+            result["echoed"] += len(sock.recv(65535))
+        time.sleep(hold)
+    except OSError as err:
+        result["error"] = str(err)
+    finally:
+        sock.close()
+    print(json.dumps(result))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="mode", required=True)
+    for mode in ("udp-server", "tcp-server"):
+        p = sub.add_parser(mode)
+        p.add_argument("port", type=int)
+        p.add_argument("log")
+        p.add_argument("--seconds", type=float, default=60)
+    p = sub.add_parser("udp-client")
+    p.add_argument("--sport", type=int, required=True)
+    p.add_argument("--to", action="append", required=True)
+    p.add_argument("--count", type=int, default=3)
+    p.add_argument("--interval", type=float, default=0.1)
+    p = sub.add_parser("tcp-client")
+    p.add_argument("--to", required=True)
+    p.add_argument("--sport", type=int, default=0)
+    p.add_argument("--send", type=int, default=1024)
+    p.add_argument("--hold", type=float, default=0)
+    a = ap.parse_args()
+    if a.mode == "udp-server":
+        udp_server(a.port, a.log, a.seconds)
+    elif a.mode == "tcp-server":
+        tcp_server(a.port, a.log, a.seconds)
+    elif a.mode == "udp-client":
+        udp_client(a.sport, a.to, min(a.count, 1000), a.interval)
+    else:
+        tcp_client(a.to, a.sport, min(a.send, 100_000_000), min(a.hold, 60))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
