@@ -1,19 +1,23 @@
 """ICMP echo through the NAT, although OpenFlow 1.3 cannot see echo identifiers.
 
-An echo flow can match addresses and the echo type but not the identifier,
-and it cannot rewrite the identifier.  So, per remote address R:
+An echo flow can match addresses and the echo type, but neither match nor
+rewrite the identifier.  So:
 
-* **switch path**: while every live echo session towards R belongs to one
-  inside host and kept its identifier (the engine keeps the inside
-  identifier whenever it is free), one forward flow (host -> R requests) and
-  one reverse flow (R -> NAT address replies) carry all of them.
-* **controller path**: as soon as a second inside host pings R, or a session
-  towards R needed a new identifier (two hosts used the same one), the flows
-  for R are removed and echo requests and replies towards and from R are
-  translated in the controller (:func:`ryu_app.rewrite.rewrite_echo`).
+* **requests** of a session that kept its identifier (the engine keeps the
+  inside identifier whenever no other inside host holds it) go through one
+  forward flow per (inside host, remote): rewrite the source address, route.
+  A session whose identifier had to change (two inside hosts used the same
+  one) is translated in the controller, and any forward flow of its
+  (host, remote) pair is taken out so no request leaves untranslated.
+* **replies** always come to the controller (the gateway's ICMP rule for the
+  NAT address), which finds the session by remote and identifier and
+  delivers a rewritten copy.  A reverse flow cannot tell two inside hosts'
+  replies apart, and removing one when a second host starts pinging races
+  with the datapath's flow cache (a reply or two reach the wrong host), so
+  none is ever installed.  Echo traffic is light; correctness wins.
 
 Echo sessions end by the engine's idle timer, not by flow removal, since one
-pair of flows may serve several sessions.
+forward flow may serve several sessions of a host.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from conntrack import ICMP, INBOUND, OUTBOUND, Session
 from ryu_app import flows
+from ryu_app.flows import CookieKind
 from ryu_app.packet_info import PacketInfo
 from ryu_app.rewrite import rewrite_echo
 
@@ -29,91 +34,91 @@ if TYPE_CHECKING:
 
 
 class EchoPaths:
-    """Chooses, per remote, between the switch path and the controller path."""
+    """Forward flows for echo requests where possible; replies in the controller."""
 
     def __init__(self, nat: "NatService") -> None:
         self.nat = nat
-        self.by_remote: dict[str, set[int]] = {}   # remote -> live echo session ids
-        self.owner: dict[str, int] = {}            # remote -> session id on its flows
-
-    def _live(self, remote: str) -> list[Session]:
-        sids = self.by_remote.get(remote, set())
-        live = [s for s in map(self.nat.ct.get, sids) if s is not None]
-        self.by_remote[remote] = {s.id for s in live}
-        return live
+        self.owner: dict[tuple[str, str], int] = {}   # (inside, remote) -> sid on its flow
 
     def outbound(self, session: Session, next_hop_mac: str, data: bytes, now: float) -> list:
         """An echo request of ``session`` reached the controller: send it on."""
-        remote = str(session.remote_ip)
-        self.by_remote.setdefault(remote, set()).add(session.id)
-        sessions = self._live(remote)
-        switch_ok = all(s.port_preserved and s.inside_ip == session.inside_ip for s in sessions)
-        msgs: list = []
-        if switch_ok:
-            if remote not in self.owner:
-                msgs += self.nat._ensure_flows(session, next_hop_mac)
-                self.owner[remote] = session.id
-            path = self.nat.records[self.owner[remote]].path
-            msgs.append(flows.packet_out_actions(flows.forward_actions(path), data))
-            return msgs
-        msgs += self._unseat(remote)
-        frame = rewrite_echo(data, eth_src=self.nat.config.gateway_mac, eth_dst=next_hop_mac,
+        pair = (str(session.inside_ip), str(session.remote_ip))
+        nat = self.nat
+        if session.port_preserved:
+            msgs: list = []
+            if pair not in self.owner:
+                path = nat.path(session, next_hop_mac)
+                rec = nat.records.get(session.id)
+                if rec is None:
+                    from ryu_app.nat_service import FlowRecord
+                    rec = nat.records[session.id] = FlowRecord(path)
+                rec.path, rec.installed, rec.ending = path, {CookieKind.SESSION_OUT}, False
+                msgs.append(flows.session_flow(path, CookieKind.SESSION_OUT))
+                self.owner[pair] = session.id
+            path = nat.records[self.owner[pair]].path
+            return msgs + [flows.packet_out_actions(flows.forward_actions(path), data)]
+        msgs = self._unseat(pair)
+        frame = rewrite_echo(data, eth_src=nat.config.gateway_mac, eth_dst=next_hop_mac,
                              ident=session.external_port, ip_src=str(session.external_ip))
         if frame is None:
-            return msgs + self.nat._drop("malformed")
-        self.nat.ct.touch(session, OUTBOUND, now)
-        msgs.append(flows.packet_out(self.nat.uplink, frame))
-        return msgs
+            return msgs + nat._drop("malformed")
+        self._count(session, OUTBOUND, len(frame), now)
+        return msgs + [flows.packet_out(nat.uplink, frame)]
 
     def inbound(self, info: PacketInfo, data: bytes, now: float) -> list:
-        """An echo reply to the NAT address reached the controller: deliver it."""
-        session = self.nat.ct.lookup_inbound(ICMP, info.src, 0, info.dst, info.dport)
+        """An echo reply to the NAT address: deliver it to its inside host."""
+        nat = self.nat
+        session = nat.ct.lookup_inbound(ICMP, info.src, 0, info.dst, info.dport)
         if session is None:
-            return self.nat._drop("unsolicited_icmp")
-        host = self.nat.hosts.get(str(session.inside_ip))
+            return nat._drop("unsolicited_icmp")
+        host = nat.hosts.get(str(session.inside_ip))
         if host is None:
-            return self.nat._drop("inbound_unresolved")
-        frame = rewrite_echo(data, eth_src=self.nat.config.gateway_mac, eth_dst=host.mac,
+            return nat._drop("inbound_unresolved")
+        frame = rewrite_echo(data, eth_src=nat.config.gateway_mac, eth_dst=host.mac,
                              ident=session.inside_port, ip_dst=str(session.inside_ip))
         if frame is None:
-            return self.nat._drop("malformed")
-        self.nat.ct.touch(session, INBOUND, now)
+            return nat._drop("malformed")
+        self._count(session, INBOUND, len(frame), now)
         return [flows.packet_out(host.port, frame)]
 
+    def _count(self, session: Session, direction: int, size: int, now: float) -> None:
+        """Count a packet translated here (flow stats never see it) and refresh."""
+        rec = self.nat.records.get(session.id)
+        if rec is not None:
+            kind = CookieKind.SESSION_OUT if direction == OUTBOUND else CookieKind.SESSION_IN
+            packets, octets = rec.base[kind]
+            rec.base[kind] = (packets + 1, octets + size)
+            self.nat.ct.set_counters(session.id, *rec.totals(), now=now)
+            return
+        out, back = (1, 0) if direction == OUTBOUND else (0, 1)
+        self.nat.ct.set_counters(session.id, session.packets_out + out,
+                                 session.bytes_out + size * out, session.packets_in + back,
+                                 session.bytes_in + size * back, now=now)
+
     def flow_gone(self, session: Session, rec: "FlowRecord") -> list:
-        """One of the switch-path flows idled out: drop the pair; the next
-        request comes to the controller and re-seats them."""
-        remote = str(session.remote_ip)
-        if self.owner.get(remote) == session.id:
-            del self.owner[remote]
-        if rec.installed:
-            rec.ending = True
-            return [flows.delete_session_flows(session.id)]
-        self.nat.records.pop(session.id, None)
+        """The forward flow idled out: forget it; the next request re-seats it."""
+        pair = (str(session.inside_ip), str(session.remote_ip))
+        if self.owner.get(pair) == session.id:
+            del self.owner[pair]
         return []
 
     def session_gone(self, session: Session) -> list:
-        """An echo session ended (engine timer, operator): forget it."""
-        remote = str(session.remote_ip)
-        self.by_remote.get(remote, set()).discard(session.id)
-        if not self.by_remote.get(remote):
-            self.by_remote.pop(remote, None)
-        msgs = self._unseat(remote) if self.owner.get(remote) == session.id else []
+        """An echo session ended (engine timer, operator): take its flow out."""
+        pair = (str(session.inside_ip), str(session.remote_ip))
+        msgs = self._unseat(pair) if self.owner.get(pair) == session.id else []
         rec = self.nat.records.get(session.id)
         if rec is not None and not rec.installed:
             self.nat.records.pop(session.id, None)
         return msgs
 
-    def _unseat(self, remote: str) -> list:
-        """Take the switch-path flows of ``remote`` out (controller path)."""
-        sid = self.owner.pop(remote, None)
+    def _unseat(self, pair: tuple[str, str]) -> list:
+        sid = self.owner.pop(pair, None)
         rec = self.nat.records.get(sid) if sid is not None else None
         if rec is None or not rec.installed:
-            if sid is not None:
-                self.nat.records.pop(sid, None)
             return []
         rec.ending = True
         return [flows.delete_session_flows(sid)]
 
     def on_controller_path(self, session: Session) -> bool:
-        return self.owner.get(str(session.remote_ip)) != session.id
+        pair = (str(session.inside_ip), str(session.remote_ip))
+        return self.owner.get(pair) is None

@@ -358,12 +358,10 @@ class NatService:
 
     def where(self, session: Session) -> str:
         """Where the session's packets are handled: switch, controller or pending."""
+        if session.protocol == ICMP:
+            return "controller" if self.echo.on_controller_path(session) else "switch+controller"
         rec = self.records.get(session.id)
-        if rec is not None and rec.installed:
-            return "switch"
-        if session.protocol == ICMP and self.echo.on_controller_path(session):
-            return "controller"
-        return "pending"
+        return "switch" if rec is not None and rec.installed else "pending"
 
     # -- helpers ----------------------------------------------------------------------
     def _drop(self, reason: str) -> list:

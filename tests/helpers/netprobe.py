@@ -8,6 +8,7 @@ clients print JSON results.  Every loop is bounded in count and time.
   netprobe.py tcp-server PORT LOG [--seconds S]
   netprobe.py udp-client --sport P --to HOST:PORT [--to ...] [--count N] [--interval S]
   netprobe.py tcp-client --to HOST:PORT [--sport P] [--send N] [--hold S]
+  netprobe.py echo --to HOST --ident ID [--count N]   (raw socket: needs root)
 """
 from __future__ import annotations
 
@@ -113,6 +114,40 @@ def tcp_client(target: str, sport: int, send: int, hold: float) -> None:
     print(json.dumps(result))
 
 
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def echo(target: str, ident: int, count: int) -> None:
+    """Ping with a chosen identifier; count replies carrying that identifier."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    sock.settimeout(1.0)
+    got = 0
+    for seq in range(1, count + 1):
+        body = b"netprobe-echo-payload"
+        header = bytes([8, 0, 0, 0]) + ident.to_bytes(2, "big") + seq.to_bytes(2, "big")
+        csum = _checksum(header + body)
+        sock.sendto(header[:2] + csum.to_bytes(2, "big") + header[4:] + body, (target, 0))
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                packet, peer = sock.recvfrom(65535)
+            except socket.timeout:
+                break
+            icmp = packet[(packet[0] & 0x0F) * 4:]
+            if peer[0] == target and icmp[0] == 0 and int.from_bytes(icmp[4:6], "big") == ident \
+                    and int.from_bytes(icmp[6:8], "big") == seq:
+                got += 1
+                break
+        time.sleep(0.1)
+    print(json.dumps({"sent": count, "received": got}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -131,6 +166,10 @@ def main() -> None:
     p.add_argument("--sport", type=int, default=0)
     p.add_argument("--send", type=int, default=1024)
     p.add_argument("--hold", type=float, default=0)
+    p = sub.add_parser("echo")
+    p.add_argument("--to", required=True)
+    p.add_argument("--ident", type=int, required=True)
+    p.add_argument("--count", type=int, default=3)
     a = ap.parse_args()
     if a.mode == "udp-server":
         udp_server(a.port, a.log, a.seconds)
@@ -138,6 +177,8 @@ def main() -> None:
         tcp_server(a.port, a.log, a.seconds)
     elif a.mode == "udp-client":
         udp_client(a.sport, a.to, min(a.count, 1000), a.interval)
+    elif a.mode == "echo":
+        echo(a.to, a.ident, min(a.count, 100))
     else:
         tcp_client(a.to, a.sport, min(a.send, 100_000_000), min(a.hold, 60))
 
