@@ -235,25 +235,26 @@ def reverse_match(p: SessionPath) -> parser.OFPMatch:
                   p.remote_port, p.external_port, ICMP_ECHO_REPLY)
 
 
+def _rewrite(p: SessionPath, eth_dst: str, ip_field: str, ip: str, l4_side: int,
+             port: int, out_port: int) -> list:
+    """Set MACs, one address and (if it changes) one L4 port; dec TTL; output."""
+    actions = [parser.OFPActionSetField(eth_src=p.gateway_mac),
+               parser.OFPActionSetField(eth_dst=eth_dst),
+               parser.OFPActionSetField(**{ip_field: ip})]
+    if p.protocol in _L4_FIELDS and p.external_port != p.inside_port:
+        actions.append(parser.OFPActionSetField(**{_L4_FIELDS[p.protocol][l4_side]: port}))
+    return actions + [parser.OFPActionDecNwTtl(), parser.OFPActionOutput(out_port, 0)]
+
+
 def forward_actions(p: SessionPath) -> list:
     """Rewrite the source to the NAT address and port, route out the uplink."""
-    actions = [parser.OFPActionSetField(eth_src=p.gateway_mac),
-               parser.OFPActionSetField(eth_dst=p.next_hop_mac),
-               parser.OFPActionSetField(ipv4_src=p.external_ip)]
-    if p.protocol in _L4_FIELDS and p.external_port != p.inside_port:
-        actions.append(parser.OFPActionSetField(**{_L4_FIELDS[p.protocol][0]: p.external_port}))
-    return actions + [parser.OFPActionDecNwTtl(), parser.OFPActionOutput(p.uplink, 0)]
+    return _rewrite(p, p.next_hop_mac, "ipv4_src", p.external_ip, 0, p.external_port, p.uplink)
 
 
 def reverse_actions(p: SessionPath) -> list:
     """Rewrite the destination back to the inside host and deliver to its port."""
-    actions = [parser.OFPActionSetField(eth_src=p.gateway_mac),
-               parser.OFPActionSetField(eth_dst=p.inside_mac),
-               parser.OFPActionSetField(ipv4_dst=p.inside_ip)]
-    if p.protocol in _L4_FIELDS and p.external_port != p.inside_port:
-        actions.append(parser.OFPActionSetField(**{_L4_FIELDS[p.protocol][1]: p.inside_port}))
-    return actions + [parser.OFPActionDecNwTtl(),
-                      parser.OFPActionOutput(p.inside_switch_port, 0)]
+    return _rewrite(p, p.inside_mac, "ipv4_dst", p.inside_ip, 1, p.inside_port,
+                    p.inside_switch_port)
 
 
 def session_flows(p: SessionPath) -> list[parser.OFPFlowMod]:

@@ -104,7 +104,7 @@ class ConnectionsView:
             ports.update(st.ports_in_use)
             for name, count in nat.switch_drops.items():
                 switch_drops[SWITCH_DROP_NAMES.get(name, name)] += count
-            in_switch += sum(1 for r in nat.records.values() if r.installed)
+            in_switch += sum(1 for r in nat.records.values() if r.installed and not r.ending)
         return {
             "switches_connected": len(self.gateway.switches),
             "packet_ins": counters.packet_ins,

@@ -1,0 +1,163 @@
+"""Entries the caller places instead of traffic: restored sessions,
+reserved external ports and static port forwards.
+
+A mixin of :class:`~conntrack.table.ConnTrack` (uses its mapping tables,
+pools and ``_insert``), kept apart so each file stays small.
+
+* ``restore`` rebuilds a session after a controller restart from what the
+  switch's flows say, with the session id the flows' cookies carry.
+* ``reserve``/``release`` keep an external port away from the allocator.
+* A forward is a static mapping external port -> internal ip:port that stays
+  with no sessions: any remote may open a session through it (filtering is
+  endpoint-independent for forwards), and the internal endpoint's own
+  outbound traffic uses the same external port (EIM).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Union
+
+from .events import EventKind, RefuseReason
+from .keys import ICMP, PROTOCOL_NAMES, TCP, UDP, IPLike, check_port, ip_to_int
+from .ports import RESERVED
+from .states import State, datagram_code_for, tcp_code_for
+
+if TYPE_CHECKING:
+    from .session import Mapping, Session
+
+MAX_SESSION_ID = 2**32 - 1  # ids fit the low 32 bits of an OpenFlow cookie
+
+
+class StaticEntries:
+    """restore / reserve / release / add_forward / remove_forward of ConnTrack."""
+
+    def __init__(self) -> None:
+        self._forwards: dict[tuple[int, int], "Mapping"] = {}
+
+    def restore(
+        self,
+        session_id: int,
+        protocol: int,
+        inside_ip: IPLike,
+        inside_port: int,
+        external_ip: IPLike,
+        external_port: int,
+        remote_ip: IPLike,
+        remote_port: int,
+        *,
+        created_at: float,
+        last_seen: Optional[float] = None,
+        state: Union[State, str, None] = None,
+        inbound_initiated: bool = False,
+    ) -> "Session":
+        """Re-insert a session with a given id (after a controller restart).
+
+        ``state`` defaults to ESTABLISHED for TCP and REPLIED otherwise;
+        ``last_seen`` defaults to ``created_at``. The external port is marked
+        used (taken out of quarantine if needed); new ids are allocated after
+        the highest restored id. Fires a RESTORED event. Raises
+        :class:`Refused`: WRONG_EXTERNAL_IP, ID_IN_USE, SESSION_EXISTS,
+        MAPPING_CONFLICT (the inside endpoint holds another port),
+        PORT_IN_USE (another endpoint holds this one), PORT_RESERVED,
+        TABLE_FULL, HOST_QUOTA. ValueError on malformed arguments.
+        """
+        policy = self._policies.get(protocol)
+        if policy is None:
+            raise ValueError(f"unsupported protocol {protocol!r}")
+        if type(session_id) is not int or not 1 <= session_id <= MAX_SESSION_ID:
+            raise ValueError(f"session id must be an int in 1..2**32-1, got {session_id!r}")
+        in_ip, ext_ip, rem_ip = ip_to_int(inside_ip), ip_to_int(external_ip), ip_to_int(remote_ip)
+        check_port(inside_port, "inside_port")
+        check_port(external_port, "external_port")
+        remote_port = 0 if protocol == ICMP else check_port(remote_port, "remote_port")
+        state = State(state) if state is not None else (State.ESTABLISHED if protocol == TCP else State.REPLIED)
+        code = (tcp_code_for if protocol == TCP else datagram_code_for)(state, inbound_initiated)
+        if ext_ip != self._ext:
+            raise self._refuse(RefuseReason.WRONG_EXTERNAL_IP, f"{external_ip} is not {self.config.external_ip}")
+        if session_id in self._by_id:
+            raise self._refuse(RefuseReason.ID_IN_USE, f"session id {session_id}")
+        ikey = (protocol << 48) | (in_ip << 16) | inside_port
+        okey = (ikey << 48) | (rem_ip << 16) | remote_port
+        if okey in self._sessions:
+            raise self._refuse(RefuseReason.SESSION_EXISTS, f"held by session {self._sessions[okey].id}")
+        mapping = self._mappings.get(ikey)
+        if mapping is not None and mapping.external_port != external_port:
+            raise self._refuse(RefuseReason.MAPPING_CONFLICT, f"inside endpoint holds port {mapping.external_port}")
+        if mapping is None:
+            self._check_free_port(protocol, external_port)
+        self._check_limits(in_ip)
+        if mapping is None:
+            self._pools[protocol].claim(external_port)
+            mapping = self._add_mapping(policy, ikey, external_port)
+        if session_id >= self._next_id:
+            self._next_id = session_id + 1 if session_id < MAX_SESSION_ID else 1
+        seen = created_at if last_seen is None else last_seen
+        return self._insert(okey, mapping, code, created_at, seen, in_ip, session_id, EventKind.RESTORED)
+
+    def reserve(self, protocol: int, port: int) -> None:
+        """Keep an external port away from the allocator (idempotent).
+
+        Raises :class:`Refused` PORT_IN_USE if a mapping holds it.
+        """
+        check_port(port)
+        pool = self._pools[self._supported(protocol, allow_icmp=True)]
+        if self._owners[protocol][port] is not None or not pool.reserve(port):
+            raise self._refuse(RefuseReason.PORT_IN_USE, f"{PROTOCOL_NAMES[protocol]} port {port}")
+
+    def release(self, protocol: int, port: int, now: Optional[float] = None) -> bool:
+        """Undo :meth:`reserve`; the port is quarantined. False if it was not reserved."""
+        check_port(port)
+        pool = self._pools[self._supported(protocol, allow_icmp=True)]
+        return pool.release(port, self._clock() if now is None else now)
+
+    def is_reserved(self, protocol: int, port: int) -> bool:
+        return self._pools[protocol].state(port) == RESERVED
+
+    def add_forward(self, protocol: int, external_port: int, internal_ip: IPLike, internal_port: int) -> "Mapping":
+        """Static forward external_port -> internal_ip:internal_port (TCP/UDP).
+
+        If the internal endpoint already maps to this port, that mapping
+        becomes static. Raises :class:`Refused` PORT_IN_USE, PORT_RESERVED or
+        MAPPING_CONFLICT (the endpoint already maps to another port).
+        """
+        policy = self._policies[self._supported(protocol, allow_icmp=False)]
+        check_port(external_port, "external_port")
+        check_port(internal_port, "internal_port")
+        ikey = (protocol << 48) | (ip_to_int(internal_ip) << 16) | internal_port
+        mapping = self._mappings.get(ikey)
+        if mapping is not None and mapping.external_port != external_port:
+            raise self._refuse(RefuseReason.MAPPING_CONFLICT, f"endpoint holds port {mapping.external_port}")
+        if mapping is None:
+            self._check_free_port(protocol, external_port)
+            self._pools[protocol].claim(external_port)
+            mapping = self._add_mapping(policy, ikey, external_port, static=True)
+        mapping.static = True
+        self._forwards[(protocol, external_port)] = mapping
+        return mapping
+
+    def remove_forward(self, protocol: int, external_port: int, now: Optional[float] = None) -> Optional["Mapping"]:
+        """Remove a forward. Its live sessions stay until they expire or are
+        removed; the port is freed with the last of them. None if no forward."""
+        mapping = self._forwards.pop((protocol, external_port), None)
+        if mapping is None:
+            return None
+        mapping.static = False
+        if mapping.head is None:
+            self._drop_mapping(mapping, self._clock() if now is None else now)
+        return mapping
+
+    def forwards(self) -> list["Mapping"]:
+        """Current forwards (static mappings)."""
+        return list(self._forwards.values())
+
+    def _check_free_port(self, protocol: int, port: int) -> None:
+        if self._owners[protocol][port] is not None:
+            raise self._refuse(RefuseReason.PORT_IN_USE, f"{PROTOCOL_NAMES[protocol]} port {port}")
+        if self._pools[protocol].state(port) == RESERVED:
+            raise self._refuse(RefuseReason.PORT_RESERVED, f"{PROTOCOL_NAMES[protocol]} port {port}")
+
+    @staticmethod
+    def _supported(protocol: int, allow_icmp: bool) -> int:
+        if protocol in (TCP, UDP) or (allow_icmp and protocol == ICMP):
+            return protocol
+        raise ValueError(f"unsupported protocol {protocol!r}")

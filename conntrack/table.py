@@ -1,0 +1,409 @@
+"""The connection-tracking engine: lookups, creation, refresh, expiry.
+
+:class:`ConnTrack` decides; it never sends anything. The caller passes the
+time (``now``) or lets the injected clock supply it, and gets decisions back
+as return values, :class:`~conntrack.events.Refused` exceptions and events.
+
+Data layout (chosen for O(1) both ways and small memory per session):
+
+* ``_sessions``: original key (packed int) -> Session. The outbound lookup is
+  one dict probe.
+* ``_owners[protocol][external_port]`` -> Mapping, and ``_prefixes`` (the
+  same as the mapping's key prefix). With endpoint-independent mapping an
+  external port belongs to exactly one inside endpoint, so the inbound lookup
+  is a list index plus the same dict probe: no second key and no reverse dict
+  per session.
+* ``_by_id``: session id -> Session, for cookies and flow stats.
+* ``_mappings``: inside key -> Mapping; ``_per_host``: inside ip -> live count.
+* ``_wheel``: expiry buckets (see timers.py).
+
+Not thread-safe (Ryu runs handlers in one thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from ipaddress import IPv4Address
+from typing import Callable, Iterator, Optional, Union
+
+from .config import ConntrackConfig
+from .events import Event, EventHook, EventKind, Refused, RefuseReason, Stats
+from .keys import ICMP, MAX_IP, MAX_PORT, PROTOCOL_NAMES, PROTOCOLS, TCP, Direction, IPLike, ip_to_int
+from .inbound import Inbound
+from .policy import ProtoPolicy
+from .ports import PortPool
+from .refresh import Refresh
+from .session import Mapping, Session
+from .static import MAX_SESSION_ID, StaticEntries
+from .states import DEAD, TCP_FIRST_OUTBOUND
+from .timers import TimerWheel
+
+log = logging.getLogger(__name__)
+
+SessionRef = Union[Session, int]
+
+
+class ConnTrack(Inbound, Refresh, StaticEntries):
+    """Source-NAT connection table for one external address.
+
+    ``config``: a :class:`ConntrackConfig`. ``on_event(Event)`` is called after
+    every create/restore/expire/remove, once the table is consistent; an
+    exception from it is logged and counted, never re-raised. ``clock`` gives
+    ``now`` when a method is called without it. ``rng`` seeds port choice.
+
+    Addresses may be given as int, str or IPv4Address everywhere; ints are
+    fastest. ICMP echo: pass the identifier as the inside/external port and 0
+    as the remote port. Lookups never refresh anything: refreshing is only
+    done by :meth:`touch`, :meth:`observe` and :meth:`set_counters`, so an
+    ICMP error that is matched with :meth:`lookup_embedded` neither refreshes
+    nor ends a session (RFC 5508 REQ-6).
+    """
+
+    def __init__(
+        self,
+        config: ConntrackConfig,
+        *,
+        on_event: Optional[EventHook] = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        self.config = config
+        self.on_event = on_event
+        self._clock = clock
+        self._ext = int(config.external_ip)
+        self._policies = {p: ProtoPolicy(config, p) for p in PROTOCOLS}
+        self._pools = {p: PortPool.for_protocol(config, p, rng) for p in PROTOCOLS}
+        self._owners: dict[int, list[Optional[Mapping]]] = {p: [None] * (MAX_PORT + 1) for p in PROTOCOLS}
+        # Same, as the owner's key prefix (ikey << 48; 0 = no owner): saves the
+        # inbound lookup a dereference.
+        self._prefixes: dict[int, list[int]] = {p: [0] * (MAX_PORT + 1) for p in PROTOCOLS}
+        self._sessions: dict[int, Session] = {}
+        self._by_id: dict[int, Session] = {}
+        self._mappings: dict[int, Mapping] = {}
+        self._per_host: dict[int, int] = {}
+        self._wheel: TimerWheel[Session] = TimerWheel()
+        self._next_id = 1
+        self._max = config.max_connections
+        self._max_host = config.max_connections_per_host
+        self._lookups = 0
+        self._created = 0
+        self._restored = 0
+        self._expired = 0
+        self._removed = 0
+        self._hook_errors = 0
+        self._refused: dict[str, int] = {}
+        StaticEntries.__init__(self)
+
+    # -- lookups (hot path: no validation, never refresh) ------------------
+    def lookup_outbound(self, protocol: int, src_ip: IPLike, src_port: int, dst_ip: IPLike, dst_port: int) -> Optional[Session]:
+        """Session of an outbound packet inside -> remote, or None.
+
+        Hot path: one dict probe; int arguments are trusted, not range-checked.
+        """
+        self._lookups += 1
+        if protocol == ICMP:
+            dst_port = 0
+        try:
+            key = (protocol << 96) | (src_ip << 64) | (src_port << 48) | (dst_ip << 16) | dst_port  # type: ignore[operator]
+        except TypeError:  # str or IPv4Address addresses
+            key = (protocol << 96) | (ip_to_int(src_ip) << 64) | (src_port << 48) | (ip_to_int(dst_ip) << 16) | dst_port
+        return self._sessions.get(key)
+
+    def lookup_inbound(self, protocol: int, src_ip: IPLike, src_port: int, dst_ip: IPLike, dst_port: int) -> Optional[Session]:
+        """Session of an inbound packet remote -> external, or None.
+
+        Inverts :meth:`lookup_outbound`: ``lookup_inbound(*s.reply) is s``.
+        Hot path: the external port's key prefix (list index), then one dict
+        probe; int arguments are trusted, not range-checked.
+        """
+        self._lookups += 1
+        prefixes = self._prefixes.get(protocol)
+        if prefixes is None:
+            return None
+        if dst_ip != self._ext and (type(dst_ip) is int or ip_to_int(dst_ip) != self._ext):
+            return None
+        prefix = prefixes[dst_port]
+        if not prefix:
+            return None
+        if protocol == ICMP:
+            src_port = 0
+        try:
+            key = prefix | (src_ip << 16) | src_port  # type: ignore[operator]
+        except TypeError:  # str or IPv4Address address
+            key = prefix | (ip_to_int(src_ip) << 16) | src_port
+        return self._sessions.get(key)
+
+    def lookup_embedded(
+        self, direction: Direction, protocol: int, src_ip: IPLike, src_port: int, dst_ip: IPLike, dst_port: int
+    ) -> Optional[Session]:
+        """Session an ICMP error is about, from the packet embedded in it.
+
+        ``direction`` is the direction of the ICMP error itself. An inbound
+        error embeds our translated outbound packet (external -> remote); an
+        outbound error embeds a translated inbound one (remote -> inside).
+        For an embedded ICMP echo give its identifier as the port on our side
+        and 0 on the remote side. Nothing is refreshed or ended.
+        """
+        if direction == Direction.INBOUND:
+            return self.lookup_inbound(protocol, dst_ip, dst_port, src_ip, src_port)
+        return self.lookup_outbound(protocol, dst_ip, dst_port, src_ip, src_port)
+
+    def get(self, session_id: int) -> Optional[Session]:
+        """Live session with this id (e.g. from a flow cookie), or None."""
+        return self._by_id.get(session_id)
+
+    def mapping(self, protocol: int, inside_ip: IPLike, inside_port: int) -> Optional[Mapping]:
+        """The external port mapping of an inside endpoint, or None."""
+        return self._mappings.get((protocol << 48) | (ip_to_int(inside_ip) << 16) | inside_port)
+
+    def mapping_of_port(self, protocol: int, external_port: int) -> Optional[Mapping]:
+        """The mapping holding an external port, or None."""
+        owners = self._owners.get(protocol)
+        return None if owners is None else owners[external_port]
+
+    def sessions(self) -> Iterator[Session]:
+        """All live sessions (a snapshot list is iterated; safe to modify the table)."""
+        return iter(list(self._by_id.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    # -- creation -----------------------------------------------------------
+    def create_outbound(
+        self,
+        protocol: int,
+        src_ip: IPLike,
+        src_port: int,
+        dst_ip: IPLike,
+        dst_port: int,
+        now: Optional[float] = None,
+        tcp_flags: int = 0,
+    ) -> Session:
+        """Session for an outbound packet inside -> remote, created if needed.
+
+        An existing session is returned unchanged (call :meth:`observe` for its
+        flags). A new one reuses the endpoint's mapping if it has one (EIM),
+        else gets a port: the inside port if free, else random in its class.
+        TCP starts in SYN_SENT (any first packet; ``tcp_flags`` of the first
+        packet are applied). Raises :class:`Refused` (TABLE_FULL, HOST_QUOTA,
+        POOL_EXHAUSTED) without changing anything; ValueError on bad input.
+        """
+        self._lookups += 1
+        policy = self._policies.get(protocol)
+        if policy is None:
+            raise ValueError(f"unsupported protocol {protocol!r}")
+        if type(src_ip) is not int or not 0 <= src_ip <= MAX_IP:
+            src_ip = ip_to_int(src_ip)
+        if type(dst_ip) is not int or not 0 <= dst_ip <= MAX_IP:
+            dst_ip = ip_to_int(dst_ip)
+        if protocol == ICMP:
+            dst_port = 0
+        if type(src_port) is not int or type(dst_port) is not int or not (0 <= src_port <= MAX_PORT and 0 <= dst_port <= MAX_PORT):
+            raise ValueError(f"ports must be ints in 0..65535: {src_port!r}, {dst_port!r}")
+        ikey = (protocol << 48) | (src_ip << 16) | src_port
+        okey = (ikey << 48) | (dst_ip << 16) | dst_port
+        session = self._sessions.get(okey)
+        if session is not None:
+            return session
+        if now is None:
+            now = self._clock()
+        by_id = self._by_id
+        if len(by_id) >= self._max or self._per_host.get(src_ip, 0) >= self._max_host:
+            self._check_limits(src_ip)  # raises
+        mapping = self._mappings.get(ikey)
+        if mapping is None:
+            mapping = self._new_mapping(policy, ikey, src_port, now)
+        code = TCP_FIRST_OUTBOUND[tcp_flags & 0x1F] if protocol == TCP else 0
+        sid = self._next_id
+        if sid in by_id or sid >= MAX_SESSION_ID:
+            sid = self._new_id()
+        else:
+            self._next_id = sid + 1
+        return self._insert(okey, mapping, code, now, now, src_ip, sid, EventKind.CREATED)
+
+    # -- expiry and removal ---------------------------------------------------
+    def expire(self, now: Optional[float] = None) -> list[Session]:
+        """Remove and return every session with ``expires_at <= now``.
+
+        Cost grows with the number of due sessions (plus sessions refreshed
+        since they were filed), not with the table size. Ports of mappings
+        left without sessions go to quarantine. One EXPIRED event each.
+        """
+        if now is None:
+            now = self._clock()
+        due: list[Session] = []
+
+        def on_due(s: Session) -> None:
+            self._unlink(s, now)
+            due.append(s)
+
+        self._wheel.collect(now, _deadline_of, on_due)
+        self._expired += len(due)
+        if self.on_event is not None:
+            for s in due:
+                self._emit(EventKind.EXPIRED, s, now, "timeout")
+        return due
+
+    def remove(self, session: SessionRef, reason: str = "removed", now: Optional[float] = None) -> Optional[Session]:
+        """Remove a live session now (flow removed, REST DELETE...).
+
+        Frees its port like expiry does and fires a REMOVED event with
+        ``reason``. Returns the session, or None if it was not live.
+        """
+        s = self._resolve(session)
+        if s is None:
+            return None
+        if now is None:
+            now = self._clock()
+        self._unlink(s, now)
+        self._removed += 1
+        self._wheel.stale += 1
+        self._maybe_compact()
+        self._emit(EventKind.REMOVED, s, now, reason)
+        return s
+
+    def next_deadline(self) -> Optional[float]:
+        """Earliest ``expires_at`` of a live session, or None if the table is empty.
+
+        Exact (not a lower bound), so a timer set to it never wakes for nothing.
+        """
+        return self._wheel.next_deadline(_deadline_of)
+
+    # -- stats ------------------------------------------------------------------
+    def stats(self) -> Stats:
+        """A snapshot of the counters."""
+        pools = self._pools
+        names = PROTOCOL_NAMES
+        return Stats(
+            active=len(self._by_id),
+            created=self._created,
+            restored=self._restored,
+            expired=self._expired,
+            removed=self._removed,
+            refused=sum(self._refused.values()),
+            refused_by_reason=dict(self._refused),
+            lookups=self._lookups,
+            mappings=len(self._mappings),
+            ports_in_use={names[p]: pools[p].in_use for p in PROTOCOLS},
+            ports_reserved={names[p]: pools[p].reserved for p in PROTOCOLS},
+            ports_quarantined={names[p]: pools[p].quarantined for p in PROTOCOLS},
+            quarantine_fallbacks=sum(pool.quarantine_fallbacks for pool in pools.values()),
+            forwards=len(self._forwards),
+            hook_errors=self._hook_errors,
+        )
+
+    # -- internals ------------------------------------------------------------
+    def _resolve(self, session: SessionRef) -> Optional[Session]:
+        if type(session) is int:
+            return self._by_id.get(session)
+        return None if session.code & DEAD else session
+
+    def _new_id(self) -> int:
+        sid, by_id = self._next_id, self._by_id
+        while sid in by_id:
+            sid = sid + 1 if sid < MAX_SESSION_ID else 1
+        self._next_id = sid + 1 if sid < MAX_SESSION_ID else 1
+        return sid
+
+    def _check_limits(self, inside_ip: int) -> None:
+        if len(self._by_id) >= self._max:
+            raise self._refuse(RefuseReason.TABLE_FULL, f"{self._max} sessions")
+        if self._per_host.get(inside_ip, 0) >= self._max_host:
+            raise self._refuse(RefuseReason.HOST_QUOTA, f"{self._max_host} sessions for {IPv4Address(inside_ip)}")
+
+    def _refuse(self, reason: RefuseReason, detail: str = "") -> Refused:
+        self._refused[reason.value] = self._refused.get(reason.value, 0) + 1
+        return Refused(reason, detail)
+
+    def _new_mapping(self, policy: ProtoPolicy, ikey: int, inside_port: int, now: float) -> Mapping:
+        port = self._pools[policy.protocol].allocate(ikey, inside_port, now)
+        if port is None:
+            raise self._refuse(RefuseReason.POOL_EXHAUSTED, f"{policy.name} ports for inside port {inside_port}")
+        return self._add_mapping(policy, ikey, port)
+
+    def _add_mapping(self, policy: ProtoPolicy, ikey: int, port: int, static: bool = False) -> Mapping:
+        mapping = Mapping(ikey, port, policy, static)
+        self._mappings[ikey] = mapping
+        self._owners[policy.protocol][port] = mapping
+        self._prefixes[policy.protocol][port] = ikey << 48
+        return mapping
+
+    def _drop_mapping(self, mapping: Mapping, now: float) -> None:
+        protocol = mapping.policy.protocol
+        del self._mappings[mapping.ikey]
+        self._owners[protocol][mapping.external_port] = None
+        self._prefixes[protocol][mapping.external_port] = 0
+        self._pools[protocol].free(mapping.external_port, mapping.ikey, now)
+
+    def _insert(
+        self, okey: int, mapping: Mapping, code: int, created: float, last_seen: float, inside_ip: int, sid: int, kind: EventKind
+    ) -> Session:
+        s = Session(sid, okey, mapping, code, created, last_seen)
+        self._sessions[okey] = s
+        self._by_id[sid] = s
+        head = mapping.head
+        if head is not None:
+            head._prev = s
+            s._next = head
+        mapping.head = s
+        mapping.count += 1
+        per_host = self._per_host
+        per_host[inside_ip] = per_host.get(inside_ip, 0) + 1
+        self._wheel.add(s, last_seen + mapping.policy.timeouts[code])
+        if kind is EventKind.CREATED:
+            self._created += 1
+        else:
+            self._restored += 1
+        if self.on_event is not None:
+            self._emit(kind, s, created, "")
+        return s
+
+    def _unlink(self, s: Session, now: float) -> None:
+        """Forget a live session; frees its mapping's port if it was the last."""
+        del self._sessions[s.okey]
+        del self._by_id[s.id]
+        s.code |= DEAD
+        mapping = s.mapping
+        prev, nxt = s._prev, s._next
+        if prev is None:
+            mapping.head = nxt
+        else:
+            prev._next = nxt
+        if nxt is not None:
+            nxt._prev = prev
+        s._prev = s._next = None
+        mapping.count -= 1
+        inside_ip = (s.okey >> 64) & MAX_IP
+        left = self._per_host[inside_ip] - 1
+        if left:
+            self._per_host[inside_ip] = left
+        else:
+            del self._per_host[inside_ip]
+        if mapping.head is None and not mapping.static:
+            self._drop_mapping(mapping, now)
+
+    def _maybe_compact(self) -> None:
+        """Rebuild the timer buckets when stale copies outnumber live sessions
+        (amortised O(1) per removal; bounds memory held by dead sessions)."""
+        wheel = self._wheel
+        if wheel.stale > 4096 and wheel.stale > len(self._by_id):
+            wheel.rebuild((s, s.expires_at) for s in self._by_id.values())
+
+    def _emit(self, kind: EventKind, session: Session, now: float, reason: str) -> None:
+        hook = self.on_event
+        if hook is None:
+            return
+        try:
+            hook(Event(kind, session, now, reason))
+        except Exception:  # the table is consistent; report loudly, keep going
+            self._hook_errors += 1
+            log.exception("conntrack event hook failed on %s of %r", kind.value, session)
+
+
+def _deadline_of(s: Session) -> Optional[float]:
+    code = s.code
+    if code & DEAD:
+        return None
+    return s.last_seen + s.mapping.policy.timeouts[code]
