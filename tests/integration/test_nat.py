@@ -142,6 +142,10 @@ def test_iperf3_bytes_show_up_in_connection_counters(lab):
     # bytes_out counts IP+TCP headers too: within 10% of the payload.
     assert 0.9 * sent <= conn["bytes_out"] <= 1.1 * sent, (conn, sent)
     assert conn["packets_in"] > 0 and conn["state"] in ("ESTABLISHED", "FIN_WAIT", "CLOSING")
+    # Established TCP: both flows now carry the established idle timeout.
+    own = [f for f in lab.flows() if f["cookie"] & 0xFFFFFFFF == conn["id"]
+           and (f["cookie"] >> 40) & 0xFF in (0x10, 0x11)]
+    assert len(own) == 2 and {f["idle_timeout"] for f in own} == {conn["timeout"]} == {7440}, own
 
 
 def test_short_udp_timeout_removes_flows_and_entry(lab):
