@@ -16,6 +16,8 @@ from typing import Callable
 
 from oslo_config import cfg
 
+from ryu_app.forwards import parse_spec
+
 GROUP = "nat"
 DEFAULT_GATEWAY_MAC = "02:53:4e:41:54:01"   # locally administered; "SNAT" in hex
 
@@ -56,6 +58,8 @@ OPTS = [
                     "endpoint-independent, address-dependent or address-and-port-dependent"),
     cfg.IntOpt("port_quarantine", default=120,
                help="seconds a freed external port is not reused (RFC 6888 REQ-8); 0 = off"),
+    cfg.ListOpt("forwards", default=[],
+                help="static port forwards, PROTOCOL:PORT=INSIDE_IP:PORT, comma-separated"),
     cfg.BoolOpt("log_mappings", default=True,
                 help="log each mapping creation and deletion (RFC 6888 section 4)"),
 ]
@@ -93,6 +97,7 @@ class NatConfig:
     filtering: str = "address-and-port-dependent"
     port_quarantine: int = 120
     log_mappings: bool = True
+    forwards: tuple = ()
 
     @property
     def external_address(self) -> ipaddress.IPv4Address:
@@ -256,7 +261,19 @@ def load(conf: cfg.ConfigOpts | None = None,
     if group.port_quarantine is None or not 0 <= group.port_quarantine <= 86400:
         raise ConfigError("port_quarantine", group.port_quarantine, "must be 0..86400 seconds")
 
+    forwards: dict = {}
+    for spec in group.forwards or []:
+        try:
+            fwd = parse_spec(spec, internal_subnet, int_gw)
+        except ValueError as exc:
+            raise ConfigError("forwards", spec, str(exc)) from None
+        if fwd.key in forwards:
+            raise ConfigError("forwards", spec, f"{fwd.protocol} port {fwd.external_port} "
+                              f"is already forwarded to {forwards[fwd.key].internal_ip}")
+        forwards[fwd.key] = fwd
+
     return NatConfig(
+        forwards=tuple(forwards.values()),
         filtering=filtering,
         port_quarantine=group.port_quarantine,
         log_mappings=bool(group.log_mappings),

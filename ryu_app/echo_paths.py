@@ -56,6 +56,7 @@ class EchoPaths:
                 msgs.append(flows.session_flow(path, CookieKind.SESSION_OUT))
                 self.owner[pair] = session.id
             path = nat.records[self.owner[pair]].path
+            self._count(session, OUTBOUND, len(data), now)
             return msgs + [flows.packet_out_actions(flows.forward_actions(path), data)]
         msgs = self._unseat(pair)
         frame = rewrite_echo(data, eth_src=nat.config.gateway_mac, eth_dst=next_hop_mac,
@@ -85,9 +86,8 @@ class EchoPaths:
         """Count a packet translated here (flow stats never see it) and refresh."""
         rec = self.nat.records.get(session.id)
         if rec is not None:
-            kind = CookieKind.SESSION_OUT if direction == OUTBOUND else CookieKind.SESSION_IN
-            packets, octets = rec.base[kind]
-            rec.base[kind] = (packets + 1, octets + size)
+            rec.count_sent(CookieKind.SESSION_OUT if direction == OUTBOUND
+                           else CookieKind.SESSION_IN, size)
             self.nat.ct.set_counters(session.id, *rec.totals(), now=now)
             return
         out, back = (1, 0) if direction == OUTBOUND else (0, 1)

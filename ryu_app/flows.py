@@ -292,6 +292,12 @@ def flow_stats_request() -> parser.OFPFlowStatsRequest:
                                       APP_TAG << _APP_SHIFT, APP_COOKIE_MASK, parser.OFPMatch())
 
 
+def packet_out_ports(ports: Sequence[int], data: bytes) -> parser.OFPPacketOut:
+    """One frame out of several ports (an ARP request to every inside port)."""
+    return parser.OFPPacketOut(None, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+                               actions=[parser.OFPActionOutput(p, 0) for p in ports], data=data)
+
+
 def packet_out_actions(actions: Sequence, data: bytes,
                        in_port: int = ofp.OFPP_CONTROLLER) -> parser.OFPPacketOut:
     """Send ``data`` through ``actions`` (e.g. a new session's forward actions)."""

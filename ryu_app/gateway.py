@@ -18,6 +18,7 @@ from ryu.ofproto import ether, inet
 from ryu_app import flows, replies
 from ryu_app.config import NatConfig
 from ryu_app.counters import GatewayCounters
+from ryu_app.forwards import Forward
 from ryu_app.nat_service import NatService
 from ryu_app.packet_info import classify
 
@@ -41,6 +42,7 @@ class Gateway:
         self.config = config
         self.counters = GatewayCounters()
         self.switches: dict[int, SwitchState] = {}
+        self.forwards: dict[tuple[str, int], Forward] = {f.key: f for f in config.forwards}
 
     # -- switch life cycle -------------------------------------------------
     def serves(self, dpid: int) -> bool:
@@ -67,6 +69,7 @@ class Gateway:
         if state is None:
             return []
         state.ports = dict(ports)
+        self._update_inside_ports(state)
         if isinstance(self.config.external_port, int):
             if self.config.external_port not in state.ports.values():
                 LOG.warning("uplink port %d is not on switch %016x (yet)",
@@ -88,13 +91,47 @@ class Gateway:
         drop rules for the uplink; new inside flows to the controller."""
         cfg, up = self.config, state.uplink
         state.nat = NatService(cfg, self.counters, up)
+        for fwd in self.forwards.values():
+            if fwd not in cfg.forwards:
+                state.nat.inbound.add_forward(fwd)   # added over REST earlier
+        self._update_inside_ports(state)
         rules = [
             flows.arp_to_controller(flows.InfraRule.ARP_OUTSIDE, up, cfg.external_address),
             flows.icmp_to_controller(flows.InfraRule.ICMP_OUTSIDE, up, cfg.external_address),
             flows.arp_to_controller(flows.InfraRule.ARP_INSIDE, None, cfg.internal_gateway_ip),
             flows.icmp_to_controller(flows.InfraRule.ICMP_INSIDE, None, cfg.internal_gateway_ip),
         ]
-        return rules + flows.uplink_filters(up, cfg.external_address) + flows.inside_rules()
+        return (rules + flows.uplink_filters(up, cfg.external_address) + flows.inside_rules()
+                + state.nat.probes())
+
+    @staticmethod
+    def _update_inside_ports(state: SwitchState) -> None:
+        if state.nat is not None:
+            state.nat.inbound.inside_ports = {
+                p for p in state.ports.values() if p != state.uplink and p < 0xFFFFFF00}
+
+    # -- port forwards (all switches) -------------------------------------------
+    def add_forward(self, fwd: Forward) -> dict[int, list]:
+        """Add a forward on every switch; ValueError/Refused leaves none changed."""
+        done: list[SwitchState] = []
+        msgs: dict[int, list] = {}
+        try:
+            for state in self.switches.values():
+                if state.nat is not None:
+                    msgs[state.dpid] = state.nat.inbound.add_forward(fwd)
+                    done.append(state)
+        except Exception:
+            for state in done:
+                state.nat.inbound.remove_forward(*fwd.key)
+            raise
+        self.forwards[fwd.key] = fwd
+        return msgs
+
+    def remove_forward(self, protocol: str, port: int) -> dict[int, list] | None:
+        if self.forwards.pop((protocol, port), None) is None:
+            return None
+        return {s.dpid: s.nat.inbound.remove_forward(protocol, port) or []
+                for s in self.switches.values() if s.nat is not None}
 
     # -- session life cycle, delegated to the switch's NatService ---------------
     def flow_removed(self, dpid: int, cookie: int, reason: int, packets: int, octets: int,
@@ -170,6 +207,7 @@ class Gateway:
                 msgs += state.nat.learn_next_hop(req.src_ip, req.src_mac, now)
             else:
                 state.nat.hosts.learn(req.src_ip, req.src_mac, in_port)
+                msgs += state.nat.inbound.learned_inside(req.src_ip, now)
         if req.opcode != arp.ARP_REQUEST:
             return msgs
         self.counters.arp_replies += 1

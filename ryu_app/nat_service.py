@@ -37,9 +37,11 @@ from ryu_app.engine import make_engine
 from ryu_app.flows import CookieKind, SessionPath
 from ryu_app.neighbors import InsideHosts, NextHops
 from ryu_app.packet_info import ICMP, PacketInfo
+from ryu_app.ratelimit import TokenBucket
 
 LOG = logging.getLogger(__name__)
 MAPPING_LOG = logging.getLogger("ryu_snat.mappings")
+ADMIN_PROHIBITED = 13   # ICMP 3/13: communication administratively prohibited
 _OTHER = {CookieKind.SESSION_OUT: CookieKind.SESSION_IN, CookieKind.SESSION_IN: CookieKind.SESSION_OUT}
 _NOT_UNICAST = [ipaddress.IPv4Network(n) for n in
                 ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4")]
@@ -68,6 +70,11 @@ class FlowRecord:
         self.base[kind] = (base[0] + packets, base[1] + octets)
         self.current[kind] = (0, 0)
 
+    def count_sent(self, kind: CookieKind, size: int) -> None:
+        """A packet the controller sent itself (packet-out): flow stats miss it."""
+        packets, octets = self.base[kind]
+        self.base[kind] = (packets + 1, octets + size)
+
     def totals(self) -> tuple[int, int, int, int]:
         out = [b + c for b, c in zip(self.base[CookieKind.SESSION_OUT],
                                      self.current[CookieKind.SESSION_OUT])]
@@ -90,8 +97,13 @@ class NatService:
         self.switch_drops: dict[str, int] = {}
         self._external = str(config.external_address)
         self._probes: set[tuple[int, int]] = set()
-        from ryu_app.echo_paths import EchoPaths   # ICMP echo needs the records above
+        self._icmp_errors = TokenBucket(rate=10, burst=20)
+        from ryu_app.echo_paths import EchoPaths   # these two use the records above
+        from ryu_app.inbound import Inbound
         self.echo = EchoPaths(self)
+        self.inbound = Inbound(self)
+        for fwd in config.forwards:
+            self.inbound.add_forward(fwd)   # probe flows go in with the gateway rules
 
     # -- packets from inside ------------------------------------------------------
     def from_inside(self, in_port: int, eth_src: str, info: PacketInfo | str,
@@ -114,8 +126,21 @@ class NatService:
                 session = self.ct.create_outbound(info.protocol, info.src, info.sport, info.dst,
                                                   info.dport, now, info.tcp_flags)
             except Refused as refused:
-                return self._drop(refused.reason.value)
+                self._drop(refused.reason.value)
+                return self._prohibited(in_port, eth_src, data, now)
         return self._send_out(session, data, now)
+
+    def _prohibited(self, in_port: int, eth_src: str, data: bytes, now: float) -> list:
+        """RFC 5508 REQ-8: tell the inside host (ICMP 3/13), rate-limited, so its
+        application fails fast instead of retrying into a full table."""
+        if not self._icmp_errors.take(now):
+            self.counters.drop("icmp_error_rate_limited")
+            return []
+        from ryu.lib.packet import ethernet
+        frame = replies.dest_unreachable(ethernet.ethernet(src=eth_src), data[14:],
+                                         ADMIN_PROHIBITED, self.config.gateway_mac,
+                                         str(self.config.internal_gateway_ip))
+        return [flows.packet_out(in_port, frame)]
 
     def _outbound_problem(self, src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address,
                           info: PacketInfo) -> str:
@@ -155,6 +180,7 @@ class NatService:
             return self.echo.outbound(session, mac, data, now)
         msgs = self._ensure_flows(session, mac)
         rec = self.records[session.id]
+        rec.count_sent(CookieKind.SESSION_OUT, len(data))
         msgs.append(flows.packet_out_actions(flows.forward_actions(rec.path), data))
         return msgs
 
@@ -170,25 +196,11 @@ class NatService:
             return self._drop(info)
         if info.dst != self._external:
             return self._drop("outside_not_for_us")
-        if self.next_hop(info.src) == info.src:
-            self.next_hops.learn(info.src, eth_src, now)
         if info.protocol == ICMP:
             if info.is_echo_reply:
                 return self.echo.inbound(info, data, now)
             return self._drop("icmp_unsupported")
-        try:
-            session = self.ct.accept_inbound(info.protocol, info.src, info.sport, info.dst,
-                                             info.dport, now, info.tcp_flags)
-        except Refused as refused:
-            return self._drop(f"inbound_{refused.reason.value}")
-        host = self.hosts.get(str(session.inside_ip))
-        mac = self.next_hops.lookup(self.next_hop(info.src) or "", now)
-        if host is None or mac is None:
-            return self._drop("inbound_unresolved")
-        msgs = self._ensure_flows(session, mac)
-        msgs.append(flows.packet_out_actions(flows.reverse_actions(self.records[session.id].path),
-                                             data))
-        return msgs
+        return self.inbound.packet(eth_src, info, data, now)
 
     def learn_next_hop(self, ip: str, mac: str, now: float) -> list:
         """An ARP from the outside told us ``ip`` is at ``mac``: release what waited."""
@@ -231,17 +243,27 @@ class NatService:
         return msgs
 
     def _probe_for(self, session: Session, add: bool) -> list:
-        """Mapping probe flow for EIF/ADF filtering: one per live mapping."""
-        if session.protocol == ICMP or self.config.filtering == "address-and-port-dependent":
+        """Mapping probe for EIF/ADF filtering: one per live dynamic mapping."""
+        if session.protocol == ICMP or session.mapping.static:
             return []
-        key = (session.protocol, session.external_port)
-        if add and key not in self._probes:
-            self._probes.add(key)
-            return [flows.mapping_probe(self.uplink, self._external, *key)]
-        if not add and key in self._probes and session.mapping.count == 0:
-            self._probes.discard(key)
-            return [flows.mapping_probe(self.uplink, self._external, *key, add=False)]
+        if add and self.config.filtering != "address-and-port-dependent":
+            return self.probe(session.protocol, session.external_port, add=True)
+        if not add and session.mapping.count == 0:
+            return self.probe(session.protocol, session.external_port, add=False)
         return []
+
+    def probe(self, protocol: int, port: int, add: bool) -> list:
+        """Add or remove the probe flow of an external port (idempotent)."""
+        key = (protocol, port)
+        if add == (key in self._probes):
+            return []
+        (self._probes.add if add else self._probes.discard)(key)
+        return [flows.mapping_probe(self.uplink, self._external, protocol, port, add=add)]
+
+    def probes(self) -> list:
+        """The probe flows that should be in the switch (after a connect)."""
+        return [flows.mapping_probe(self.uplink, self._external, p, port)
+                for p, port in sorted(self._probes)]
 
     def flow_removed(self, cookie: int, reason: int, packets: int, octets: int,
                      now: float) -> list:
@@ -347,7 +369,7 @@ class NatService:
                 msgs += self.end(session, "next_hop_unresolved", now)
         for session in self.ct.expire(now - grace):
             msgs += self._after_end(session)
-        return msgs
+        return msgs + self.inbound.tick(now)
 
     # -- operator ---------------------------------------------------------------------
     def delete(self, sid: int, now: float) -> list | None:

@@ -46,3 +46,20 @@ def echo_reply(request_eth: ethernet.ethernet, request_ip: ipv4.ipv4,
                                data=icmp.echo(id_=echo.id, seq=echo.seq, data=echo.data)))
     pkt.serialize()
     return bytes(pkt.data)
+
+
+def dest_unreachable(request_eth: ethernet.ethernet, ip_bytes: bytes, code: int,
+                     our_mac: str, our_ip: str) -> bytes:
+    """ICMP Destination Unreachable (type 3) from the gateway about the IP
+    packet ``ip_bytes`` (its header and first 8 payload bytes are quoted)."""
+    header_len = (ip_bytes[0] & 0x0F) * 4
+    quoted = ip_bytes[:header_len + 8]
+    src = ipv4.ipv4.parser(ip_bytes)[0].src
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(ethertype=ether.ETH_TYPE_IP,
+                                       dst=request_eth.src, src=our_mac))
+    pkt.add_protocol(ipv4.ipv4(src=our_ip, dst=src, ttl=DEFAULT_TTL, proto=inet.IPPROTO_ICMP))
+    pkt.add_protocol(icmp.icmp(type_=icmp.ICMP_DEST_UNREACH, code=code, csum=0,
+                               data=icmp.dest_unreach(data=quoted)))
+    pkt.serialize()
+    return bytes(pkt.data)

@@ -76,6 +76,35 @@ class NatRestController(ControllerBase):
         self.app.delete_connection(dpid, session.id)
         return {"deleted": session.id, "dpid": dpid}
 
+    @route("nat", "/nat/forwards", methods=["GET"])
+    @json_endpoint
+    def forwards(self, req: Any, **_: Any) -> list:
+        _query(req, set())
+        return self.app.list_forwards()
+
+    @route("nat", "/nat/forwards", methods=["POST"])
+    @json_endpoint
+    def add_forward(self, req: Any, **_: Any) -> dict:
+        _query(req, set())
+        try:
+            body = json.loads(req.body or b"null")
+        except ValueError as exc:
+            raise RestError(400, f"body is not JSON: {exc}") from None
+        try:
+            return self.app.add_forward(body)
+        except ValueError as exc:
+            raise RestError(400, str(exc)) from None
+
+    @route("nat", "/nat/forwards/{protocol}/{port}", methods=["DELETE"])
+    @json_endpoint
+    def delete_forward(self, req: Any, protocol: str, port: str, **_: Any) -> dict:
+        _query(req, set())
+        if protocol not in ("tcp", "udp") or not port.isdigit():
+            raise RestError(400, "expected /nat/forwards/{tcp|udp}/{external_port}")
+        if not self.app.remove_forward(protocol, int(port)):
+            raise RestError(404, f"no forward of {protocol} port {port}")
+        return {"deleted": {"protocol": protocol, "external_port": int(port)}}
+
 
 def _query(req: Any, allowed: set[str]) -> dict[str, str]:
     """The query string as a dict; unknown or repeated parameters are a 400."""

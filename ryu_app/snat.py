@@ -20,7 +20,8 @@ from ryu.controller.handler import set_ev_cls
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from ryu_app import config, flows
+from conntrack import Refused
+from ryu_app import config, flows, forwards
 from ryu_app.gateway import Gateway
 from ryu_app.rest import APP_KEY, NatFallbackController, NatRestController
 from ryu_app.sender import Sender
@@ -67,6 +68,33 @@ class SnatApp(app_manager.RyuApp):
         if msgs is None:
             return False
         self._send(dpid, msgs)
+        return True
+
+    def list_forwards(self) -> list[dict]:
+        return [f.as_dict() for f in sorted(self.gateway.forwards.values(), key=str)]
+
+    def add_forward(self, body: Any) -> dict:
+        """Validate and add a forward on every switch; ValueError -> 400."""
+        cfg = self.config
+        fwd = forwards.from_json(body, cfg.internal_subnet, cfg.internal_gateway_ip)
+        if fwd.key in self.gateway.forwards:
+            raise ValueError(f"{fwd.protocol} port {fwd.external_port} is already forwarded")
+        try:
+            per_switch = self.gateway.add_forward(fwd)
+        except Refused as refused:
+            raise ValueError(f"{fwd.protocol} port {fwd.external_port}: {refused}") from None
+        for dpid, msgs in per_switch.items():
+            self._send(dpid, msgs)
+        LOG.info("forward added: %s", fwd)
+        return fwd.as_dict()
+
+    def remove_forward(self, protocol: str, port: int) -> bool:
+        per_switch = self.gateway.remove_forward(protocol, port)
+        if per_switch is None:
+            return False
+        for dpid, msgs in per_switch.items():
+            self._send(dpid, msgs)
+        LOG.info("forward removed: %s port %d", protocol, port)
         return True
 
     # -- timers --------------------------------------------------------------

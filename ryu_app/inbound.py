@@ -1,0 +1,108 @@
+"""Inbound sessions: packets from outside that may open a session.
+
+Two kinds reach the controller through a mapping probe flow: packets to a
+port forward (DNAT, always accepted) and, under endpoint-independent or
+address-dependent filtering, packets from a new remote to a live mapping.
+The engine decides (filtering, limits); this module resolves the inside host
+(by ARP when it has never spoken, holding the packet meanwhile) and installs
+the session's flows.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from conntrack import INBOUND, Refused, Session
+from ryu_app import flows, replies
+from ryu_app.flows import CookieKind
+from ryu_app.forwards import Forward
+from ryu_app.neighbors import NextHops
+from ryu_app.packet_info import PacketInfo
+
+if TYPE_CHECKING:
+    from ryu_app.nat_service import NatService
+
+
+class Inbound:
+    """Port forwards and inbound-initiated sessions of one NatService."""
+
+    def __init__(self, nat: "NatService") -> None:
+        self.nat = nat
+        self.forwards: dict[tuple[str, int], Forward] = {}
+        self.inside_arp: NextHops[tuple[int, int, bytes]] = NextHops()
+        self.inside_ports: set[int] = set()
+
+    # -- forwards ---------------------------------------------------------------
+    def add_forward(self, fwd: Forward) -> list:
+        """Install a forward; Refused (port in use...) or ValueError if it cannot be."""
+        if fwd.key in self.forwards:
+            raise ValueError(f"{fwd.protocol} port {fwd.external_port} is already forwarded "
+                             f"to {self.forwards[fwd.key].internal_ip}:"
+                             f"{self.forwards[fwd.key].internal_port}")
+        self.nat.ct.add_forward(fwd.proto, fwd.external_port, fwd.internal_ip, fwd.internal_port)
+        self.forwards[fwd.key] = fwd
+        return self.nat.probe(fwd.proto, fwd.external_port, add=True)
+
+    def remove_forward(self, protocol: str, port: int) -> list | None:
+        fwd = self.forwards.pop((protocol, port), None)
+        if fwd is None:
+            return None
+        mapping = self.nat.ct.remove_forward(fwd.proto, port)
+        if mapping is not None and mapping.count:
+            return []          # its live sessions keep the probe until they end
+        return self.nat.probe(fwd.proto, port, add=False)
+
+    # -- packets ----------------------------------------------------------------------
+    def packet(self, eth_src: str, info: PacketInfo, data: bytes, now: float) -> list:
+        """A TCP/UDP packet to the NAT address that a probe flow sent up."""
+        nat = self.nat
+        hop = nat.next_hop(info.src)
+        if hop is not None:     # it came from its next hop: remember that MAC
+            nat.next_hops.learn(hop, eth_src, now)
+        try:
+            session = nat.ct.accept_inbound(info.protocol, info.src, info.sport, info.dst,
+                                            info.dport, now, info.tcp_flags)
+        except Refused as refused:
+            return nat._drop(f"inbound_{refused.reason.value}")
+        return self.deliver(session, data, now)
+
+    def deliver(self, session: Session, data: bytes, now: float) -> list:
+        """Install the session's flows and send ``data`` in through them."""
+        nat = self.nat
+        host = nat.hosts.get(str(session.inside_ip))
+        if host is None:
+            return self._resolve_inside(session, data, now)
+        mac = nat.next_hops.lookup(nat.next_hop(str(session.remote_ip)) or "", now)
+        if mac is None:
+            return nat._drop("inbound_unresolved")
+        msgs = nat._ensure_flows(session, mac)
+        rec = nat.records[session.id]
+        rec.count_sent(CookieKind.SESSION_IN, len(data))
+        return msgs + [flows.packet_out_actions(flows.reverse_actions(rec.path), data)]
+
+    def _resolve_inside(self, session: Session, data: bytes, now: float) -> list:
+        ip = str(session.inside_ip)
+        accepted, ask = self.inside_arp.hold(ip, (session.id, INBOUND, data), now)
+        if not accepted:
+            return self.nat._drop("arp_queue_full")
+        return [self.arp_request(ip)] if ask else []
+
+    def arp_request(self, ip: str) -> object:
+        """Ask every inside port (never the uplink) who has ``ip``."""
+        cfg = self.nat.config
+        frame = replies.arp_request(cfg.gateway_mac, str(cfg.internal_gateway_ip), ip)
+        return flows.packet_out_ports(sorted(self.inside_ports), frame)
+
+    def learned_inside(self, ip: str, now: float) -> list:
+        """An inside host answered ARP: deliver what waited for it."""
+        msgs: list = []
+        for sid, _direction, data in self.inside_arp.learn(ip, "", now):
+            session = self.nat.ct.get(sid)
+            if session is not None:
+                msgs += self.deliver(session, data, now)
+        return msgs
+
+    def tick(self, now: float) -> list:
+        ask, given_up = self.inside_arp.tick(now)
+        for _ in given_up:
+            self.nat._drop("inside_host_unresolved")
+        return [self.arp_request(ip) for ip in ask]
