@@ -210,10 +210,12 @@ class SessionPath:
 _L4_FIELDS = {inet.IPPROTO_TCP: ("tcp_src", "tcp_dst"), inet.IPPROTO_UDP: ("udp_src", "udp_dst")}
 
 
-def _match(protocol: int, in_port: int, src: str, dst: str, sport: int, dport: int,
+def _match(protocol: int, in_port: int | None, src: str, dst: str, sport: int, dport: int,
            icmp_type: int) -> parser.OFPMatch:
-    fields: dict = {"in_port": in_port, "eth_type": ether.ETH_TYPE_IP, "ip_proto": protocol,
+    fields: dict = {"eth_type": ether.ETH_TYPE_IP, "ip_proto": protocol,
                     "ipv4_src": src, "ipv4_dst": dst}
+    if in_port is not None:
+        fields["in_port"] = in_port
     if protocol in _L4_FIELDS:
         src_field, dst_field = _L4_FIELDS[protocol]
         fields[src_field], fields[dst_field] = sport, dport
@@ -226,7 +228,10 @@ ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0
 
 
 def forward_match(p: SessionPath) -> parser.OFPMatch:
-    return _match(p.protocol, p.inside_switch_port, p.inside_ip, p.remote_ip,
+    """The inside 5-tuple, on any inside port: a host that moves keeps its
+    sessions (re-adding replaces the flow); the uplink never matches since
+    outside packets never carry an inside source (the uplink rules drop them)."""
+    return _match(p.protocol, None, p.inside_ip, p.remote_ip,
                   p.inside_port, p.remote_port, ICMP_ECHO_REQUEST)
 
 

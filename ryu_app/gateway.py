@@ -206,7 +206,7 @@ class Gateway:
             if outside:
                 msgs += state.nat.learn_next_hop(req.src_ip, req.src_mac, now)
             else:
-                state.nat.hosts.learn(req.src_ip, req.src_mac, in_port)
+                msgs += state.nat.host_seen(req.src_ip, req.src_mac, in_port)
                 msgs += state.nat.inbound.learned_inside(req.src_ip, now)
         if req.opcode != arp.ARP_REQUEST:
             return msgs

@@ -55,14 +55,14 @@ class Inbound:
     def packet(self, eth_src: str, info: PacketInfo, data: bytes, now: float) -> list:
         """A TCP/UDP packet to the NAT address that a probe flow sent up."""
         nat = self.nat
-        hop = nat.next_hop(info.src)
-        if hop is not None:     # it came from its next hop: remember that MAC
-            nat.next_hops.learn(hop, eth_src, now)
         try:
             session = nat.ct.accept_inbound(info.protocol, info.src, info.sport, info.dst,
                                             info.dport, now, info.tcp_flags)
         except Refused as refused:
             return nat._drop(f"inbound_{refused.reason.value}")
+        hop = nat.next_hop(info.src)
+        if hop is not None:     # accepted: it came from its next hop, remember that MAC
+            nat.next_hops.learn(hop, eth_src, now)
         return self.deliver(session, data, now)
 
     def deliver(self, session: Session, data: bytes, now: float) -> list:

@@ -41,6 +41,7 @@ from ryu_app.ratelimit import TokenBucket
 
 LOG = logging.getLogger(__name__)
 MAPPING_LOG = logging.getLogger("ryu_snat.mappings")
+READD_DELAY = 2.0       # s to wait for the other flow's removal before re-adding
 ADMIN_PROHIBITED = 13   # ICMP 3/13: communication administratively prohibited
 _OTHER = {CookieKind.SESSION_OUT: CookieKind.SESSION_IN, CookieKind.SESSION_IN: CookieKind.SESSION_OUT}
 _NOT_UNICAST = [ipaddress.IPv4Network(n) for n in
@@ -98,6 +99,7 @@ class NatService:
         self._external = str(config.external_address)
         self._probes: set[tuple[int, int]] = set()
         self._icmp_errors = TokenBucket(rate=10, burst=20)
+        self._readd: dict[int, tuple[CookieKind, float]] = {}   # sid -> (flow, when)
         from ryu_app.echo_paths import EchoPaths   # these two use the records above
         from ryu_app.inbound import Inbound
         self.echo = EchoPaths(self)
@@ -115,7 +117,7 @@ class NatService:
         reason = self._outbound_problem(src, dst, info)
         if reason:
             return self._drop(reason)
-        self.hosts.learn(info.src, eth_src, in_port)
+        msgs = self.host_seen(info.src, eth_src, in_port)
         if self.next_hop(info.dst) is None:
             return self._drop("no_route")
         session = self.ct.lookup_outbound(info.protocol, info.src, info.sport, info.dst, info.dport)
@@ -127,8 +129,21 @@ class NatService:
                                                   info.dport, now, info.tcp_flags)
             except Refused as refused:
                 self._drop(refused.reason.value)
-                return self._prohibited(in_port, eth_src, data, now)
-        return self._send_out(session, data, now)
+                return msgs + self._prohibited(in_port, eth_src, data, now)
+        return msgs + self._send_out(session, data, now)
+
+    def host_seen(self, ip: str, mac: str, port: int) -> list:
+        """Learn an inside host; if it moved (port or MAC), its sessions' flows
+        follow it: re-adding replaces them, since matches do not name its port."""
+        old = self.hosts.get(ip)
+        if not self.hosts.learn(ip, mac, port) or old is None:
+            return []
+        msgs: list = []
+        for rec in self.records.values():
+            if rec.path.inside_ip == ip and rec.installed and not rec.ending:
+                rec.path = dataclasses.replace(rec.path, inside_mac=mac, inside_switch_port=port)
+                msgs += [flows.session_flow(rec.path, kind) for kind in sorted(rec.installed)]
+        return msgs
 
     def _prohibited(self, in_port: int, eth_src: str, data: bytes, now: float) -> list:
         """RFC 5508 REQ-8: tell the inside host (ICMP 3/13), rate-limited, so its
@@ -151,7 +166,9 @@ class NatService:
             return "inside_destination"
         if dst == cfg.external_address:
             return "hairpin_unsupported"
-        if dst == ipaddress.IPv4Address("255.255.255.255") or any(dst in n for n in _NOT_UNICAST):
+        ext_net = cfg.external_ip.network
+        if dst == ipaddress.IPv4Address("255.255.255.255") or any(dst in n for n in _NOT_UNICAST) \
+                or dst in (ext_net.network_address, ext_net.broadcast_address):
             return "not_unicast"
         if info.ttl <= 1:
             return "ttl_expired"
@@ -175,6 +192,8 @@ class NatService:
             accepted, ask = self.next_hops.hold(hop, (session.id, OUTBOUND, data), now)
             if not accepted:
                 self._drop("arp_queue_full")
+                if session.id not in self.records and not self.next_hops.holds(session.id):
+                    return self.end(session, "arp_queue_full", now)
             return [self._arp_request(hop)] if ask else []
         if session.protocol == ICMP:
             return self.echo.outbound(session, mac, data, now)
@@ -238,6 +257,7 @@ class NatService:
         rec.path = path
         rec.installed = set(_OTHER)
         rec.ending = False
+        self._readd.pop(session.id, None)
         msgs = flows.session_flows(path)
         msgs += self._probe_for(session, add=True)
         return msgs
@@ -282,15 +302,30 @@ class NatService:
             self.ct.set_counters(sid, *rec.totals())
         if session is None or rec.ending:
             return self._forget(sid) if not rec.installed else []
-        if session.protocol == ICMP:
-            return self.echo.flow_gone(session, rec)
         other = _OTHER[kind]
         if reason == ofp.OFPRR_IDLE_TIMEOUT and other in rec.installed and (
                 other == CookieKind.SESSION_OUT or session.replied):
-            rec.installed.add(kind)    # the surviving direction keeps it alive
-            return [flows.session_flow(rec.path, kind)]
+            # The surviving direction may keep the session, if it is really
+            # active: when both idled together its own flow-removed follows
+            # within moments, so re-add this flow only after READD_DELAY.
+            self._readd[sid] = (kind, now + READD_DELAY)
+            return []
+        self._readd.pop(sid, None)
         why = "idle" if reason == ofp.OFPRR_IDLE_TIMEOUT else "flow_deleted"
         return self.end(session, why, now)
+
+    def _due_readds(self, now: float) -> list:
+        msgs: list = []
+        for sid, (kind, due) in list(self._readd.items()):
+            if due > now:
+                continue
+            del self._readd[sid]
+            rec = self.records.get(sid)
+            if rec is not None and not rec.ending and _OTHER[kind] in rec.installed \
+                    and kind not in rec.installed:
+                rec.installed.add(kind)
+                msgs.append(flows.session_flow(rec.path, kind))
+        return msgs
 
     def end(self, session: Session, reason: str, now: float) -> list:
         """End a live session now: engine entry, its flows, its mapping probe."""
@@ -301,8 +336,6 @@ class NatService:
     def _after_end(self, session: Session) -> list:
         msgs = self._probe_for(session, add=False)
         rec = self.records.get(session.id)
-        if session.protocol == ICMP:
-            return msgs + self.echo.session_gone(session)
         if rec is None:
             return msgs
         if rec.installed:
@@ -369,7 +402,7 @@ class NatService:
                 msgs += self.end(session, "next_hop_unresolved", now)
         for session in self.ct.expire(now - grace):
             msgs += self._after_end(session)
-        return msgs + self.inbound.tick(now)
+        return msgs + self._due_readds(now) + self.inbound.tick(now)
 
     # -- operator ---------------------------------------------------------------------
     def delete(self, sid: int, now: float) -> list | None:
@@ -381,7 +414,7 @@ class NatService:
     def where(self, session: Session) -> str:
         """Where the session's packets are handled: switch, controller or pending."""
         if session.protocol == ICMP:
-            return "controller" if self.echo.on_controller_path(session) else "switch+controller"
+            return "controller"
         rec = self.records.get(session.id)
         return "switch" if rec is not None and rec.installed else "pending"
 

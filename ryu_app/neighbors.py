@@ -82,6 +82,10 @@ class NextHops(Generic[T]):
             ask.append(ip)
         return ask, expired
 
+    def holds(self, key: Any) -> bool:
+        """True if an item whose first element is ``key`` waits (a session id)."""
+        return any(item[0] == key for w in self._waiting.values() for item in w.items)
+
     def pending(self) -> int:
         return sum(len(w.items) for w in self._waiting.values())
 

@@ -1,9 +1,15 @@
 """A small fake OpenFlow 1.3 switch for unit tests that check packet fate.
 
 It applies the flow-mods our code builds (add, delete with cookie masks),
-keeps priorities, and answers "what happens to this frame arriving on this
-port": which flow matches and where its output goes.  Matching covers the
-fields ryu-snat uses; frames are parsed with ``ryu.lib.packet``.
+keeps priorities, counters and idle timers, and answers "what does this frame
+arriving on this port become": the highest-priority flow's actions are applied
+to the frame (set-field, dec-TTL, output) and the frames that leave are
+returned.  Packet-outs are applied the same way.  Frames are parsed and
+rebuilt with ``ryu.lib.packet`` (checksums recomputed, as a switch does).
+
+:class:`Wire` connects a FakeSwitch to a controller object with the Gateway's
+methods, so packet-ins, packet-outs and flow-removed messages go round as they
+would over the OpenFlow channel.
 """
 from __future__ import annotations
 
@@ -12,8 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet, tcp, udp
+from ryu.ofproto import ether, inet
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
+
+CONTROLLER = ofp.OFPP_CONTROLLER
+Removed = tuple[int, int, int, int]   # what an OFPFlowRemoved carries: cookie, reason, packets, bytes
 
 
 def frame_fields(in_port: int, data: bytes) -> dict[str, Any]:
@@ -46,7 +56,71 @@ def _field_matches(name: str, want: Any, have: Any) -> bool:
     return want == have
 
 
-@dataclass
+# set-field name -> (protocol class, attribute); what a match must hold to allow it
+_SET_FIELDS = {"eth_src": (ethernet.ethernet, "src"), "eth_dst": (ethernet.ethernet, "dst"),
+               "ipv4_src": (ipv4.ipv4, "src"), "ipv4_dst": (ipv4.ipv4, "dst"),
+               "tcp_src": (tcp.tcp, "src_port"), "tcp_dst": (tcp.tcp, "dst_port"),
+               "udp_src": (udp.udp, "src_port"), "udp_dst": (udp.udp, "dst_port")}
+_PREREQS = {"ipv4": {"eth_type": ether.ETH_TYPE_IP},
+            "tcp": {"eth_type": ether.ETH_TYPE_IP, "ip_proto": inet.IPPROTO_TCP},
+            "udp": {"eth_type": ether.ETH_TYPE_IP, "ip_proto": inet.IPPROTO_UDP}}
+
+
+def check_prerequisites(match: dict[str, Any], actions: list) -> None:
+    """Refuse, as OVS does (OFPBAC_MATCH_INCONSISTENT), a set-field or dec-TTL
+    whose protocol the flow's match does not pin down."""
+    for action in actions:
+        if isinstance(action, parser.OFPActionSetField):
+            need = _PREREQS.get(action.key.split("_")[0], {})
+        elif isinstance(action, parser.OFPActionDecNwTtl):
+            need = _PREREQS["ipv4"]
+        else:
+            continue
+        missing = {k: v for k, v in need.items() if match.get(k) != v}
+        assert not missing, f"{action} needs {missing} in the match {match}"
+
+
+def apply_actions(actions: list, data: bytes) -> list[tuple[int, bytes]]:
+    """(port, frame) for each output of ``actions`` applied to ``data``, in order.
+
+    Output to the controller carries the frame as it came in; a TTL that
+    decrements to zero drops the packet (OVS's default without an
+    invalid-TTL packet-in).  Unmodified frames leave byte for byte.
+    """
+    pkt, changed, out = None, False, []
+    for action in actions:
+        if isinstance(action, parser.OFPActionOutput):
+            if action.port == CONTROLLER:
+                out.append((CONTROLLER, bytes(data)))
+            elif changed:
+                pkt.serialize()
+                out.append((action.port, bytes(pkt.data)))
+            else:
+                out.append((action.port, bytes(data)))
+            continue
+        if pkt is None:
+            pkt = packet.Packet(bytes(data))
+        if isinstance(action, parser.OFPActionSetField):
+            proto_cls, attr = _SET_FIELDS[action.key]
+            header = pkt.get_protocol(proto_cls)
+            assert header is not None, f"{action.key} set on a frame without {proto_cls.__name__}"
+            setattr(header, attr, action.value)
+        elif isinstance(action, parser.OFPActionDecNwTtl):
+            header = pkt.get_protocol(ipv4.ipv4)
+            assert header is not None, "dec_nw_ttl on a frame without IPv4"
+            if header.ttl <= 1:
+                return out
+            header.ttl -= 1
+        else:
+            raise NotImplementedError(f"action {action}")
+        changed = True
+        for proto in pkt.protocols:       # let serialize() recompute every checksum
+            if isinstance(proto, (ipv4.ipv4, tcp.tcp, udp.udp, icmp.icmp)):
+                proto.csum = 0
+    return out
+
+
+@dataclass(eq=False)
 class Flow:
     cookie: int
     priority: int
@@ -55,34 +129,51 @@ class Flow:
     idle_timeout: int = 0
     flags: int = 0
     packets: int = 0
+    bytes: int = 0
+    last_used: float = 0.0
 
     def matches(self, fields: dict[str, Any]) -> bool:
         return all(name in fields and _field_matches(name, want, fields[name])
                    for name, want in self.match.items())
 
+    def removed(self, reason: int) -> Removed:
+        return self.cookie, reason, self.packets, self.bytes
+
 
 @dataclass
 class FakeSwitch:
-    """One table; records every message it is sent."""
+    """One table; records every message it is sent and every flow-removed
+    message it would send (``removed``, oldest first, until taken)."""
 
     dpid: int = 1
     flows: list[Flow] = field(default_factory=list)
     sent: list = field(default_factory=list)
+    removed: list[Removed] = field(default_factory=list)
+    now: float = 0.0
 
-    def apply(self, msgs: list) -> None:
+    def apply(self, msgs: list) -> list[tuple[int, bytes]]:
+        """Apply controller messages; the frames their packet-outs send."""
+        out = []
         for msg in msgs:
             self.sent.append(msg)
             if isinstance(msg, parser.OFPFlowMod):
                 self._flow_mod(msg)
+            elif isinstance(msg, parser.OFPPacketOut):
+                out += self.packet_out_fate(msg)
+        return out
 
     def _flow_mod(self, msg: parser.OFPFlowMod) -> None:
         match = dict(msg.match.items())
         if msg.command == ofp.OFPFC_ADD:
             actions = [a for inst in msg.instructions for a in getattr(inst, "actions", [])]
-            self.flows = [f for f in self.flows
-                          if not (f.priority == msg.priority and f.match == match)]
-            self.flows.append(Flow(msg.cookie, msg.priority, match, actions,
-                                   msg.idle_timeout, msg.flags))
+            check_prerequisites(match, actions)
+            new = Flow(msg.cookie, msg.priority, match, actions, msg.idle_timeout, msg.flags,
+                       last_used=self.now)
+            # OF 1.3: an identical flow is replaced (no flow-removed), counters kept.
+            same = [f for f in self.flows if f.priority == msg.priority and f.match == match]
+            if same and not msg.flags & ofp.OFPFF_RESET_COUNTS:
+                new.packets, new.bytes = same[0].packets, same[0].bytes
+            self.flows = [f for f in self.flows if f not in same] + [new]
         elif msg.command in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT):
             def doomed(f: Flow) -> bool:
                 if f.cookie & msg.cookie_mask != msg.cookie & msg.cookie_mask:
@@ -90,9 +181,15 @@ class FakeSwitch:
                 if msg.command == ofp.OFPFC_DELETE_STRICT:
                     return f.priority == msg.priority and f.match == match
                 return all(f.match.get(k) == v for k, v in match.items())
-            self.flows = [f for f in self.flows if not doomed(f)]
+            self._remove([f for f in self.flows if doomed(f)], ofp.OFPRR_DELETE)
         else:
             raise NotImplementedError(f"flow-mod command {msg.command}")
+
+    def _remove(self, gone: list[Flow], reason: int) -> list[Removed]:
+        self.flows = [f for f in self.flows if f not in gone]
+        notes = [f.removed(reason) for f in gone if f.flags & ofp.OFPFF_SEND_FLOW_REM]
+        self.removed += notes
+        return notes
 
     def lookup(self, in_port: int, data: bytes) -> Flow | None:
         """The highest-priority flow a frame hits (OpenFlow's table lookup)."""
@@ -102,7 +199,15 @@ class FakeSwitch:
             return None
         best = max(hits, key=lambda f: f.priority)
         best.packets += 1
+        best.bytes += len(data)
+        best.last_used = self.now
         return best
+
+    def process(self, in_port: int, data: bytes) -> list[tuple[int, bytes]]:
+        """What a frame arriving on ``in_port`` becomes: (port, frame) pairs;
+        [] when dropped; (OFPP_CONTROLLER, frame) for a packet-in."""
+        flow = self.lookup(in_port, data)
+        return [] if flow is None else apply_actions(flow.actions, data)
 
     def outputs(self, in_port: int, data: bytes) -> list[int]:
         """Ports (or reserved ports such as OFPP_CONTROLLER) a frame goes to."""
@@ -111,8 +216,92 @@ class FakeSwitch:
             return []
         return [a.port for a in flow.actions if isinstance(a, parser.OFPActionOutput)]
 
+    def packet_out_fate(self, msg: parser.OFPPacketOut) -> list[tuple[int, bytes]]:
+        """The frames a packet-out sends: its actions applied to its data."""
+        assert msg.buffer_id == ofp.OFP_NO_BUFFER and msg.data, "OVS buffers nothing"
+        return apply_actions(list(msg.actions), bytes(msg.data))
+
     def packet_outs(self) -> list[tuple[int, bytes]]:
-        """(out_port, frame) of every packet-out sent so far."""
+        """(out_port, frame as sent) of every packet-out so far (actions not applied)."""
         return [(a.port, bytes(m.data)) for m in self.sent
                 if isinstance(m, parser.OFPPacketOut)
                 for a in m.actions if isinstance(a, parser.OFPActionOutput)]
+
+    def advance(self, now: float) -> list[Removed]:
+        """Time passes to ``now``: flows idle for their idle_timeout leave."""
+        self.now = now
+        idle = [f for f in self.flows
+                if f.idle_timeout and now - f.last_used >= f.idle_timeout]
+        return self._remove(idle, ofp.OFPRR_IDLE_TIMEOUT)
+
+    def expire(self, cookie: int) -> Removed:
+        """Idle one flow out now, whatever its timer says (its flow-removed)."""
+        [flow] = [f for f in self.flows if f.cookie == cookie]
+        self.flows.remove(flow)
+        return flow.removed(ofp.OFPRR_IDLE_TIMEOUT)
+
+    def take_removed(self) -> list[Removed]:
+        notes, self.removed = self.removed, []
+        return notes
+
+    def stats(self) -> list[tuple[int, int, int]]:
+        """A flow-stats reply of every flow: (cookie, packets, bytes)."""
+        return [(f.cookie, f.packets, f.bytes) for f in self.flows]
+
+
+@dataclass
+class Wire:
+    """A FakeSwitch connected to a controller with the Gateway's methods.
+
+    Frames in, frames out: packet-ins go to the controller, its messages to
+    the switch, the switch's flow-removed messages back to the controller.
+    """
+
+    gateway: Any
+    switch: FakeSwitch = field(default_factory=FakeSwitch)
+    now: float = 0.0
+    packet_ins: int = 0
+    last_poll: float = 0.0
+
+    def connect(self, ports: dict[str, int]) -> None:
+        self.run(self.gateway.switch_connected(self.switch.dpid))
+        self.run(self.gateway.ports_described(self.switch.dpid, ports))
+
+    def send(self, in_port: int, frame: bytes) -> list[tuple[int, bytes]]:
+        """The frames that leave the switch because ``frame`` came in on ``in_port``."""
+        out = []
+        for port, data in self.switch.process(in_port, frame):
+            if port != CONTROLLER:
+                out.append((port, data))
+                continue
+            self.packet_ins += 1
+            out += self.run(self.gateway.packet_in(self.switch.dpid, in_port, data, self.now))
+        return out
+
+    def run(self, msgs: list | None) -> list[tuple[int, bytes]]:
+        """Apply controller messages, then deliver flow-removed messages back."""
+        out = self.switch.apply(msgs or [])
+        for cookie, reason, packets, octets in self.switch.take_removed():
+            out += self.run(self.gateway.flow_removed(self.switch.dpid, cookie, reason,
+                                                      packets, octets, self.now))
+        return out
+
+    def advance(self, seconds: float, poll: float | None = 10.0) -> list[tuple[int, bytes]]:
+        """Time passes as it does under the app: each second flows may idle
+        out (flow-removed) and the gateway ticks; every ``poll`` seconds the
+        flow stats are polled (None: never)."""
+        end, out = self.now + seconds, []
+        while self.now < end:
+            self.now = min(end, self.now + 1.0)
+            self.switch.advance(self.now)
+            out += self.run([])
+            if poll and self.now - self.last_poll >= poll:
+                out += self.poll_stats()
+            for msgs in self.gateway.tick(self.now).values():
+                out += self.run(msgs)
+        return out
+
+    def poll_stats(self) -> list[tuple[int, bytes]]:
+        """One flow-stats round trip (the gateway's periodic poll)."""
+        self.last_poll = self.now
+        return self.run(self.gateway.flow_stats(self.switch.dpid, self.switch.stats(), self.now))

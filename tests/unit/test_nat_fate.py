@@ -1,0 +1,523 @@
+"""Source NAT judged by packet fate: frames go into a fake OpenFlow switch on
+one side, and we look at what comes out on the other, as the far host would.
+
+The gateway answers the switch's packet-ins; its flow-mods, packet-outs and
+the switch's flow-removed messages go round through :class:`Wire`.  Lab:
+uplink s1-eth1 = port 1; h1 10.0.0.11 on port 2, h2 10.0.0.12 on port 3;
+NAT address 198.51.100.1/24; servers s1 198.51.100.10 and s2 198.51.100.20.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet, packet_utils, tcp, udp
+from ryu.ofproto import ether, inet
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from helpers.fake_switch import Wire
+from helpers.frames import echo_request
+from helpers.nat_config import make_config
+from ryu_app import flows
+from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
+from ryu_app.flows import CookieKind
+from ryu_app.gateway import Gateway
+
+TCP, UDP = inet.IPPROTO_TCP, inet.IPPROTO_UDP
+SYN, ACK = tcp.TCP_SYN, tcp.TCP_ACK
+UPLINK, H1_PORT, H2_PORT = 1, 2, 3
+PORTS = {"s1-eth1": UPLINK, "s1-eth2": H1_PORT, "s1-eth3": H2_PORT}
+NAT_IP = "198.51.100.1"
+H1 = SimpleNamespace(mac="00:00:00:00:00:01", ip="10.0.0.11", port=H1_PORT)
+H2 = SimpleNamespace(mac="00:00:00:00:00:02", ip="10.0.0.12", port=H2_PORT)
+S1 = SimpleNamespace(mac="00:00:00:00:00:10", ip="198.51.100.10")
+S2 = SimpleNamespace(mac="00:00:00:00:00:20", ip="198.51.100.20")
+ROUTER = SimpleNamespace(mac="00:00:00:00:00:fe", ip="198.51.100.254")
+
+
+# -- frames the hosts send -------------------------------------------------------
+def ip_frame(eth_src: str, src: str, sport: int, dst: str, dport: int, proto: int = UDP,
+             payload: bytes = b"payload", eth_dst: str = GW_MAC, ttl: int = 64,
+             bits: int = SYN, flags: int = 0, offset: int = 0) -> bytes:
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst=eth_dst, src=eth_src, ethertype=ether.ETH_TYPE_IP))
+    pkt.add_protocol(ipv4.ipv4(src=src, dst=dst, proto=proto, ttl=ttl, flags=flags,
+                               offset=offset))
+    if proto == TCP:
+        pkt.add_protocol(tcp.tcp(src_port=sport, dst_port=dport, seq=1000, ack=0, bits=bits,
+                                 window_size=65535))
+    else:
+        pkt.add_protocol(udp.udp(src_port=sport, dst_port=dport))
+    if payload:
+        pkt.add_protocol(payload)
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+def out_frame(host, sport: int, server, dport: int, **kw) -> bytes:
+    """From an inside host to a remote, through the gateway."""
+    return ip_frame(host.mac, host.ip, sport, server.ip, dport, **kw)
+
+
+def in_frame(server, sport: int, dport: int, **kw) -> bytes:
+    """From a remote to the NAT address."""
+    return ip_frame(server.mac, server.ip, sport, NAT_IP, dport, **kw)
+
+
+def arp_reply(peer) -> bytes:
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst=GW_MAC, src=peer.mac, ethertype=ether.ETH_TYPE_ARP))
+    pkt.add_protocol(arp.arp(opcode=arp.ARP_REPLY, src_mac=peer.mac, src_ip=peer.ip,
+                             dst_mac=GW_MAC, dst_ip=NAT_IP))
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+def look(frame: bytes) -> SimpleNamespace:
+    """What the far host sees; IPv4 and L4 checksums must verify."""
+    pkt = packet.Packet(frame)
+    eth, ip = pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(ipv4.ipv4)
+    assert ip is not None, f"not IPv4: {pkt}"
+    start = 14 + ip.header_length * 4
+    assert packet_utils.checksum(frame[14:start]) == 0, "IPv4 header checksum"
+    l4 = frame[start:14 + ip.total_length]
+    seg = pkt.get_protocol(tcp.tcp) or pkt.get_protocol(udp.udp)
+    assert seg is not None
+    assert packet_utils.checksum_ip(ip, len(l4), l4) == 0, "TCP/UDP checksum"
+    payload = pkt.protocols[-1] if isinstance(pkt.protocols[-1], (bytes, bytearray)) else b""
+    return SimpleNamespace(eth=(eth.src, eth.dst), flow=(ip.src, seg.src_port, ip.dst, seg.dst_port),
+                           ttl=ip.ttl, payload=bytes(payload))
+
+
+def is_arp_request_for(frame: bytes, target: str) -> bool:
+    pkt = packet.Packet(frame)
+    eth, req = pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(arp.arp)
+    return (req is not None and req.opcode == arp.ARP_REQUEST and eth.dst == "ff:ff:ff:ff:ff:ff"
+            and (req.src_mac, req.src_ip, req.dst_ip) == (GW_MAC, NAT_IP, target))
+
+
+# -- the lab -------------------------------------------------------------------------
+def make_lab(**overrides) -> Wire:
+    lab = Wire(Gateway(make_config(**overrides)))
+    lab.connect(PORTS)
+    return lab
+
+
+def nat(lab: Wire):
+    return lab.gateway.switches[lab.switch.dpid].nat
+
+
+def session_kind(cookie: int) -> CookieKind | None:
+    parsed = flows.parse_cookie(cookie)
+    if parsed and parsed[0] in (CookieKind.SESSION_OUT, CookieKind.SESSION_IN):
+        return parsed[0]
+    return None
+
+
+def session_flows(lab: Wire) -> list:
+    """Every session flow in the switch."""
+    return [f for f in lab.switch.flows if session_kind(f.cookie)]
+
+
+def flows_of(lab: Wire, sid: int) -> dict[CookieKind, object]:
+    """The flows of session ``sid`` in the switch, by kind."""
+    return {session_kind(f.cookie): f for f in session_flows(lab)
+            if f.cookie & flows.ID_MASK == sid}
+
+
+def open_flow(lab: Wire, host, sport: int, server, dport: int, proto: int = UDP):
+    """The first packet of a flow, answering the gateway's ARP if it asks;
+    returns (session, the translated first packet as the server sees it)."""
+    frame = out_frame(host, sport, server, dport, proto=proto, payload=b"first")
+    out = lab.send(host.port, frame)
+    if out and is_arp_request_for(out[0][1], server.ip):
+        out = lab.send(UPLINK, arp_reply(server))
+    [(port, sent)] = out
+    assert port == UPLINK
+    session = nat(lab).ct.lookup_outbound(proto, host.ip, sport, server.ip, dport)
+    assert session is not None
+    return session, look(sent)
+
+
+@pytest.fixture
+def lab() -> Wire:
+    return make_lab()
+
+
+# -- the first packet, the next ones, the replies -------------------------------------
+@pytest.mark.parametrize("proto", [UDP, TCP])
+def test_first_packet_waits_for_arp_then_leaves_translated(lab, proto):
+    out = lab.send(H1_PORT, out_frame(H1, 40000, S1, 53, proto=proto, payload=b"query-1"))
+    assert len(out) == 1 and out[0][0] == UPLINK
+    assert is_arp_request_for(out[0][1], S1.ip)
+    assert session_flows(lab) == [], "no flows before the next hop is known"
+
+    [(port, frame)] = lab.send(UPLINK, arp_reply(S1))
+    [s] = nat(lab).ct.sessions()
+    seen = look(frame)
+    assert port == UPLINK
+    assert seen.eth == (GW_MAC, S1.mac)
+    assert seen.flow == (NAT_IP, s.external_port, S1.ip, 53)
+    assert (seen.ttl, seen.payload) == (63, b"query-1")
+    assert (str(s.inside_ip), s.inside_port, s.protocol) == (H1.ip, 40000, proto)
+    assert set(flows_of(lab, s.id)) == {CookieKind.SESSION_OUT, CookieKind.SESSION_IN}
+
+
+@pytest.mark.parametrize("proto", [UDP, TCP])
+def test_later_packets_and_replies_take_the_switch_flows(lab, proto):
+    s, first = open_flow(lab, H1, 40000, S1, 80, proto)
+    ins = lab.packet_ins
+    [(port, frame)] = lab.send(H1_PORT, out_frame(H1, 40000, S1, 80, proto=proto, bits=ACK,
+                                                   payload=b"second"))
+    seen = look(frame)
+    assert port == UPLINK and seen.flow == first.flow == (NAT_IP, s.external_port, S1.ip, 80)
+    assert (seen.eth, seen.ttl, seen.payload) == ((GW_MAC, S1.mac), 63, b"second")
+
+    reply = in_frame(S1, 80, s.external_port, proto=proto, bits=SYN | ACK, payload=b"answer")
+    [(port, frame)] = lab.send(UPLINK, reply)
+    seen = look(frame)
+    assert port == H1_PORT
+    assert seen.eth == (GW_MAC, H1.mac)
+    assert seen.flow == (S1.ip, 80, H1.ip, 40000)
+    assert (seen.ttl, seen.payload) == (63, b"answer")
+    assert lab.packet_ins == ins, "the switch handled both directions alone"
+
+
+def test_duplicate_packet_ins_make_one_session_and_one_pair_of_flows(lab):
+    frame = out_frame(H1, 40000, S1, 53, payload=b"again")
+    asked = [lab.send(H1_PORT, frame) for _ in range(3)]     # before the ARP answer
+    assert [len(out) for out in asked] == [1, 0, 0], "one ARP request, not one per packet"
+    released = lab.send(UPLINK, arp_reply(S1))
+    assert len(released) == 3 and len({f for _, f in released}) == 1, "every held copy leaves"
+    assert len(nat(lab).ct) == 1
+    adds = [m for m in lab.switch.sent if isinstance(m, parser.OFPFlowMod)
+            and m.command == ofp.OFPFC_ADD and session_kind(m.cookie)]
+    assert len(adds) == 2
+    # A packet-in already in flight when the flows went in: forwarded, nothing re-added.
+    before = len(lab.switch.sent)
+    out = lab.run(lab.gateway.packet_in(1, H1_PORT, frame, lab.now))
+    assert [p for p, _ in out] == [UPLINK]
+    assert not any(isinstance(m, parser.OFPFlowMod) for m in lab.switch.sent[before:])
+
+
+def test_two_hosts_with_one_source_port_get_two_external_ports(lab):
+    s1, seen1 = open_flow(lab, H1, 5000, S1, 53)
+    s2, seen2 = open_flow(lab, H2, 5000, S1, 53)
+    assert seen1.flow[1] != seen2.flow[1], "one external port per inside endpoint"
+    for s, host in ((s2, H2), (s1, H1)):
+        [(port, frame)] = lab.send(UPLINK, in_frame(S1, 53, s.external_port))
+        assert (port, look(frame).flow) == (host.port, (S1.ip, 53, host.ip, 5000))
+
+
+def test_one_socket_to_two_remotes_keeps_its_external_port(lab):
+    open_flow(lab, H1, 5000, S1, 53)
+    _, to_s1 = open_flow(lab, H2, 5000, S1, 53)      # 5000 taken: h2 gets another port
+    _, to_s2 = open_flow(lab, H2, 5000, S2, 9999)
+    assert to_s1.flow[1] == to_s2.flow[1] != 5000, "endpoint-independent mapping"
+    assert to_s2.eth == (GW_MAC, S2.mac)
+
+
+def test_remote_off_the_prefix_goes_via_the_external_gateway():
+    far = SimpleNamespace(mac=ROUTER.mac, ip="203.0.113.5")
+    lab = make_lab(external_gateway_ip=ROUTER.ip)
+    out = lab.send(H1_PORT, out_frame(H1, 4000, far, 443))
+    assert is_arp_request_for(out[0][1], ROUTER.ip)
+    [(_, frame)] = lab.send(UPLINK, arp_reply(ROUTER))
+    seen = look(frame)
+    assert seen.eth == (GW_MAC, ROUTER.mac) and seen.flow[2:] == (far.ip, 443)
+    # Without an external gateway there is no route off the prefix.
+    lab2 = make_lab()
+    assert lab2.send(H1_PORT, out_frame(H1, 4000, far, 443)) == []
+    assert lab2.gateway.counters.drops["no_route"] == 1
+
+
+def test_unanswered_arp_is_retried_then_the_session_given_up(lab):
+    out = lab.send(H1_PORT, out_frame(H1, 4000, S1, 53))
+    [s] = nat(lab).ct.sessions()
+    asks = [out] + [lab.advance(1, poll=None) for _ in range(4)]
+    assert [sum(is_arp_request_for(f, S1.ip) for _, f in a) for a in asks] == [1, 1, 1, 0, 0]
+    assert lab.gateway.counters.drops["next_hop_unresolved"] == 1
+    assert nat(lab).ct.get(s.id) is None
+    assert nat(lab).ct.mapping(UDP, H1.ip, 4000) is None, "its port is freed"
+    assert lab.send(UPLINK, arp_reply(S1)) == [], "a late answer releases nothing"
+
+
+def test_a_packet_refused_by_the_full_arp_queue_leaves_no_session(lab):
+    for sport in range(10000, 10065):                # 64 wait per next hop
+        lab.send(H1_PORT, out_frame(H1, sport, S1, 53))
+    assert lab.gateway.counters.drops["arp_queue_full"] == 1
+    lab.advance(5, poll=None)                         # three ARP requests, then give up
+    assert lab.gateway.counters.drops["next_hop_unresolved"] == 64
+    assert len(nat(lab).ct) == 0, "no session outlives its only packet"
+
+
+# -- filtering -------------------------------------------------------------------------
+def test_unsolicited_and_filtered_inbound_die_in_the_switch(lab):
+    assert lab.send(UPLINK, in_frame(S1, 53, 4000)) == []          # no mapping at all
+    s, _ = open_flow(lab, H1, 5000, S1, 53)
+    ins = lab.packet_ins
+    strangers = [in_frame(S1, 54, s.external_port),                 # other remote port
+                 in_frame(S2, 53, s.external_port),                 # other remote
+                 in_frame(S1, 53, s.external_port + 1),             # unmapped port
+                 in_frame(S1, 53, s.external_port, proto=TCP)]      # other protocol
+    assert [lab.send(UPLINK, f) for f in strangers] == [[]] * 4
+    assert lab.packet_ins == ins, "address-and-port-dependent filtering costs no packet-in"
+    lab.poll_stats()
+    assert nat(lab).switch_drops["unsolicited_drop"] == 5
+
+
+def test_endpoint_independent_filtering_lets_a_new_remote_reach_the_mapping():
+    lab = make_lab(filtering="endpoint-independent")
+    s, _ = open_flow(lab, H1, 5000, S1, 53)
+    [(port, frame)] = lab.send(UPLINK, in_frame(S2, 7777, s.external_port, payload=b"hi"))
+    seen = look(frame)
+    assert port == H1_PORT and seen.eth == (GW_MAC, H1.mac)
+    assert (seen.flow, seen.payload) == ((S2.ip, 7777, H1.ip, 5000), b"hi")
+    # h1 answers through the new session's flow, from the same external port.
+    ins = lab.packet_ins
+    [(port, frame)] = lab.send(H1_PORT, out_frame(H1, 5000, S2, 7777))
+    assert (port, look(frame).flow, look(frame).eth) == (
+        UPLINK, (NAT_IP, s.external_port, S2.ip, 7777), (GW_MAC, S2.mac))
+    assert lab.packet_ins == ins
+    assert lab.send(UPLINK, in_frame(S2, 7777, s.external_port + 1)) == []
+
+
+def test_mapping_probe_leaves_with_the_last_session_of_its_mapping():
+    lab = make_lab(filtering="endpoint-independent")
+    s, _ = open_flow(lab, H1, 5000, S1, 53)
+    lab.advance(301)                                  # the session idles out
+    assert nat(lab).ct.get(s.id) is None
+    ins = lab.packet_ins
+    assert lab.send(UPLINK, in_frame(S2, 7777, s.external_port)) == []
+    assert lab.packet_ins == ins, "no probe flow outlives its mapping"
+
+
+def test_address_dependent_filtering_admits_only_known_remote_addresses():
+    lab = make_lab(filtering="address-dependent")
+    s, _ = open_flow(lab, H1, 5000, S1, 53)
+    [(port, frame)] = lab.send(UPLINK, in_frame(S1, 54, s.external_port))
+    assert (port, look(frame).flow) == (H1_PORT, (S1.ip, 54, H1.ip, 5000))
+    assert lab.send(UPLINK, in_frame(S2, 53, s.external_port)) == []
+    assert lab.gateway.counters.drops["inbound_filtered"] == 1
+
+
+# -- idle expiry ---------------------------------------------------------------------------
+def test_both_flows_idle_end_an_unreplied_session_and_free_its_port(lab):
+    s, _ = open_flow(lab, H1, 5000, S1, 53)
+    lab.advance(299)
+    assert nat(lab).ct.get(s.id) is s and len(session_flows(lab)) == 2
+    lab.advance(1)                                    # udp_timeout 300 s
+    assert nat(lab).ct.get(s.id) is None
+    assert session_flows(lab) == [] and nat(lab).records == {}
+    assert nat(lab).ct.mapping_of_port(UDP, s.external_port) is None
+
+
+def test_both_flows_idle_end_a_replied_session(lab):
+    s, _ = open_flow(lab, H1, 5000, S1, 53)
+    lab.send(UPLINK, in_frame(S1, 53, s.external_port))
+    lab.advance(10)                                   # a stats poll sees the reply
+    assert s.replied
+    lab.advance(291)                                  # both flows last used at t=0
+    assert session_flows(lab) == [], "idle flows must not come back"
+    assert nat(lab).ct.get(s.id) is None
+
+
+def test_outbound_only_udp_keeps_its_reverse_flow(lab):
+    s, _ = open_flow(lab, H1, 5000, S1, 53)
+    for _ in range(4):                               # h1 keeps talking, s1 stays silent
+        lab.advance(100)
+        lab.send(H1_PORT, out_frame(H1, 5000, S1, 53))
+    assert nat(lab).ct.get(s.id) is s, "outbound traffic keeps the session (RFC 4787 REQ-6)"
+    [(port, frame)] = lab.send(UPLINK, in_frame(S1, 53, s.external_port, payload=b"late"))
+    assert (port, look(frame).payload) == (H1_PORT, b"late")
+
+
+def test_surviving_inbound_flow_of_an_unreplied_session_does_not_keep_it(lab):
+    s, _ = open_flow(lab, H1, 5000, S1, 53)
+    out_cookie = flows.make_cookie(CookieKind.SESSION_OUT, s.id)
+    lab.run(lab.gateway.flow_removed(1, *lab.switch.expire(out_cookie), now=lab.now))
+    assert nat(lab).ct.get(s.id) is None
+    assert session_flows(lab) == [], "the inbound flow is deleted too"
+    assert lab.send(UPLINK, in_frame(S1, 53, s.external_port)) == []
+
+
+def test_counters_follow_the_flows_across_a_re_added_flow(lab):
+    s, _ = open_flow(lab, H1, 5000, S1, 53)
+    frame_out = out_frame(H1, 5000, S1, 53)
+    frame_in = in_frame(S1, 53, s.external_port)
+    for frame, port in ((frame_out, H1_PORT), (frame_out, H1_PORT), (frame_in, UPLINK)):
+        lab.send(port, frame)
+    lab.advance(10)
+    # The first packet left by packet-out: the gateway counts it itself.
+    assert (s.packets_out, s.bytes_out, s.packets_in, s.bytes_in) == (
+        3, 3 * len(frame_out), 1, len(frame_in))
+    for _ in range(3):                                # only s1 talks: the outbound flow idles
+        lab.advance(95)
+        lab.send(UPLINK, frame_in)
+    assert CookieKind.SESSION_OUT in flows_of(lab, s.id), "re-added: s1's side is alive"
+    lab.send(H1_PORT, frame_out)
+    lab.advance(10)
+    assert nat(lab).ct.get(s.id) is s
+    assert (s.packets_out, s.packets_in) == (4, 4)
+
+
+def test_flow_stats_entries_set_the_counters(lab):
+    s, _ = open_flow(lab, H1, 5000, S1, 53)
+    entries = [(flows.make_cookie(CookieKind.SESSION_OUT, s.id), 7, 700),
+               (flows.make_cookie(CookieKind.SESSION_IN, s.id), 3, 300),
+               (0x1234, 99, 9900)]                   # a foreign flow is ignored
+    first = len(out_frame(H1, 5000, S1, 53, payload=b"first"))   # sent by packet-out
+    assert lab.gateway.flow_stats(1, entries, now=5.0) == []
+    assert (s.packets_out, s.bytes_out, s.packets_in, s.bytes_in) == (
+        7 + 1, 700 + first, 3, 300)
+    assert s.replied and s.last_seen == 5.0
+
+
+def test_tcp_reply_in_the_counters_moves_flows_to_the_established_timeout(lab):
+    s, _ = open_flow(lab, H1, 40000, S1, 80, TCP)
+    assert {f.idle_timeout for f in flows_of(lab, s.id).values()} == {240}
+    lab.send(UPLINK, in_frame(S1, 80, s.external_port, proto=TCP, bits=SYN | ACK))
+    lab.advance(10)
+    assert s.state.value == "ESTABLISHED"
+    assert {f.idle_timeout for f in flows_of(lab, s.id).values()} == {7440}
+    lab.advance(1000)                                 # a quiet but open connection
+    assert nat(lab).ct.get(s.id) is s and len(flows_of(lab, s.id)) == 2
+    [(port, _)] = lab.send(H1_PORT, out_frame(H1, 40000, S1, 80, proto=TCP, bits=ACK))
+    assert port == UPLINK
+
+
+def test_unanswered_tcp_syn_ends_after_the_transitory_timeout(lab):
+    s, _ = open_flow(lab, H1, 40000, S1, 80, TCP)
+    lab.advance(240)
+    assert nat(lab).ct.get(s.id) is None and session_flows(lab) == []
+
+
+# -- operator and limits --------------------------------------------------------------------
+def test_operator_delete_removes_both_flows_by_cookie(lab):
+    s, _ = open_flow(lab, H1, 5000, S1, 53)
+    other, _ = open_flow(lab, H2, 5000, S1, 53)
+    msgs = lab.gateway.delete_session(1, s.id)
+    deletes = [m for m in msgs if isinstance(m, parser.OFPFlowMod)]
+    assert [m.command for m in deletes] == [ofp.OFPFC_DELETE]
+    lab.run(msgs)
+    assert flows_of(lab, s.id) == {} and len(flows_of(lab, other.id)) == 2
+    assert nat(lab).ct.get(s.id) is None and s.id not in nat(lab).records
+    assert lab.send(UPLINK, in_frame(S1, 53, s.external_port)) == []
+    assert lab.gateway.delete_session(1, s.id) is None
+    # h1's next packet opens a new session.
+    ins = lab.packet_ins
+    lab.send(H1_PORT, out_frame(H1, 5000, S1, 53))
+    assert lab.packet_ins == ins + 1 and len(nat(lab).ct) == 2
+
+
+def is_prohibited_about(frame: bytes, host, refused: bytes) -> bool:
+    """An ICMP 3/13 from the inside gateway address to ``host`` quoting ``refused``."""
+    pkt = packet.Packet(frame)
+    eth, ip, err = (pkt.get_protocol(p) for p in (ethernet.ethernet, ipv4.ipv4, icmp.icmp))
+    if ip is None or err is None:
+        return False
+    start = 14 + ip.header_length * 4
+    assert packet_utils.checksum(frame[14:start]) == 0, "IPv4 header checksum"
+    assert packet_utils.checksum(frame[start:14 + ip.total_length]) == 0, "ICMP checksum"
+    quoted = frame[start + 8:14 + ip.total_length]
+    return ((eth.src, eth.dst, ip.src, ip.dst, err.type, err.code) ==
+            (GW_MAC, host.mac, "10.0.0.1", host.ip, icmp.ICMP_DEST_UNREACH, 13)
+            and quoted == refused[14:14 + 28])
+
+
+def test_host_quota_refuses_a_third_session_and_evicts_nothing():
+    lab = make_lab(max_connections_per_host="2", max_connections="3")
+    kept = [open_flow(lab, H1, port, S1, 53)[0] for port in (5001, 5002)]
+    refused = out_frame(H1, 5003, S1, 53)
+    [(port, frame)] = lab.send(H1_PORT, refused)
+    assert port == H1_PORT and is_prohibited_about(frame, H1, refused), "h1 is told at once"
+    assert lab.gateway.counters.drops["host_quota"] == 1
+    assert len(session_flows(lab)) == 2 * 2 and len(nat(lab).ct) == 2
+    for s in kept:
+        [(port, frame)] = lab.send(H1_PORT, out_frame(H1, s.inside_port, S1, 53))
+        assert (port, look(frame).flow[1]) == (UPLINK, s.external_port)
+    open_flow(lab, H2, 5003, S1, 53)                  # another host still may
+
+
+def test_full_table_refuses_every_host():
+    lab = make_lab(max_connections_per_host="2", max_connections="2")
+    open_flow(lab, H1, 5001, S1, 53)
+    open_flow(lab, H1, 5002, S1, 53)
+    for host in (H2, H1):
+        refused = out_frame(host, 5003, S1, 53)
+        [(port, frame)] = lab.send(host.port, refused)
+        assert port == host.port and is_prohibited_about(frame, host, refused)
+    assert lab.gateway.counters.drops["table_full"] == 2
+    assert len(nat(lab).ct) == 2
+
+
+def test_refusal_notices_are_rate_limited():
+    lab = make_lab(max_connections_per_host="1", max_connections="1")
+    open_flow(lab, H1, 5000, S1, 53)
+    told = [lab.send(H1_PORT, out_frame(H1, 6000 + i, S1, 53)) for i in range(25)]
+    assert sum(len(out) for out in told) == 20
+    assert lab.gateway.counters.drops["icmp_error_rate_limited"] == 5
+    lab.advance(1, poll=None)
+    assert len(lab.send(H1_PORT, out_frame(H1, 7000, S1, 53))) == 1, "the bucket refills"
+
+
+# -- hostile input ---------------------------------------------------------------------------
+HOSTILE = {
+    "spoofed_source": ip_frame(H1.mac, "203.0.113.9", 4000, S1.ip, 53),
+    "spoofed_source ": ip_frame(H1.mac, "10.0.0.1", 4000, S1.ip, 53),
+    "fragment": out_frame(H1, 4000, S1, 53, flags=0x1),
+    "fragment ": out_frame(H1, 4000, S1, 53, offset=185),
+    "ttl_expired": out_frame(H1, 4000, S1, 53, ttl=1),
+    "not_unicast": ip_frame(H1.mac, H1.ip, 4000, "224.0.0.251", 5353),
+    "not_unicast ": ip_frame(H1.mac, H1.ip, 4000, "255.255.255.255", 67),
+    "tcp_not_syn": out_frame(H1, 4000, S1, 80, proto=TCP, bits=ACK),
+    "tcp_not_syn ": out_frame(H1, 4000, S1, 80, proto=TCP, bits=SYN | ACK),
+    "inside_destination": ip_frame(H1.mac, H1.ip, 4000, H2.ip, 53),
+    "hairpin_unsupported": ip_frame(H1.mac, H1.ip, 4000, NAT_IP, 53),
+    "icmp_unsupported": echo_request(H1.mac, GW_MAC, H1.ip, S1.ip, type_=icmp.ICMP_TIME_EXCEEDED),
+}
+
+
+def test_directed_broadcast_of_the_external_prefix_is_not_unicast(lab):
+    assert lab.send(H1_PORT, ip_frame(H1.mac, H1.ip, 4000, "198.51.100.255", 9)) == []
+    assert lab.gateway.counters.drops["not_unicast"] == 1 and len(nat(lab).ct) == 0
+
+
+@pytest.mark.parametrize("reason", sorted(HOSTILE))
+def test_hostile_inside_packets_are_dropped_and_counted(lab, reason):
+    assert lab.send(H1_PORT, HOSTILE[reason]) == []
+    assert lab.packet_ins == 1
+    assert lab.gateway.counters.drops[reason.strip()] == 1
+    assert session_flows(lab) == [] and len(nat(lab).ct) == 0
+    assert lab.switch.packet_outs() == [], "not even an ARP request"
+
+
+def test_inside_ipv6_is_dropped_by_the_switch(lab):
+    frame = bytes.fromhex("02534e415401" "000000000001" "86dd") + b"\x60" + b"\x00" * 39
+    assert lab.send(H1_PORT, frame) == [] and lab.packet_ins == 0
+    lab.poll_stats()
+    assert nat(lab).switch_drops["inside_ipv6_drop"] == 1
+
+
+def test_mutated_frames_never_crash_the_gateway():
+    lab = make_lab(filtering="endpoint-independent")
+    s, _ = open_flow(lab, H1, 5000, S1, 53)
+    bases = [out_frame(H1, 5000, S1, 53), out_frame(H2, 6000, S2, 80, proto=TCP),
+             in_frame(S1, 53, s.external_port), in_frame(S2, 9, s.external_port),
+             echo_request(H1.mac, GW_MAC, H1.ip, S1.ip), arp_reply(S2)]
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(st.sampled_from(bases), st.sampled_from([UPLINK, H1_PORT]),
+           st.lists(st.tuples(st.integers(0, 80), st.integers(0, 255)), max_size=6),
+           st.one_of(st.none(), st.integers(14, 100)))
+    def run(base, in_port, edits, cut):
+        frame = bytearray(base)
+        for index, value in edits:
+            if index < len(frame):
+                frame[index] = value
+        msgs = lab.gateway.packet_in(1, in_port, bytes(frame[:cut]), lab.now)
+        assert all(isinstance(m, (parser.OFPFlowMod, parser.OFPPacketOut)) for m in msgs)
+        lab.run(msgs)                      # the fake switch refuses inconsistent actions
+    run()
