@@ -40,12 +40,15 @@ class CookieKind(enum.IntEnum):
     INFRA = 0x01        # table-miss, ARP, gateway ICMP, filters
     SESSION_OUT = 0x10  # forward (inside -> outside) flow of a session
     SESSION_IN = 0x11   # reverse (outside -> inside) flow of a session
-    MAPPING = 0x12      # inbound probe of a mapping (id = protocol << 16 | port)
+    FLAGS_OUT = 0x12    # TCP FIN/RST watch on the forward direction
+    FLAGS_IN = 0x13     # TCP FIN/RST watch on the reverse direction
+    MAPPING = 0x20      # inbound probe of a mapping (id = protocol << 16 | port)
 
 
 class Priority(enum.IntEnum):
     """Priority bands of TABLE_NAT, highest first."""
 
+    TCP_FLAGS = 1001    # a session's FIN/RST packets: rewrite as usual, copy headers up
     SESSION = 1000      # per-session forward/reverse rewrites
     MAPPING = 800       # inbound to a mapped port from a new remote (filtering)
     GATEWAY = 500       # traffic addressed to the gateway itself (ARP, ping)
@@ -279,11 +282,45 @@ def session_flow(p: SessionPath, kind: CookieKind) -> parser.OFPFlowMod:
     return out if kind == CookieKind.SESSION_OUT else back
 
 
+TCP_FIN, TCP_RST = 0x01, 0x04
+FLAG_COPY_BYTES = 128   # headers are all the controller needs of a FIN/RST
+
+
+def tcp_flag_flows(p: SessionPath) -> list[parser.OFPFlowMod]:
+    """Watch a TCP session's FIN and RST packets in both directions.
+
+    Each is translated and forwarded in the switch exactly like the session's
+    other packets, and its headers are copied to the controller, which moves
+    the session's state (and its flows' idle timeout) on.  One flow per flag
+    and direction, since a masked match cannot say "FIN or RST".  No idle
+    timeout: they are deleted with the session.
+    """
+    msgs = []
+    for kind, match, actions in ((CookieKind.FLAGS_OUT, forward_match(p), forward_actions(p)),
+                                 (CookieKind.FLAGS_IN, reverse_match(p), reverse_actions(p))):
+        copy = parser.OFPActionOutput(ofp.OFPP_CONTROLLER, FLAG_COPY_BYTES)
+        for flag in (TCP_FIN, TCP_RST):
+            fields = dict(match.items())
+            fields["tcp_flags"] = (flag, flag)
+            msgs.append(flow_add(make_cookie(kind, p.session_id), Priority.TCP_FLAGS,
+                                 parser.OFPMatch(**fields), actions + [copy]))
+    return msgs
+
+
+def delete_flag_flows(session_id: int) -> parser.OFPFlowMod:
+    """Delete a session's FIN/RST watch flows (FLAGS_OUT 0x12, FLAGS_IN 0x13)."""
+    return parser.OFPFlowMod(None, cookie=make_cookie(CookieKind.FLAGS_OUT, session_id),
+                             cookie_mask=APP_COOKIE_MASK | (0xFE << _KIND_SHIFT) | ID_MASK,
+                             table_id=TABLE_NAT, command=ofp.OFPFC_DELETE,
+                             out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+                             match=parser.OFPMatch())
+
+
 def delete_session_flows(session_id: int, kind: CookieKind | None = None) -> parser.OFPFlowMod:
-    """Delete both flows of a session (or one of them), by cookie only."""
-    if kind is None:  # SESSION_OUT 0x10 and SESSION_IN 0x11 differ in their last bit
+    """Delete all flows of a session (or one of them), by cookie only."""
+    if kind is None:  # kinds 0x10-0x13 differ in their last two bits
         cookie = make_cookie(CookieKind.SESSION_OUT, session_id)
-        mask = APP_COOKIE_MASK | (0xFE << _KIND_SHIFT) | ID_MASK
+        mask = APP_COOKIE_MASK | (0xFC << _KIND_SHIFT) | ID_MASK
     else:
         cookie, mask = make_cookie(kind, session_id), KIND_COOKIE_MASK | ID_MASK
     return parser.OFPFlowMod(None, cookie=cookie, cookie_mask=mask, table_id=TABLE_NAT,

@@ -160,14 +160,23 @@ class Gateway:
         return state.nat if state is not None else None
 
     # -- packets ---------------------------------------------------------------
-    def packet_in(self, dpid: int, in_port: int, data: bytes, now: float | None = None) -> list:
-        """Answer what is addressed to the gateway; NAT the rest; count drops."""
+    def packet_in(self, dpid: int, in_port: int, data: bytes, now: float | None = None,
+                  cookie: int = 0) -> list:
+        """Answer what is addressed to the gateway; NAT the rest; count drops.
+
+        ``cookie`` is the cookie of the flow that sent the packet up: a
+        session's FIN/RST watch sends copies of packets it already forwarded.
+        """
         self.counters.packet_ins += 1
         now = _now(now)
         state = self.switches.get(dpid)
         if state is None:
             self.counters.drop("unknown_switch")
             return []
+        parsed = flows.parse_cookie(cookie)
+        if parsed is not None and parsed[0] in (flows.CookieKind.FLAGS_OUT,
+                                                 flows.CookieKind.FLAGS_IN):
+            return state.nat.tcp_flags_seen(parsed[0], parsed[1], data, now) if state.nat else []
         try:
             pkt = packet.Packet(data)
         except Exception:  # ryu's parsers raise many types on garbage

@@ -36,7 +36,7 @@ from ryu_app.counters import GatewayCounters
 from ryu_app.engine import make_engine
 from ryu_app.flows import CookieKind, SessionPath
 from ryu_app.neighbors import InsideHosts, NextHops
-from ryu_app.packet_info import ICMP, PacketInfo
+from ryu_app.packet_info import ICMP, PacketInfo, tcp_flags_of
 from ryu_app.ratelimit import TokenBucket
 
 LOG = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ MAPPING_LOG = logging.getLogger("ryu_snat.mappings")
 READD_DELAY = 2.0       # s to wait for the other flow's removal before re-adding
 ADMIN_PROHIBITED = 13   # ICMP 3/13: communication administratively prohibited
 _OTHER = {CookieKind.SESSION_OUT: CookieKind.SESSION_IN, CookieKind.SESSION_IN: CookieKind.SESSION_OUT}
+_FLAGS = {CookieKind.FLAGS_OUT: OUTBOUND, CookieKind.FLAGS_IN: INBOUND}
+_COUNTED = (*_OTHER, *_FLAGS)     # flows whose packets belong to the session
 _NOT_UNICAST = [ipaddress.IPv4Network(n) for n in
                 ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4")]
 
@@ -54,9 +56,10 @@ class FlowRecord:
 
     path: SessionPath
     installed: set = field(default_factory=set)
-    base: dict = field(default_factory=lambda: {k: (0, 0) for k in _OTHER})
-    current: dict = field(default_factory=lambda: {k: (0, 0) for k in _OTHER})
+    base: dict = field(default_factory=lambda: {k: (0, 0) for k in _COUNTED})
+    current: dict = field(default_factory=lambda: {k: (0, 0) for k in _COUNTED})
     ending: bool = False
+    flag_flows: bool = False      # TCP FIN/RST watch flows are in the switch
 
     def update(self, kind: CookieKind, packets: int, octets: int) -> None:
         """Counters of a live flow; a drop means it was replaced from zero."""
@@ -77,10 +80,11 @@ class FlowRecord:
         self.base[kind] = (packets + 1, octets + size)
 
     def totals(self) -> tuple[int, int, int, int]:
-        out = [b + c for b, c in zip(self.base[CookieKind.SESSION_OUT],
-                                     self.current[CookieKind.SESSION_OUT])]
-        back = [b + c for b, c in zip(self.base[CookieKind.SESSION_IN],
-                                      self.current[CookieKind.SESSION_IN])]
+        def both(*kinds: CookieKind) -> tuple[int, int]:
+            return (sum(self.base[k][0] + self.current[k][0] for k in kinds),
+                    sum(self.base[k][1] + self.current[k][1] for k in kinds))
+        out = both(CookieKind.SESSION_OUT, CookieKind.FLAGS_OUT)
+        back = both(CookieKind.SESSION_IN, CookieKind.FLAGS_IN)
         return out[0], out[1], back[0], back[1]
 
 
@@ -143,6 +147,8 @@ class NatService:
             if rec.path.inside_ip == ip and rec.installed and not rec.ending:
                 rec.path = dataclasses.replace(rec.path, inside_mac=mac, inside_switch_port=port)
                 msgs += [flows.session_flow(rec.path, kind) for kind in sorted(rec.installed)]
+                if rec.flag_flows:
+                    msgs += flows.tcp_flag_flows(rec.path)
         return msgs
 
     def _prohibited(self, in_port: int, eth_src: str, data: bytes, now: float) -> list:
@@ -259,8 +265,24 @@ class NatService:
         rec.ending = False
         self._readd.pop(session.id, None)
         msgs = flows.session_flows(path)
+        if session.protocol == TCP and not rec.flag_flows:
+            rec.flag_flows = True
+            msgs += flows.tcp_flag_flows(path)
         msgs += self._probe_for(session, add=True)
         return msgs
+
+    def tcp_flags_seen(self, kind: CookieKind, sid: int, data: bytes, now: float) -> list:
+        """A FIN or RST passed (its headers were copied up): move the TCP state
+        on and, if the timeout changed (closing: transitory), re-add the flows."""
+        session, rec = self.ct.get(sid), self.records.get(sid)
+        flags = tcp_flags_of(data)
+        if session is None or rec is None or flags is None or rec.ending:
+            return []
+        changed = self.ct.observe(session, _FLAGS[kind], flags, now)
+        if changed is None or int(changed) == rec.path.idle_timeout:
+            return []
+        rec.path = dataclasses.replace(rec.path, idle_timeout=int(changed))
+        return [flows.session_flow(rec.path, k) for k in sorted(rec.installed)]
 
     def _probe_for(self, session: Session, add: bool) -> list:
         """Mapping probe for EIF/ADF filtering: one per live dynamic mapping."""
@@ -344,8 +366,9 @@ class NatService:
         return msgs + self._forget(session.id)
 
     def _forget(self, sid: int) -> list:
-        self.records.pop(sid, None)
-        return []
+        """Both session flows are gone: drop the record and any FIN/RST watches."""
+        rec = self.records.pop(sid, None)
+        return [flows.delete_flag_flows(sid)] if rec is not None and rec.flag_flows else []
 
     # -- periodic work --------------------------------------------------------------
     def flow_stats(self, entries: list[tuple[int, int, int]], now: float) -> list:
@@ -360,7 +383,7 @@ class NatService:
                 if rule in (flows.InfraRule.UNSOLICITED_DROP, flows.InfraRule.OUTSIDE_DROP,
                             flows.InfraRule.INSIDE_IPV6_DROP):
                     self.switch_drops[rule.name.lower()] = packets
-            elif kind in _OTHER and ident in self.records:
+            elif kind in _COUNTED and ident in self.records:
                 self.records[ident].update(kind, packets, octets)
         msgs: list = []
         for sid, rec in list(self.records.items()):

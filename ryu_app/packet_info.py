@@ -62,3 +62,13 @@ def classify(pkt: packet.Packet, ip: ipv4.ipv4) -> PacketInfo | str:
             return PacketInfo(ICMP, ip.src, ip.dst, ident, ident, ip.ttl, icmp_type=msg.type)
         return PacketInfo(ICMP, ip.src, ip.dst, 0, 0, ip.ttl, icmp_type=msg.type)
     return "unsupported_protocol"
+
+
+def tcp_flags_of(data: bytes) -> int | None:
+    """TCP flags of a (possibly truncated) IPv4/TCP frame, or None."""
+    try:
+        pkt = packet.Packet(data)
+    except Exception:
+        return None
+    seg = pkt.get_protocol(tcp.tcp)
+    return None if seg is None else seg.bits

@@ -155,7 +155,8 @@ class SnatApp(app_manager.RyuApp):
     def _packet_in(self, ev: Any) -> None:
         msg = ev.msg
         dp = msg.datapath
-        self.sender.send(dp, self.gateway.packet_in(dp.id, msg.match["in_port"], msg.data))
+        self.sender.send(dp, self.gateway.packet_in(dp.id, msg.match["in_port"], msg.data,
+                                                    cookie=msg.cookie))
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev: Any) -> None:

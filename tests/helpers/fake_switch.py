@@ -270,12 +270,14 @@ class Wire:
     def send(self, in_port: int, frame: bytes) -> list[tuple[int, bytes]]:
         """The frames that leave the switch because ``frame`` came in on ``in_port``."""
         out = []
-        for port, data in self.switch.process(in_port, frame):
+        flow = self.switch.lookup(in_port, frame)
+        for port, data in ([] if flow is None else apply_actions(flow.actions, frame)):
             if port != CONTROLLER:
                 out.append((port, data))
                 continue
-            self.packet_ins += 1
-            out += self.run(self.gateway.packet_in(self.switch.dpid, in_port, data, self.now))
+            self.packet_ins += 1      # a packet-in names the flow that sent it (OF 1.3)
+            out += self.run(self.gateway.packet_in(self.switch.dpid, in_port, data, self.now,
+                                                   cookie=flow.cookie))
         return out
 
     def run(self, msgs: list | None) -> list[tuple[int, bytes]]:

@@ -1,0 +1,101 @@
+"""TCP state in the switch era: FIN/RST watch flows move sessions to the
+closing timeout, and the session's flows follow (RFC 5382, RFC 7857 s2.2)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from ryu.lib.packet import ethernet, ipv4, packet, tcp
+from ryu.ofproto import ether, inet
+
+from helpers.fake_switch import Wire
+from helpers.nat_config import make_config
+from ryu_app import flows
+from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
+from ryu_app.flows import CookieKind
+from ryu_app.gateway import Gateway
+
+UPLINK, H1_PORT = 1, 2
+NAT_IP = "198.51.100.1"
+H1 = SimpleNamespace(mac="00:00:00:00:00:01", ip="10.0.0.11")
+S1 = SimpleNamespace(mac="00:00:00:00:00:10", ip="198.51.100.10")
+SYN, ACK, FIN, RST, PSH = 0x02, 0x10, 0x01, 0x04, 0x08
+
+
+def segment(src_mac, src_ip, sport, dst_ip, dport, bits) -> bytes:
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst=GW_MAC, src=src_mac, ethertype=ether.ETH_TYPE_IP))
+    pkt.add_protocol(ipv4.ipv4(src=src_ip, dst=dst_ip, proto=inet.IPPROTO_TCP, ttl=64))
+    pkt.add_protocol(tcp.tcp(src_port=sport, dst_port=dport, bits=bits, seq=1, ack=1))
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+@pytest.fixture
+def lab():
+    wire = Wire(Gateway(make_config(tcp_transitory_timeout="240")))
+    wire.connect({"s1-eth1": UPLINK, "s1-eth2": H1_PORT})
+    wire.gateway.switches[1].nat.next_hops.learn(S1.ip, S1.mac, 0.0)
+    return wire
+
+
+def open_connection(lab):
+    out = lambda bits: lab.send(H1_PORT, segment(H1.mac, H1.ip, 40000, S1.ip, 80, bits))  # noqa
+    back = lambda bits: lab.send(UPLINK, segment(S1.mac, S1.ip, 80, NAT_IP, 40000, bits))  # noqa
+    assert [p for p, _ in out(SYN)] == [UPLINK]
+    assert [p for p, _ in back(SYN | ACK)] == [H1_PORT]
+    assert [p for p, _ in out(ACK)] == [UPLINK]
+    lab.poll_stats()                       # the reply in the counters: established
+    [session] = lab.gateway.switches[1].nat.ct.sessions()
+    return session, out, back
+
+
+def idle_timeouts(lab, sid) -> set[int]:
+    return {f.idle_timeout for f in lab.switch.flows
+            if flows.parse_cookie(f.cookie) in ((CookieKind.SESSION_OUT, sid),
+                                                (CookieKind.SESSION_IN, sid))}
+
+
+def test_established_session_has_flag_watch_flows(lab):
+    session, _, _ = open_connection(lab)
+    assert session.state.value == "ESTABLISHED"
+    assert idle_timeouts(lab, session.id) == {7440}
+    watches = [f for f in lab.switch.flows
+               if flows.parse_cookie(f.cookie) in ((CookieKind.FLAGS_OUT, session.id),
+                                                   (CookieKind.FLAGS_IN, session.id))]
+    assert sorted(f.match["tcp_flags"] for f in watches) == [(FIN, FIN), (FIN, FIN), (RST, RST),
+                                                              (RST, RST)]
+    assert all(f.idle_timeout == 0 for f in watches)
+
+
+def test_fins_both_ways_move_to_closing_and_flows_follow(lab):
+    session, out, back = open_connection(lab)
+    ins = lab.packet_ins
+    assert [p for p, _ in out(FIN | ACK)] == [UPLINK], "a FIN is forwarded by the switch"
+    assert session.state.value == "FIN_WAIT" and idle_timeouts(lab, session.id) == {7440}
+    assert [p for p, _ in back(FIN | ACK)] == [H1_PORT]
+    assert session.state.value == "CLOSING"
+    assert idle_timeouts(lab, session.id) == {240}
+    assert lab.packet_ins == ins + 2, "only the header copies reach the controller"
+
+
+def test_rst_closes_and_the_session_goes_after_the_transitory_timeout(lab):
+    session, out, back = open_connection(lab)
+    assert [p for p, _ in back(RST)] == [H1_PORT], "a matching RST is translated (7857 s2.2)"
+    assert session.state.value == "CLOSING" and idle_timeouts(lab, session.id) == {240}
+    lab.advance(239)
+    assert lab.gateway.switches[1].nat.ct.get(session.id) is session
+    lab.advance(5)
+    assert lab.gateway.switches[1].nat.ct.get(session.id) is None
+    assert [f for f in lab.switch.flows if (flows.parse_cookie(f.cookie) or (0, 0))[1]
+            == session.id and flows.parse_cookie(f.cookie)[0] != CookieKind.INFRA] == [], \
+        "no flow of the session, FIN/RST watches included, outlives it"
+
+
+def test_watch_packets_count_in_the_session(lab):
+    session, out, back = open_connection(lab)
+    out(PSH | ACK)
+    out(FIN | ACK)
+    back(FIN | ACK)
+    lab.poll_stats()
+    assert (session.packets_out, session.packets_in) == (4, 2)
