@@ -172,8 +172,12 @@ class Lab:
     """
 
     def __init__(self, inside: int = 2, outside: int = 2,
-                 nat_options: dict[str, Any] | None = None, of_port: int = 6653) -> None:
+                 nat_options: dict[str, Any] | None = None, of_port: int = 6653,
+                 far: bool = False, far_mtu: int = 0) -> None:
         self.inside, self.outside = inside, outside
+        self.far, self.far_mtu = far, far_mtu
+        if far:      # remotes beyond the segment are reached through r1
+            nat_options = {"external_gateway_ip": "198.51.100.254", **(nat_options or {})}
         self.controller = Controller(nat_options, of_port=of_port)
         self.net = None
         self.ovs = ""
@@ -195,12 +199,13 @@ class Lab:
         from mininet.node import RemoteController
 
         self.ovs = ensure_ovs()
-        for bridge in ("s1", "s2"):
+        for bridge in ("s1", "s2", "s3"):
             if run("ovs-vsctl", "br-exists", bridge, check=False).returncode == 0:
                 raise RuntimeError(f"bridge {bridge} already exists: is another lab running?")
         self.controller.start()
         setLogLevel(os.environ.get("MININET_LOGLEVEL", "warning"))
-        self.net = Mininet(topo=NatTopo(self.inside, self.outside), controller=None,
+        topo = NatTopo(self.inside, self.outside, far=self.far, far_mtu=self.far_mtu)
+        self.net = Mininet(topo=topo, controller=None,
                            autoSetMacs=True, waitConnected=False, build=False)
         self.net.addController("c0", controller=RemoteController, ip="127.0.0.1",
                                port=self.controller.of_port)

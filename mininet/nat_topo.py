@@ -38,6 +38,9 @@ INSIDE_GATEWAY = ipaddress.IPv4Address("10.0.0.1")
 OUTSIDE_NET = ipaddress.IPv4Network("198.51.100.0/24")   # RFC 5737 TEST-NET-2
 NAT_ADDRESS = ipaddress.IPv4Address("198.51.100.1")
 NAT_DPID = "0000000000000001"
+OUTSIDE_ROUTER = ipaddress.IPv4Address("198.51.100.254")
+FAR_ROUTER = ipaddress.IPv4Address("203.0.113.1")        # RFC 5737 TEST-NET-3
+FAR_SERVER = ipaddress.IPv4Address("203.0.113.10")
 UPLINK_PORT = 1
 UPLINK_NAME = "s1-eth1"
 OFFLOADS = ("rx", "tx", "sg", "tso", "gso", "gro")
@@ -75,10 +78,28 @@ class NatHost(Host):
         return result
 
 
-class NatTopo(Topo):
-    """``inside`` hosts behind the NAT bridge s1, ``outside`` servers beyond it."""
+class NatRouter(NatHost):
+    """A Linux host that forwards IPv4: a router beyond the NAT."""
 
-    def build(self, inside: int = 2, outside: int = 2, datapath: str | None = None) -> None:
+    def config(self, **params):
+        result = super().config(**params)
+        self.cmd("sysctl -qw net.ipv4.ip_forward=1")
+        mtu = params.get("far_mtu")
+        if mtu:     # a narrower link beyond the router: PMTU discovery must work
+            self.cmd(f"ip link set dev {self.name}-eth1 mtu {int(mtu)}")
+        return result
+
+
+class NatTopo(Topo):
+    """``inside`` hosts behind the NAT bridge s1, ``outside`` servers beyond it.
+
+    With ``far=True`` a router r1 (198.51.100.254) joins the outside segment
+    and leads to a far network 203.0.113.0/24 with server f1 (203.0.113.10),
+    whose link has MTU ``far_mtu`` (traceroute and PMTU discovery tests).
+    """
+
+    def build(self, inside: int = 2, outside: int = 2, datapath: str | None = None,
+              far: bool = False, far_mtu: int = 0) -> None:
         inside, outside = int(inside), int(outside)
         if not 1 <= inside <= 200 or not 1 <= outside <= 200:
             raise ValueError("inside and outside host counts must be 1..200")
@@ -96,6 +117,15 @@ class NatTopo(Topo):
         for j in range(1, outside + 1):
             self.addHost(f"o{j}", cls=NatHost, ip=f"{outside_ip(j)}/{OUTSIDE_NET.prefixlen}")
             self.addLink(f"o{j}", segment)
+        if far:
+            far_net = self.addSwitch("s3", cls=OVSBridge, dpid="0000000000000003", datapath=dp)
+            self.addHost("r1", cls=NatRouter, ip=f"{OUTSIDE_ROUTER}/{OUTSIDE_NET.prefixlen}",
+                         far_mtu=int(far_mtu))
+            self.addLink("r1", segment)                            # r1-eth0
+            self.addLink("r1", far_net, params1={"ip": f"{FAR_ROUTER}/24"})   # r1-eth1
+            self.addHost("f1", cls=NatHost, ip=f"{FAR_SERVER}/24",
+                         defaultRoute=f"via {FAR_ROUTER}")
+            self.addLink("f1", far_net)
 
 
 topos = {"nat": NatTopo}

@@ -56,6 +56,12 @@ OPTS = [
     cfg.StrOpt("filtering", default="address-and-port-dependent",
                help="inbound filtering for TCP and UDP (RFC 4787 REQ-8): "
                     "endpoint-independent, address-dependent or address-and-port-dependent"),
+    cfg.StrOpt("tcp_filtering",
+               help="inbound filtering for TCP only (RFC 5382 REQ-3, RFC 7857 s5); "
+                    "default: the value of filtering"),
+    cfg.StrOpt("udp_filtering",
+               help="inbound filtering for UDP only (RFC 4787 REQ-8, RFC 7857 s6); "
+                    "default: the value of filtering"),
     cfg.IntOpt("port_quarantine", default=120,
                help="seconds a freed external port is not reused (RFC 6888 REQ-8); 0 = off"),
     cfg.ListOpt("forwards", default=[],
@@ -65,6 +71,7 @@ OPTS = [
 ]
 
 FILTERING_MODES = ("endpoint-independent", "address-dependent", "address-and-port-dependent")
+_TCP, _UDP = 6, 17   # IP protocol numbers
 
 
 class ConfigError(ValueError):
@@ -95,9 +102,21 @@ class NatConfig:
     max_connections_per_host: int
     dpid: int | None
     filtering: str = "address-and-port-dependent"
+    # Per protocol (RFC 7857 s5-6); None (only when built directly) means ``filtering``.
+    tcp_filtering: str | None = None
+    udp_filtering: str | None = None
     port_quarantine: int = 120
     log_mappings: bool = True
     forwards: tuple = ()
+
+    def __post_init__(self) -> None:
+        for name in ("tcp_filtering", "udp_filtering"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.filtering)
+
+    def filtering_for(self, protocol: int) -> str:
+        """The filtering mode of an IP protocol number: TCP's, UDP's, else ``filtering``."""
+        return {_TCP: self.tcp_filtering, _UDP: self.udp_filtering}.get(protocol, self.filtering)
 
     @property
     def external_address(self) -> ipaddress.IPv4Address:
@@ -211,6 +230,20 @@ def _dpid(value: str | None) -> int | None:
     return dpid
 
 
+def _filtering(name: str, value: str | None) -> str:
+    mode = (value or "").strip().lower()
+    if mode not in FILTERING_MODES:
+        raise ConfigError(name, value, f"must be one of {', '.join(FILTERING_MODES)}")
+    return mode
+
+
+def _filtering_or(name: str, value: str | None, default: str) -> str:
+    """A per-protocol filtering option; unset (or blank) falls back to ``default``."""
+    if value is None or not str(value).strip():
+        return default
+    return _filtering(name, value)
+
+
 def load(conf: cfg.ConfigOpts | None = None,
          warn: Callable[[str], None] | None = None) -> NatConfig:
     """Validate the ``[nat]`` group of ``conf`` into a :class:`NatConfig`.
@@ -255,9 +288,9 @@ def load(conf: cfg.ConfigOpts | None = None,
              f"max_connections={max_conn}; using {max_conn}")
         per_host = max_conn
 
-    filtering = (group.filtering or "").strip().lower()
-    if filtering not in FILTERING_MODES:
-        raise ConfigError("filtering", group.filtering, f"must be one of {', '.join(FILTERING_MODES)}")
+    filtering = _filtering("filtering", group.filtering)
+    tcp_filtering = _filtering_or("tcp_filtering", group.tcp_filtering, filtering)
+    udp_filtering = _filtering_or("udp_filtering", group.udp_filtering, filtering)
     if group.port_quarantine is None or not 0 <= group.port_quarantine <= 86400:
         raise ConfigError("port_quarantine", group.port_quarantine, "must be 0..86400 seconds")
 
@@ -275,6 +308,8 @@ def load(conf: cfg.ConfigOpts | None = None,
     return NatConfig(
         forwards=tuple(forwards.values()),
         filtering=filtering,
+        tcp_filtering=tcp_filtering,
+        udp_filtering=udp_filtering,
         port_quarantine=group.port_quarantine,
         log_mappings=bool(group.log_mappings),
         external_ip=external_ip,

@@ -12,6 +12,7 @@ class GatewayCounters:
     packet_ins: int = 0
     arp_replies: int = 0
     icmp_echo_replies: int = 0
+    icmp_errors_translated: int = 0
     drops: Counter = field(default_factory=Counter)
 
     def drop(self, reason: str) -> None:
@@ -20,4 +21,5 @@ class GatewayCounters:
     def as_dict(self) -> dict:
         return {"packet_ins": self.packet_ins, "arp_replies": self.arp_replies,
                 "icmp_echo_replies": self.icmp_echo_replies,
+                "icmp_errors_translated": self.icmp_errors_translated,
                 "drops": dict(sorted(self.drops.items()))}

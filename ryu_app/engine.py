@@ -26,8 +26,8 @@ def conntrack_config(cfg: NatConfig) -> ConntrackConfig:
         icmp_timeout=cfg.icmp_timeout,
         max_connections=cfg.max_connections,
         max_connections_per_host=cfg.max_connections_per_host,
-        tcp_filtering=cfg.filtering,
-        udp_filtering=cfg.filtering,
+        tcp_filtering=cfg.tcp_filtering,
+        udp_filtering=cfg.udp_filtering,
         # ICMP queries: OpenFlow cannot match the identifier, so inbound echo
         # requests to the NAT address are answered by the gateway itself.
         icmp_filtering="address-and-port-dependent",

@@ -35,12 +35,14 @@ from ryu_app.config import NatConfig
 from ryu_app.counters import GatewayCounters
 from ryu_app.engine import make_engine
 from ryu_app.flows import CookieKind, SessionPath
+from ryu_app.icmp_errors import translate_inbound_error
 from ryu_app.neighbors import InsideHosts, NextHops
 from ryu_app.packet_info import ICMP, PacketInfo, tcp_flags_of
 from ryu_app.ratelimit import TokenBucket
 
 LOG = logging.getLogger(__name__)
 MAPPING_LOG = logging.getLogger("ryu_snat.mappings")
+ICMP_ERRORS = (3, 11, 12)   # Destination Unreachable, Time Exceeded, Parameter Problem
 READD_DELAY = 2.0       # s to wait for the other flow's removal before re-adding
 ADMIN_PROHIBITED = 13   # ICMP 3/13: communication administratively prohibited
 _OTHER = {CookieKind.SESSION_OUT: CookieKind.SESSION_IN, CookieKind.SESSION_IN: CookieKind.SESSION_OUT}
@@ -119,6 +121,8 @@ class NatService:
             return self._drop(info)
         src, dst = ipaddress.IPv4Address(info.src), ipaddress.IPv4Address(info.dst)
         reason = self._outbound_problem(src, dst, info)
+        if reason == "ttl_expired" and src in self.config.internal_subnet:
+            return self._ttl_expired(in_port, eth_src, data, now)
         if reason:
             return self._drop(reason)
         msgs = self.host_seen(info.src, eth_src, in_port)
@@ -150,6 +154,19 @@ class NatService:
                 if rec.flag_flows:
                     msgs += flows.tcp_flag_flows(rec.path)
         return msgs
+
+    def _ttl_expired(self, in_port: int, eth_src: str, data: bytes, now: float) -> list:
+        """The gateway is a router hop: TTL 1 gets ICMP Time Exceeded from
+        10.0.0.1 (traceroute's first hop), rate-limited."""
+        self._drop("ttl_expired")
+        if not self._icmp_errors.take(now):
+            self.counters.drop("icmp_error_rate_limited")
+            return []
+        from ryu.lib.packet import ethernet
+        frame = replies.time_exceeded(ethernet.ethernet(src=eth_src), data[14:],
+                                      self.config.gateway_mac,
+                                      str(self.config.internal_gateway_ip))
+        return [flows.packet_out(in_port, frame)]
 
     def _prohibited(self, in_port: int, eth_src: str, data: bytes, now: float) -> list:
         """RFC 5508 REQ-8: tell the inside host (ICMP 3/13), rate-limited, so its
@@ -224,8 +241,25 @@ class NatService:
         if info.protocol == ICMP:
             if info.is_echo_reply:
                 return self.echo.inbound(info, data, now)
+            if info.icmp_type in ICMP_ERRORS:
+                return self._inbound_error(data)
             return self._drop("icmp_unsupported")
         return self.inbound.packet(eth_src, info, data, now)
+
+    def _inbound_error(self, data: bytes) -> list:
+        """An ICMP error about one of our sessions (RFC 5508 REQ-4/5): revert
+        the outer destination and the quoted packet, deliver it.  The lookup
+        changes nothing: an error never refreshes or ends a session (REQ-6)."""
+        result = translate_inbound_error(
+            data, nat_ip=self._external, gateway_mac=self.config.gateway_mac,
+            lookup=lambda proto, rip, rport, eip, eport:
+                self.ct.lookup_embedded(INBOUND, proto, eip, eport, rip, rport),
+            host_of=lambda ip: (h.mac, h.port) if (h := self.hosts.get(ip)) else None)
+        if isinstance(result, str):
+            return self._drop(result)
+        frame, port = result
+        self.counters.icmp_errors_translated += 1
+        return [flows.packet_out(port, frame)]
 
     def learn_next_hop(self, ip: str, mac: str, now: float) -> list:
         """An ARP from the outside told us ``ip`` is at ``mac``: release what waited."""
@@ -288,7 +322,7 @@ class NatService:
         """Mapping probe for EIF/ADF filtering: one per live dynamic mapping."""
         if session.protocol == ICMP or session.mapping.static:
             return []
-        if add and self.config.filtering != "address-and-port-dependent":
+        if add and self.config.filtering_for(session.protocol) != "address-and-port-dependent":
             return self.probe(session.protocol, session.external_port, add=True)
         if not add and session.mapping.count == 0:
             return self.probe(session.protocol, session.external_port, add=False)

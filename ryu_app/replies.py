@@ -63,3 +63,22 @@ def dest_unreachable(request_eth: ethernet.ethernet, ip_bytes: bytes, code: int,
                                data=icmp.dest_unreach(data=quoted)))
     pkt.serialize()
     return bytes(pkt.data)
+
+
+def time_exceeded(request_eth: ethernet.ethernet, ip_bytes: bytes, our_mac: str,
+                  our_ip: str) -> bytes:
+    """ICMP Time Exceeded in transit (11/0) from the gateway about the IP packet
+    ``ip_bytes`` whose TTL ran out here, so traceroute from inside sees its first
+    hop.  Quotes the IP header and first 8 payload bytes (never Ethernet padding)."""
+    header_len = (ip_bytes[0] & 0x0F) * 4
+    total_len = int.from_bytes(ip_bytes[2:4], "big")
+    quoted = ip_bytes[:min(header_len + 8, max(total_len, header_len))]
+    src = ipv4.ipv4.parser(ip_bytes)[0].src
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(ethertype=ether.ETH_TYPE_IP,
+                                       dst=request_eth.src, src=our_mac))
+    pkt.add_protocol(ipv4.ipv4(src=our_ip, dst=src, ttl=DEFAULT_TTL, proto=inet.IPPROTO_ICMP))
+    pkt.add_protocol(icmp.icmp(type_=icmp.ICMP_TIME_EXCEEDED, code=0, csum=0,
+                               data=icmp.TimeExceeded(data=quoted)))
+    pkt.serialize()
+    return bytes(pkt.data)

@@ -110,6 +110,7 @@ class ConnectionsView:
             "packet_ins": counters.packet_ins,
             "arp_replies": counters.arp_replies,
             "icmp_echo_replies": counters.icmp_echo_replies,
+            "icmp_errors_translated": counters.icmp_errors_translated,
             "active": totals["active"], "created": totals["created"],
             "expired": totals["expired"], "removed": totals["removed"],
             "mappings": totals["mappings"],

@@ -41,6 +41,7 @@ def test_defaults(tmp_path):
     assert c.max_connections == 100000 and c.max_connections_per_host == 4096
     assert c.dpid is None
     assert c.filtering == "address-and-port-dependent"
+    assert c.tcp_filtering == c.udp_filtering == "address-and-port-dependent"
     assert c.port_quarantine == 120 and c.log_mappings is True
 
 
@@ -79,6 +80,10 @@ def test_options_live_on_ryu_conf():
     ("dpid", "0xffffffffffffffff", 2 ** 64 - 1),
     ("filtering", "endpoint-independent", "endpoint-independent"),
     ("filtering", "Address-Dependent", "address-dependent"),
+    ("tcp_filtering", "endpoint-independent", "endpoint-independent"),
+    ("tcp_filtering", " Address-Dependent ", "address-dependent"),
+    ("udp_filtering", "endpoint-independent", "endpoint-independent"),
+    ("udp_filtering", "address-and-port-dependent", "address-and-port-dependent"),
     ("port_quarantine", "0", 0),
     ("log_mappings", "false", False),
 ])
@@ -126,6 +131,8 @@ def test_good_values(tmp_path, option, value, expected):
     ("max_connections_per_host", "0", "at least 1"),
     ("dpid", "s1", "not a decimal or 0x-hex"),
     ("filtering", "full-cone", "must be one of endpoint-independent"),
+    ("tcp_filtering", "full-cone", "must be one of endpoint-independent"),
+    ("udp_filtering", "restricted-cone", "must be one of endpoint-independent"),
     ("port_quarantine", "-1", "must be 0..86400"),
     ("dpid", "0x10000000000000000", "outside"),
 ])
@@ -166,3 +173,51 @@ def test_rfc_defaults_do_not_warn(tmp_path):
     warnings: list[str] = []
     load(tmp_path, warnings)
     assert warnings == []
+
+
+# -- filtering per protocol (RFC 4787 REQ-8, RFC 5382 REQ-3, RFC 7857 s5-6) -------------
+
+@pytest.mark.parametrize("filtering", ["endpoint-independent", "address-dependent"])
+def test_per_protocol_filtering_defaults_to_filtering(tmp_path, filtering):
+    c = load(tmp_path, filtering=filtering)
+    assert (c.filtering, c.tcp_filtering, c.udp_filtering) == (filtering,) * 3
+
+
+def test_blank_per_protocol_filtering_means_unset(tmp_path):
+    c = load(tmp_path, filtering="address-dependent", tcp_filtering="", udp_filtering=" ")
+    assert (c.tcp_filtering, c.udp_filtering) == ("address-dependent", "address-dependent")
+
+
+def test_per_protocol_filtering_overrides_filtering_for_its_protocol_only(tmp_path):
+    c = load(tmp_path, filtering="address-dependent", udp_filtering="endpoint-independent")
+    assert c.filtering == "address-dependent"
+    assert c.tcp_filtering == "address-dependent"
+    assert c.udp_filtering == "endpoint-independent"
+    assert [c.filtering_for(p) for p in (6, 17, 1)] == \
+        ["address-dependent", "endpoint-independent", "address-dependent"]
+
+
+def test_bad_filtering_is_reported_even_when_both_protocols_override_it(tmp_path):
+    with pytest.raises(config.ConfigError) as info:
+        load(tmp_path, filtering="open", tcp_filtering="endpoint-independent",
+             udp_filtering="endpoint-independent")
+    assert info.value.option == "filtering"
+
+
+def test_directly_built_config_falls_back_to_filtering(tmp_path):
+    import dataclasses
+    c = load(tmp_path)
+    fields = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
+    built = config.NatConfig(**{**fields, "filtering": "endpoint-independent",
+                                "tcp_filtering": None, "udp_filtering": None})
+    assert (built.tcp_filtering, built.udp_filtering) == ("endpoint-independent",) * 2
+
+
+def test_engine_gets_each_protocols_filtering(tmp_path):
+    from conntrack import Filtering
+    from ryu_app.engine import conntrack_config
+    c = load(tmp_path, tcp_filtering="endpoint-independent", udp_filtering="address-dependent")
+    ct = conntrack_config(c)
+    assert ct.tcp_filtering is Filtering.ENDPOINT_INDEPENDENT
+    assert ct.udp_filtering is Filtering.ADDRESS_DEPENDENT
+    assert ct.icmp_filtering is Filtering.ADDRESS_AND_PORT_DEPENDENT

@@ -469,7 +469,6 @@ HOSTILE = {
     "spoofed_source ": ip_frame(H1.mac, "10.0.0.1", 4000, S1.ip, 53),
     "fragment": out_frame(H1, 4000, S1, 53, flags=0x1),
     "fragment ": out_frame(H1, 4000, S1, 53, offset=185),
-    "ttl_expired": out_frame(H1, 4000, S1, 53, ttl=1),
     "not_unicast": ip_frame(H1.mac, H1.ip, 4000, "224.0.0.251", 5353),
     "not_unicast ": ip_frame(H1.mac, H1.ip, 4000, "255.255.255.255", 67),
     "tcp_not_syn": out_frame(H1, 4000, S1, 80, proto=TCP, bits=ACK),
@@ -492,6 +491,19 @@ def test_hostile_inside_packets_are_dropped_and_counted(lab, reason):
     assert lab.gateway.counters.drops[reason.strip()] == 1
     assert session_flows(lab) == [] and len(nat(lab).ct) == 0
     assert lab.switch.packet_outs() == [], "not even an ARP request"
+
+
+def test_ttl_one_gets_time_exceeded_from_the_gateway(lab):
+    """The gateway is a router hop (traceroute's first hop): ICMP 11/0 from 10.0.0.1."""
+    frame = out_frame(H1, 4000, S1, 53, ttl=1)
+    [(port, answer)] = lab.send(H1_PORT, frame)
+    pkt = packet.Packet(answer)
+    ip, err = pkt.get_protocol(ipv4.ipv4), pkt.get_protocol(icmp.icmp)
+    assert port == H1_PORT and (ip.src, ip.dst) == ("10.0.0.1", H1.ip)
+    assert (err.type, err.code) == (11, 0)
+    assert err.data.data[:28] == frame[14:42], "quotes the IP header and 8 bytes"
+    assert lab.gateway.counters.drops["ttl_expired"] == 1
+    assert session_flows(lab) == [] and len(nat(lab).ct) == 0
 
 
 def test_inside_ipv6_is_dropped_by_the_switch(lab):
