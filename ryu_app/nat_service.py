@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
-from dataclasses import dataclass, field
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 
@@ -34,60 +33,17 @@ from ryu_app import flows, replies
 from ryu_app.config import NatConfig
 from ryu_app.counters import GatewayCounters
 from ryu_app.engine import make_engine
+from ryu_app.flow_record import COUNTED_KINDS, FLAG_DIRECTIONS, OTHER_FLOW, FlowRecord
 from ryu_app.flows import CookieKind, SessionPath
-from ryu_app.icmp_errors import translate_inbound_error
 from ryu_app.neighbors import InsideHosts, NextHops
 from ryu_app.packet_info import ICMP, PacketInfo, tcp_flags_of
-from ryu_app.ratelimit import TokenBucket
 
 LOG = logging.getLogger(__name__)
 MAPPING_LOG = logging.getLogger("ryu_snat.mappings")
 ICMP_ERRORS = (3, 11, 12)   # Destination Unreachable, Time Exceeded, Parameter Problem
 READD_DELAY = 2.0       # s to wait for the other flow's removal before re-adding
-ADMIN_PROHIBITED = 13   # ICMP 3/13: communication administratively prohibited
-_OTHER = {CookieKind.SESSION_OUT: CookieKind.SESSION_IN, CookieKind.SESSION_IN: CookieKind.SESSION_OUT}
-_FLAGS = {CookieKind.FLAGS_OUT: OUTBOUND, CookieKind.FLAGS_IN: INBOUND}
-_COUNTED = (*_OTHER, *_FLAGS)     # flows whose packets belong to the session
 _NOT_UNICAST = [ipaddress.IPv4Network(n) for n in
                 ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4")]
-
-
-@dataclass
-class FlowRecord:
-    """What the switch holds for one session, and its counters across flows."""
-
-    path: SessionPath
-    installed: set = field(default_factory=set)
-    base: dict = field(default_factory=lambda: {k: (0, 0) for k in _COUNTED})
-    current: dict = field(default_factory=lambda: {k: (0, 0) for k in _COUNTED})
-    ending: bool = False
-    flag_flows: bool = False      # TCP FIN/RST watch flows are in the switch
-
-    def update(self, kind: CookieKind, packets: int, octets: int) -> None:
-        """Counters of a live flow; a drop means it was replaced from zero."""
-        old = self.current[kind]
-        if packets < old[0]:
-            self.retire(kind, *old)
-        self.current[kind] = (packets, octets)
-
-    def retire(self, kind: CookieKind, packets: int, octets: int) -> None:
-        """A flow is gone with these final counts: keep them in the base."""
-        base = self.base[kind]
-        self.base[kind] = (base[0] + packets, base[1] + octets)
-        self.current[kind] = (0, 0)
-
-    def count_sent(self, kind: CookieKind, size: int) -> None:
-        """A packet the controller sent itself (packet-out): flow stats miss it."""
-        packets, octets = self.base[kind]
-        self.base[kind] = (packets + 1, octets + size)
-
-    def totals(self) -> tuple[int, int, int, int]:
-        def both(*kinds: CookieKind) -> tuple[int, int]:
-            return (sum(self.base[k][0] + self.current[k][0] for k in kinds),
-                    sum(self.base[k][1] + self.current[k][1] for k in kinds))
-        out = both(CookieKind.SESSION_OUT, CookieKind.FLAGS_OUT)
-        back = both(CookieKind.SESSION_IN, CookieKind.FLAGS_IN)
-        return out[0], out[1], back[0], back[1]
 
 
 class NatService:
@@ -104,12 +60,13 @@ class NatService:
         self.switch_drops: dict[str, int] = {}
         self._external = str(config.external_address)
         self._probes: set[tuple[int, int]] = set()
-        self._icmp_errors = TokenBucket(rate=10, burst=20)
         self._readd: dict[int, tuple[CookieKind, float]] = {}   # sid -> (flow, when)
         from ryu_app.echo_paths import EchoPaths   # these two use the records above
+        from ryu_app.icmp_signals import IcmpSignals
         from ryu_app.inbound import Inbound
         self.echo = EchoPaths(self)
         self.inbound = Inbound(self)
+        self.icmp = IcmpSignals(self)
         for fwd in config.forwards:
             self.inbound.add_forward(fwd)   # probe flows go in with the gateway rules
 
@@ -122,7 +79,7 @@ class NatService:
         src, dst = ipaddress.IPv4Address(info.src), ipaddress.IPv4Address(info.dst)
         reason = self._outbound_problem(src, dst, info)
         if reason == "ttl_expired" and src in self.config.internal_subnet:
-            return self._ttl_expired(in_port, eth_src, data, now)
+            return self.icmp.ttl_expired(in_port, eth_src, data, now)
         if reason:
             return self._drop(reason)
         msgs = self.host_seen(info.src, eth_src, in_port)
@@ -137,7 +94,7 @@ class NatService:
                                                   info.dport, now, info.tcp_flags)
             except Refused as refused:
                 self._drop(refused.reason.value)
-                return msgs + self._prohibited(in_port, eth_src, data, now)
+                return msgs + self.icmp.prohibited(in_port, eth_src, data, now)
         return msgs + self._send_out(session, data, now)
 
     def host_seen(self, ip: str, mac: str, port: int) -> list:
@@ -154,31 +111,6 @@ class NatService:
                 if rec.flag_flows:
                     msgs += flows.tcp_flag_flows(rec.path)
         return msgs
-
-    def _ttl_expired(self, in_port: int, eth_src: str, data: bytes, now: float) -> list:
-        """The gateway is a router hop: TTL 1 gets ICMP Time Exceeded from
-        10.0.0.1 (traceroute's first hop), rate-limited."""
-        self._drop("ttl_expired")
-        if not self._icmp_errors.take(now):
-            self.counters.drop("icmp_error_rate_limited")
-            return []
-        from ryu.lib.packet import ethernet
-        frame = replies.time_exceeded(ethernet.ethernet(src=eth_src), data[14:],
-                                      self.config.gateway_mac,
-                                      str(self.config.internal_gateway_ip))
-        return [flows.packet_out(in_port, frame)]
-
-    def _prohibited(self, in_port: int, eth_src: str, data: bytes, now: float) -> list:
-        """RFC 5508 REQ-8: tell the inside host (ICMP 3/13), rate-limited, so its
-        application fails fast instead of retrying into a full table."""
-        if not self._icmp_errors.take(now):
-            self.counters.drop("icmp_error_rate_limited")
-            return []
-        from ryu.lib.packet import ethernet
-        frame = replies.dest_unreachable(ethernet.ethernet(src=eth_src), data[14:],
-                                         ADMIN_PROHIBITED, self.config.gateway_mac,
-                                         str(self.config.internal_gateway_ip))
-        return [flows.packet_out(in_port, frame)]
 
     def _outbound_problem(self, src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address,
                           info: PacketInfo) -> str:
@@ -242,24 +174,9 @@ class NatService:
             if info.is_echo_reply:
                 return self.echo.inbound(info, data, now)
             if info.icmp_type in ICMP_ERRORS:
-                return self._inbound_error(data)
+                return self.icmp.inbound_error(data)
             return self._drop("icmp_unsupported")
         return self.inbound.packet(eth_src, info, data, now)
-
-    def _inbound_error(self, data: bytes) -> list:
-        """An ICMP error about one of our sessions (RFC 5508 REQ-4/5): revert
-        the outer destination and the quoted packet, deliver it.  The lookup
-        changes nothing: an error never refreshes or ends a session (REQ-6)."""
-        result = translate_inbound_error(
-            data, nat_ip=self._external, gateway_mac=self.config.gateway_mac,
-            lookup=lambda proto, rip, rport, eip, eport:
-                self.ct.lookup_embedded(INBOUND, proto, eip, eport, rip, rport),
-            host_of=lambda ip: (h.mac, h.port) if (h := self.hosts.get(ip)) else None)
-        if isinstance(result, str):
-            return self._drop(result)
-        frame, port = result
-        self.counters.icmp_errors_translated += 1
-        return [flows.packet_out(port, frame)]
 
     def learn_next_hop(self, ip: str, mac: str, now: float) -> list:
         """An ARP from the outside told us ``ip`` is at ``mac``: release what waited."""
@@ -289,13 +206,13 @@ class NatService:
     def _ensure_flows(self, session: Session, next_hop_mac: str) -> list:
         """Both flows of ``session`` unless already sent (duplicate packet-ins)."""
         rec = self.records.get(session.id)
-        if rec is not None and rec.installed == set(_OTHER):
+        if rec is not None and rec.installed == set(OTHER_FLOW):
             return []
         path = self.path(session, next_hop_mac)
         if rec is None:
             rec = self.records[session.id] = FlowRecord(path)
         rec.path = path
-        rec.installed = set(_OTHER)
+        rec.installed = set(OTHER_FLOW)
         rec.ending = False
         self._readd.pop(session.id, None)
         msgs = flows.session_flows(path)
@@ -312,7 +229,7 @@ class NatService:
         flags = tcp_flags_of(data)
         if session is None or rec is None or flags is None or rec.ending:
             return []
-        changed = self.ct.observe(session, _FLAGS[kind], flags, now)
+        changed = self.ct.observe(session, FLAG_DIRECTIONS[kind], flags, now)
         if changed is None or int(changed) == rec.path.idle_timeout:
             return []
         rec.path = dataclasses.replace(rec.path, idle_timeout=int(changed))
@@ -345,7 +262,7 @@ class NatService:
                      now: float) -> list:
         """A session flow left the switch: keep the session, or end it."""
         parsed = flows.parse_cookie(cookie)
-        if parsed is None or parsed[0] not in _OTHER:
+        if parsed is None or parsed[0] not in OTHER_FLOW:
             return []
         kind, sid = parsed
         rec = self.records.get(sid)
@@ -358,7 +275,7 @@ class NatService:
             self.ct.set_counters(sid, *rec.totals())
         if session is None or rec.ending:
             return self._forget(sid) if not rec.installed else []
-        other = _OTHER[kind]
+        other = OTHER_FLOW[kind]
         if reason == ofp.OFPRR_IDLE_TIMEOUT and other in rec.installed and (
                 other == CookieKind.SESSION_OUT or session.replied):
             # The surviving direction may keep the session, if it is really
@@ -377,7 +294,7 @@ class NatService:
                 continue
             del self._readd[sid]
             rec = self.records.get(sid)
-            if rec is not None and not rec.ending and _OTHER[kind] in rec.installed \
+            if rec is not None and not rec.ending and OTHER_FLOW[kind] in rec.installed \
                     and kind not in rec.installed:
                 rec.installed.add(kind)
                 msgs.append(flows.session_flow(rec.path, kind))
@@ -417,7 +334,7 @@ class NatService:
                 if rule in (flows.InfraRule.UNSOLICITED_DROP, flows.InfraRule.OUTSIDE_DROP,
                             flows.InfraRule.INSIDE_IPV6_DROP):
                     self.switch_drops[rule.name.lower()] = packets
-            elif kind in _COUNTED and ident in self.records:
+            elif kind in COUNTED_KINDS and ident in self.records:
                 self.records[ident].update(kind, packets, octets)
         msgs: list = []
         for sid, rec in list(self.records.items()):

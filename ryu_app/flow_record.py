@@ -1,0 +1,56 @@
+"""What the switch holds for one session: its flows and their counters.
+
+A session's packets are counted by up to four flows (forward, reverse and
+their TCP FIN/RST watches), and flows come and go (idle, re-added, replaced)
+while the session lives.  :class:`FlowRecord` keeps the counts of flows that
+are gone in ``base`` and the latest stats of live ones in ``current``, so the
+session's totals only ever grow.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from conntrack import INBOUND, OUTBOUND
+from ryu_app.flows import CookieKind, SessionPath
+
+OTHER_FLOW = {CookieKind.SESSION_OUT: CookieKind.SESSION_IN, CookieKind.SESSION_IN: CookieKind.SESSION_OUT}
+FLAG_DIRECTIONS = {CookieKind.FLAGS_OUT: OUTBOUND, CookieKind.FLAGS_IN: INBOUND}
+COUNTED_KINDS = (*OTHER_FLOW, *FLAG_DIRECTIONS)     # flows whose packets belong to the session
+
+
+@dataclass
+class FlowRecord:
+    """What the switch holds for one session, and its counters across flows."""
+
+    path: SessionPath
+    installed: set = field(default_factory=set)
+    base: dict = field(default_factory=lambda: {k: (0, 0) for k in COUNTED_KINDS})
+    current: dict = field(default_factory=lambda: {k: (0, 0) for k in COUNTED_KINDS})
+    ending: bool = False
+    flag_flows: bool = False      # TCP FIN/RST watch flows are in the switch
+
+    def update(self, kind: CookieKind, packets: int, octets: int) -> None:
+        """Counters of a live flow; a drop means it was replaced from zero."""
+        old = self.current[kind]
+        if packets < old[0]:
+            self.retire(kind, *old)
+        self.current[kind] = (packets, octets)
+
+    def retire(self, kind: CookieKind, packets: int, octets: int) -> None:
+        """A flow is gone with these final counts: keep them in the base."""
+        base = self.base[kind]
+        self.base[kind] = (base[0] + packets, base[1] + octets)
+        self.current[kind] = (0, 0)
+
+    def count_sent(self, kind: CookieKind, size: int) -> None:
+        """A packet the controller sent itself (packet-out): flow stats miss it."""
+        packets, octets = self.base[kind]
+        self.base[kind] = (packets + 1, octets + size)
+
+    def totals(self) -> tuple[int, int, int, int]:
+        def both(*kinds: CookieKind) -> tuple[int, int]:
+            return (sum(self.base[k][0] + self.current[k][0] for k in kinds),
+                    sum(self.base[k][1] + self.current[k][1] for k in kinds))
+        out = both(CookieKind.SESSION_OUT, CookieKind.FLAGS_OUT)
+        back = both(CookieKind.SESSION_IN, CookieKind.FLAGS_IN)
+        return out[0], out[1], back[0], back[1]
