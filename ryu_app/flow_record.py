@@ -28,6 +28,7 @@ class FlowRecord:
     current: dict = field(default_factory=lambda: {k: (0, 0) for k in COUNTED_KINDS})
     ending: bool = False
     flag_flows: bool = False      # TCP FIN/RST watch flows are in the switch
+    hairpin: bool = False         # one flow back inside (ryu_app.hairpin), not the usual pair
 
     def update(self, kind: CookieKind, packets: int, octets: int) -> None:
         """Counters of a live flow; a drop means it was replaced from zero."""

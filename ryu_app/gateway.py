@@ -229,8 +229,12 @@ class Gateway:
         if ip is None:
             self.counters.drop("malformed")
             return []
-        ours = str(self.config.external_address if outside else self.config.internal_gateway_ip)
-        if ip.dst == ours and ip.proto == inet.IPPROTO_ICMP:
+        # A router answers ping on its own addresses: the NAT address from
+        # both sides, the inside gateway address from inside.
+        ours = {str(self.config.external_address)}
+        if not outside:
+            ours.add(str(self.config.internal_gateway_ip))
+        if ip.dst in ours and ip.proto == inet.IPPROTO_ICMP:
             req = pkt.get_protocol(icmp.icmp)
             if req is None:
                 self.counters.drop("malformed")

@@ -62,11 +62,13 @@ class NatService:
         self._probes: set[tuple[int, int]] = set()
         self._readd: dict[int, tuple[CookieKind, float]] = {}   # sid -> (flow, when)
         from ryu_app.echo_paths import EchoPaths   # these two use the records above
+        from ryu_app.hairpin import Hairpin
         from ryu_app.icmp_signals import IcmpSignals
         from ryu_app.inbound import Inbound
         self.echo = EchoPaths(self)
         self.inbound = Inbound(self)
         self.icmp = IcmpSignals(self)
+        self.hairpin = Hairpin(self)
         for fwd in config.forwards:
             self.inbound.add_forward(fwd)   # probe flows go in with the gateway rules
 
@@ -83,6 +85,8 @@ class NatService:
         if reason:
             return self._drop(reason)
         msgs = self.host_seen(info.src, eth_src, in_port)
+        if dst == self.config.external_address:
+            return msgs + self.hairpin.packet(info, data, now)
         if self.next_hop(info.dst) is None:
             return self._drop("no_route")
         session = self.ct.lookup_outbound(info.protocol, info.src, info.sport, info.dst, info.dport)
@@ -105,7 +109,7 @@ class NatService:
             return []
         msgs: list = []
         for rec in self.records.values():
-            if rec.path.inside_ip == ip and rec.installed and not rec.ending:
+            if rec.path.inside_ip == ip and rec.installed and not rec.ending and not rec.hairpin:
                 rec.path = dataclasses.replace(rec.path, inside_mac=mac, inside_switch_port=port)
                 msgs += [flows.session_flow(rec.path, kind) for kind in sorted(rec.installed)]
                 if rec.flag_flows:
@@ -119,8 +123,6 @@ class NatService:
             return "spoofed_source"
         if dst in cfg.internal_subnet:
             return "inside_destination"
-        if dst == cfg.external_address:
-            return "hairpin_unsupported"
         ext_net = cfg.external_ip.network
         if dst == ipaddress.IPv4Address("255.255.255.255") or any(dst in n for n in _NOT_UNICAST) \
                 or dst in (ext_net.network_address, ext_net.broadcast_address):
@@ -339,7 +341,8 @@ class NatService:
         msgs: list = []
         for sid, rec in list(self.records.items()):
             session = self.ct.set_counters(sid, *rec.totals(), now=now)
-            if session is not None and session.protocol == TCP and not rec.ending:
+            if session is not None and session.protocol == TCP and not rec.ending \
+                    and not rec.hairpin:
                 msgs += self._follow_handshake(session, rec, now)
         return msgs
 

@@ -474,7 +474,7 @@ HOSTILE = {
     "tcp_not_syn": out_frame(H1, 4000, S1, 80, proto=TCP, bits=ACK),
     "tcp_not_syn ": out_frame(H1, 4000, S1, 80, proto=TCP, bits=SYN | ACK),
     "inside_destination": ip_frame(H1.mac, H1.ip, 4000, H2.ip, 53),
-    "hairpin_unsupported": ip_frame(H1.mac, H1.ip, 4000, NAT_IP, 53),
+    "hairpin_no_mapping": ip_frame(H1.mac, H1.ip, 4000, NAT_IP, 53),
     "icmp_unsupported": echo_request(H1.mac, GW_MAC, H1.ip, S1.ip, type_=icmp.ICMP_TIME_EXCEEDED),
 }
 

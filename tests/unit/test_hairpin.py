@@ -1,0 +1,79 @@
+"""Hairpinning, judged by what the inside target and sender receive."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from ryu.lib.packet import ethernet, ipv4, packet, tcp, udp
+from ryu.ofproto import ether, inet
+
+from helpers.fake_switch import Wire
+from helpers.frames import arp_request
+from helpers.nat_config import make_config
+from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
+from ryu_app.gateway import Gateway
+
+NAT_IP = "198.51.100.1"
+H1 = SimpleNamespace(mac="00:00:00:00:00:01", ip="10.0.0.11", port=2)
+H3 = SimpleNamespace(mac="00:00:00:00:00:03", ip="10.0.0.13", port=4)
+
+
+def frame(src, sport, dst_ip, dport, proto=inet.IPPROTO_TCP, bits=0x02) -> bytes:
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst=GW_MAC, src=src.mac, ethertype=ether.ETH_TYPE_IP))
+    pkt.add_protocol(ipv4.ipv4(src=src.ip, dst=dst_ip, proto=proto, ttl=64))
+    if proto == inet.IPPROTO_TCP:
+        pkt.add_protocol(tcp.tcp(src_port=sport, dst_port=dport, bits=bits))
+    else:
+        pkt.add_protocol(udp.udp(src_port=sport, dst_port=dport))
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+def seen(data: bytes) -> tuple:
+    pkt = packet.Packet(data)
+    ip, seg = pkt.get_protocol(ipv4.ipv4), pkt.get_protocol(tcp.tcp) or pkt.get_protocol(udp.udp)
+    return pkt.get_protocol(ethernet.ethernet).dst, ip.src, seg.src_port, ip.dst, seg.dst_port
+
+
+def make_lab(**options) -> Wire:
+    lab = Wire(Gateway(make_config(**options)))
+    lab.connect({"s1-eth1": 1, "s1-eth2": 2, "s1-eth3": 3, "s1-eth4": 4})
+    for host in (H1, H3):      # both hosts have spoken (ARP for their gateway)
+        lab.send(host.port, arp_request(host.mac, host.ip, "10.0.0.1"))
+    return lab
+
+
+def test_hairpin_to_a_forward_both_ways():
+    lab = make_lab(forwards="tcp:8081=10.0.0.13:80")
+    [(port, there)] = lab.send(H1.port, frame(H1, 5555, NAT_IP, 8081))
+    nat = lab.gateway.switches[1].nat
+    [sender] = [s for s in nat.ct.sessions() if str(s.inside_ip) == H1.ip]
+    assert port == H3.port
+    assert seen(there) == (H3.mac, NAT_IP, sender.external_port, H3.ip, 80)
+    [(port, back)] = lab.send(H3.port, frame(H3, 80, NAT_IP, sender.external_port, bits=0x12))
+    assert port == H1.port and seen(back) == (H1.mac, NAT_IP, 8081, H1.ip, 5555)
+    ins = lab.packet_ins
+    lab.send(H1.port, frame(H1, 5555, NAT_IP, 8081, bits=0x10))
+    assert lab.packet_ins == ins, "later packets stay in the switch"
+
+
+def test_hairpin_obeys_filtering_for_dynamic_mappings():
+    lab = make_lab()     # address-and-port-dependent
+    lab.gateway.switches[1].nat.next_hops.learn("198.51.100.10", "00:00:00:00:00:10", 0.0)
+    lab.send(H3.port, frame(H3, 7000, "198.51.100.10", 53, proto=inet.IPPROTO_UDP))
+    nat = lab.gateway.switches[1].nat
+    [h3] = nat.ct.sessions()
+    assert lab.send(H1.port, frame(H1, 5000, NAT_IP, h3.external_port,
+                                   proto=inet.IPPROTO_UDP)) == []
+    assert lab.gateway.counters.drops["hairpin_filtered"] == 1
+    assert len(nat.ct) == 1, "the refused sender's new mapping is not left behind"
+
+
+def test_hairpin_to_a_dynamic_mapping_under_eif():
+    lab = make_lab(filtering="endpoint-independent")
+    lab.gateway.switches[1].nat.next_hops.learn("198.51.100.10", "00:00:00:00:00:10", 0.0)
+    lab.send(H3.port, frame(H3, 7000, "198.51.100.10", 53, proto=inet.IPPROTO_UDP))
+    [h3] = lab.gateway.switches[1].nat.ct.sessions()
+    [(port, there)] = lab.send(H1.port, frame(H1, 5000, NAT_IP, h3.external_port,
+                                              proto=inet.IPPROTO_UDP))
+    assert port == H3.port and seen(there)[1:] == (NAT_IP, 5000, H3.ip, 7000)
