@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 
@@ -53,3 +54,45 @@ def test_closed_connection_moves_to_the_transitory_timeout(lab, how, sport):
     assert closing["timeout"] == TRANSITORY
     assert {f["idle_timeout"] for f in session_flows(lab, closing["id"])} == {TRANSITORY}
     assert events[0] == "accept" and "data" in events
+
+
+def connect_script(bind_port: int, peer: str, peer_port: int) -> str:
+    """Connect from a fixed port (no listener anywhere: a simultaneous open)."""
+    return (f"import socket, time, sys\n"
+            f"deadline = time.monotonic() + 10\n"
+            f"while time.monotonic() < deadline:\n"
+            f"    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            f"    s.bind(('0.0.0.0', {bind_port})); s.settimeout(3)\n"
+            f"    try:\n"
+            f"        s.connect(('{peer}', {peer_port})); break\n"
+            f"    except OSError:\n"
+            f"        s.close(); time.sleep(0.2)\n"
+            f"else:\n"
+            f"    sys.exit('no connection')\n"
+            f"s.sendall(b'hi from {bind_port}'); print(s.recv(100).decode())\n")
+
+
+def test_simultaneous_open_through_the_nat(lab):
+    """RFC 5382 REQ-4: the outside SYN that comes first is dropped silently
+    (no RST), and once the inside SYN follows, the two SYNs cross and the
+    connection opens (TCP hole punching)."""
+    o1, h1 = lab.host("o1"), lab.host("h1")
+    outside = o1.popen([sys.executable, "-c", connect_script(44000, "198.51.100.1", 44100)],
+                       stdout=-1, text=True)
+    time.sleep(1.5)                       # o1's first SYNs meet the drop rule
+    inside = h1.popen([sys.executable, "-c", connect_script(44100, O1, 44000)],
+                      stdout=-1, text=True)
+    got_inside = inside.communicate(timeout=20)[0].strip()
+    got_outside = outside.communicate(timeout=20)[0].strip()
+    assert (got_inside, got_outside) == ("hi from 44000", "hi from 44100"), \
+        (got_inside, got_outside)
+    conn = find(lab, 44100)
+    assert conn and conn["external_port"] == 44100 and conn["remote_port"] == 44000
+
+
+def test_unsolicited_syn_gets_no_answer_for_six_seconds(lab):
+    """RFC 5382 REQ-4: no SYN-ACK and no RST for an unsolicited inbound SYN."""
+    o1 = lab.host("o1")
+    started = time.monotonic()
+    out = o1.cmd("timeout 10 nc -z -w 7 198.51.100.1 44999; echo rc=$?")
+    assert "rc=0" not in out and time.monotonic() - started >= 6, out
