@@ -48,6 +48,7 @@ class CookieKind(enum.IntEnum):
 class Priority(enum.IntEnum):
     """Priority bands of TABLE_NAT, highest first."""
 
+    FRAGMENT = 1002     # IPv4 fragments: only the controller can translate them
     TCP_FLAGS = 1001    # a session's FIN/RST packets: rewrite as usual, copy headers up
     SESSION = 1000      # per-session forward/reverse rewrites
     MAPPING = 800       # inbound to a mapped port from a new remote (filtering)
@@ -70,6 +71,8 @@ class InfraRule(enum.IntEnum):
     OUTSIDE_DROP = 7
     NEW_FLOW = 8
     INSIDE_IPV6_DROP = 9
+    FRAGMENTS_INSIDE = 10
+    FRAGMENTS_OUTSIDE = 11
 
 
 def make_cookie(kind: CookieKind, ident: int) -> int:
@@ -360,3 +363,33 @@ def mapping_probe(uplink: int, nat_address: str, protocol: int, port: int,
     fields = {"in_port": uplink, "eth_type": ether.ETH_TYPE_IP, "ip_proto": protocol,
               "ipv4_dst": nat_address, _L4_FIELDS[protocol][1]: port}
     return flow_add(cookie, Priority.MAPPING, parser.OFPMatch(**fields), _to_controller())
+
+
+IP_FRAG_ANY = 1   # OVS's ip_frag (NXM_NX_IP_FRAG): set for every fragment
+
+
+def _frag_match(*fields: tuple[str, object]) -> parser.OFPMatch:
+    """A match ending in OVS's ip_frag, in the order given.
+
+    Ryu sorts match fields by OXM type, which puts the Nicira field ip_frag
+    before its prerequisite eth_type; OVS then refuses the flow (BAD_PREREQ).
+    ``_ordered_fields`` keeps the order we give.
+    """
+    return parser.OFPMatch(_ordered_fields=[*fields, ("ip_frag", (IP_FRAG_ANY, IP_FRAG_ANY))])
+
+
+def fragment_rules(uplink: int, inside: ipaddress.IPv4Network,
+                   nat_address: ipaddress.IPv4Address) -> list[parser.OFPFlowMod]:
+    """Every IPv4 fragment from inside, and to the NAT address from outside,
+    to the controller (``ryu_app.fragments``): OVS gives fragments no L4 ports
+    to match, so no session flow can translate them."""
+    return [
+        flow_add(make_cookie(CookieKind.INFRA, InfraRule.FRAGMENTS_INSIDE), Priority.FRAGMENT,
+                 _frag_match(("eth_type", ether.ETH_TYPE_IP),
+                             ("ipv4_src", (str(inside.network_address), str(inside.netmask)))),
+                 _to_controller()),
+        flow_add(make_cookie(CookieKind.INFRA, InfraRule.FRAGMENTS_OUTSIDE), Priority.FRAGMENT,
+                 _frag_match(("in_port", uplink), ("eth_type", ether.ETH_TYPE_IP),
+                             ("ipv4_dst", str(nat_address))),
+                 _to_controller()),
+    ]

@@ -102,6 +102,7 @@ class Gateway:
             flows.icmp_to_controller(flows.InfraRule.ICMP_INSIDE, None, cfg.internal_gateway_ip),
         ]
         return (rules + flows.uplink_filters(up, cfg.external_address) + flows.inside_rules()
+                + flows.fragment_rules(up, cfg.internal_subnet, cfg.external_address)
                 + state.nat.probes())
 
     @staticmethod
@@ -229,6 +230,10 @@ class Gateway:
         if ip is None:
             self.counters.drop("malformed")
             return []
+        if ip.flags & 0x1 or ip.offset:       # MF or an offset: a fragment
+            if state.nat is None:
+                return self._dropped("uplink_unknown")
+            return state.nat.fragments.packet(in_port, eth.src, data, outside, now)
         # A router answers ping on its own addresses: the NAT address from
         # both sides, the inside gateway address from inside.
         ours = {str(self.config.external_address)}
@@ -256,6 +261,10 @@ class Gateway:
         if outside:
             return state.nat.from_outside(eth.src, classify(pkt, ip), data, now)
         return state.nat.from_inside(in_port, eth.src, classify(pkt, ip), data, now)
+
+    def _dropped(self, reason: str) -> list:
+        self.counters.drop(reason)
+        return []
 
     def _source_plausible(self, src: str, outside: bool) -> bool:
         """Inside sources must be in the inside subnet; outside ones must not."""

@@ -23,6 +23,7 @@ from typing import Callable, Optional
 from conntrack import Session
 from ryu.lib import addrconv
 from ryu.lib.packet import packet_utils
+from ryu_app.inet_checksum import adjust, refresh
 
 TCP, UDP, ICMP = 6, 17, 1
 ECHO_REQUEST = 8
@@ -71,24 +72,24 @@ def translate_inbound_error(data: bytes, *, nat_ip: str, gateway_mac: str, looku
     # Embedded packet: L4 checksum first (it needs the old address), then fields.
     old_addr = bytes(frame[inner_off + 12:inner_off + 16])
     if proto == ICMP:
-        _adjust(frame, l4_off + 2, struct.pack("!H", eport), struct.pack("!H", new_port))
+        adjust(frame, l4_off + 2, struct.pack("!H", eport), struct.pack("!H", new_port))
         struct.pack_into("!H", frame, l4_off + 4, new_port)
     else:
         csum_at = l4_off + (16 if proto == TCP else 6)
         if csum_at + 2 <= len(frame) and (proto == TCP or frame[csum_at:csum_at + 2] != b"\0\0"):
-            _adjust(frame, csum_at, old_addr + struct.pack("!H", eport),
+            adjust(frame, csum_at, old_addr + struct.pack("!H", eport),
                     inside + struct.pack("!H", new_port), udp=proto == UDP)
         struct.pack_into("!H", frame, l4_off, new_port)
     frame[inner_off + 12:inner_off + 16] = inside
-    _refresh_checksum(frame, inner_off + 10, inner_off, l4_off)
+    refresh(frame, inner_off + 10, inner_off, l4_off)
 
     # Outer headers.
     frame[0:6] = addrconv.mac.text_to_bin(mac)
     frame[6:12] = addrconv.mac.text_to_bin(gateway_mac)
     frame[ip_off + 8] -= 1
     frame[ip_off + 16:ip_off + 20] = inside
-    _refresh_checksum(frame, ip_off + 10, ip_off, icmp_off)
-    _refresh_checksum(frame, icmp_off + 2, icmp_off, len(frame))
+    refresh(frame, ip_off + 10, ip_off, icmp_off)
+    refresh(frame, icmp_off + 2, icmp_off, len(frame))
     return bytes(frame), port
 
 
@@ -132,24 +133,6 @@ def _parse(data: bytes, nat: bytes) -> tuple[bytearray, int, int, int, int, int]
     if proto not in (TCP, UDP, ICMP) or (proto == ICMP and frame[l4_off] != ECHO_REQUEST):
         return "icmp_error_no_session"       # we only ever send echo requests out
     return frame, ip_off, icmp_off, inner_off, l4_off, proto
-
-
-def _adjust(buf: bytearray, at: int, old: bytes, new: bytes, udp: bool = False) -> None:
-    """RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), for the 16-bit words old -> new."""
-    total = ~struct.unpack_from("!H", buf, at)[0] & 0xFFFF
-    for i in range(0, len(old), 2):
-        m, m2 = struct.unpack_from("!HH", old[i:i + 2] + new[i:i + 2])
-        total += (~m & 0xFFFF) + m2
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    csum = ~total & 0xFFFF
-    struct.pack_into("!H", buf, at, 0xFFFF if udp and csum == 0 else csum)   # UDP: 0 = none
-
-
-def _refresh_checksum(buf: bytearray, at: int, start: int, end: int) -> None:
-    """Recompute the Internet checksum at ``at`` over ``buf[start:end]``."""
-    struct.pack_into("!H", buf, at, 0)
-    struct.pack_into("!H", buf, at, packet_utils.checksum(buf[start:end]))
 
 
 def _ntoa(packed: bytes | bytearray) -> str:

@@ -62,6 +62,7 @@ class NatService:
         self._probes: set[tuple[int, int]] = set()
         self._readd: dict[int, tuple[CookieKind, float]] = {}   # sid -> (flow, when)
         from ryu_app.echo_paths import EchoPaths   # these two use the records above
+        from ryu_app.fragments import Fragments
         from ryu_app.hairpin import Hairpin
         from ryu_app.icmp_signals import IcmpSignals
         from ryu_app.inbound import Inbound
@@ -69,6 +70,7 @@ class NatService:
         self.inbound = Inbound(self)
         self.icmp = IcmpSignals(self)
         self.hairpin = Hairpin(self)
+        self.fragments = Fragments(self)
         for fwd in config.forwards:
             self.inbound.add_forward(fwd)   # probe flows go in with the gateway rules
 
@@ -78,28 +80,42 @@ class NatService:
         """The first packet(s) of an inside host's flow: map, install, send on."""
         if isinstance(info, str):
             return self._drop(info)
+        session, msgs = self.outbound_session(in_port, eth_src, info, data, now, hairpin=True)
+        if session is None:
+            return msgs
+        return msgs + self._send_out(session, data, now)
+
+    def outbound_session(self, in_port: int, eth_src: str, info: PacketInfo, data: bytes,
+                         now: float, hairpin: bool = False) -> tuple[Session | None, list]:
+        """Check an inside packet, learn its host, find or make its session.
+
+        (session, messages) or (None, messages) when it is not to be sent on:
+        dropped and counted, answered (Time Exceeded, 3/13), or hairpinned.
+        """
         src, dst = ipaddress.IPv4Address(info.src), ipaddress.IPv4Address(info.dst)
         reason = self._outbound_problem(src, dst, info)
         if reason == "ttl_expired" and src in self.config.internal_subnet:
-            return self.icmp.ttl_expired(in_port, eth_src, data, now)
+            return None, self.icmp.ttl_expired(in_port, eth_src, data, now)
         if reason:
-            return self._drop(reason)
+            return None, self._drop(reason)
         msgs = self.host_seen(info.src, eth_src, in_port)
         if dst == self.config.external_address:
-            return msgs + self.hairpin.packet(info, data, now)
+            if not hairpin:
+                return None, msgs + self._drop("hairpin_fragment")
+            return None, msgs + self.hairpin.packet(info, data, now)
         if self.next_hop(info.dst) is None:
-            return self._drop("no_route")
+            return None, self._drop("no_route")
         session = self.ct.lookup_outbound(info.protocol, info.src, info.sport, info.dst, info.dport)
         if session is None:
             if info.protocol == TCP and info.tcp_flags & (TcpFlags.SYN | TcpFlags.ACK) != TcpFlags.SYN:
-                return self._drop("tcp_not_syn")   # no mapping for a stream we never saw open
+                return None, self._drop("tcp_not_syn")   # no mapping mid-stream
             try:
                 session = self.ct.create_outbound(info.protocol, info.src, info.sport, info.dst,
                                                   info.dport, now, info.tcp_flags)
             except Refused as refused:
                 self._drop(refused.reason.value)
-                return msgs + self.icmp.prohibited(in_port, eth_src, data, now)
-        return msgs + self._send_out(session, data, now)
+                return None, msgs + self.icmp.prohibited(in_port, eth_src, data, now)
+        return session, msgs
 
     def host_seen(self, ip: str, mac: str, port: int) -> list:
         """Learn an inside host; if it moved (port or MAC), its sessions' flows
@@ -379,6 +395,7 @@ class NatService:
                 msgs += self.end(session, "next_hop_unresolved", now)
         for session in self.ct.expire(now - grace):
             msgs += self._after_end(session)
+        self.fragments.tick(now)
         return msgs + self._due_readds(now) + self.inbound.tick(now)
 
     # -- operator ---------------------------------------------------------------------

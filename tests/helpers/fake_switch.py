@@ -36,7 +36,8 @@ def frame_fields(in_port: int, data: bytes) -> dict[str, Any]:
         fields.update(arp_op=a.opcode, arp_spa=a.src_ip, arp_tpa=a.dst_ip,
                       arp_sha=a.src_mac, arp_tha=a.dst_mac)
     if (ip := pkt.get_protocol(ipv4.ipv4)) is not None:
-        fields.update(ipv4_src=ip.src, ipv4_dst=ip.dst, ip_proto=ip.proto)
+        fields.update(ipv4_src=ip.src, ipv4_dst=ip.dst, ip_proto=ip.proto,
+                      ip_frag=(1 if ip.flags & 0x1 or ip.offset else 0) | (2 if ip.offset else 0))
         if (t := pkt.get_protocol(tcp.tcp)) is not None:
             fields.update(tcp_src=t.src_port, tcp_dst=t.dst_port, tcp_flags=t.bits)
         if (u := pkt.get_protocol(udp.udp)) is not None:

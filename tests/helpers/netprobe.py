@@ -9,6 +9,8 @@ clients print JSON results.  Every loop is bounded in count and time.
   netprobe.py udp-client --sport P --to HOST:PORT [--to ...] [--count N] [--interval S]
   netprobe.py tcp-client --to HOST:PORT [--sport P] [--send N] [--hold S]
   netprobe.py echo --to HOST --ident ID [--count N]   (raw socket: needs root)
+  netprobe.py frag-udp --to HOST:PORT --sport P --size N [--reverse]   (raw: root)
+  netprobe.py frag-flood --to HOST --count N                            (raw: root)
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import argparse
 import json
 import select
 import socket
+import struct
 import sys
 import time
 
@@ -69,7 +72,8 @@ def tcp_server(port: int, log: str, seconds: float) -> None:
             sock.sendall(data)
 
 
-def udp_client(sport: int, targets: list[str], count: int, interval: float) -> None:
+def udp_client(sport: int, targets: list[str], count: int, interval: float,
+               size: int = 0) -> None:
     """From ONE socket, send ``count`` datagrams to each target; report replies."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("0.0.0.0", sport))
@@ -78,9 +82,12 @@ def udp_client(sport: int, targets: list[str], count: int, interval: float) -> N
     for i in range(count):
         for target in targets:
             host, port = target.rsplit(":", 1)
-            sock.sendto(f"probe {i}".encode(), (host, int(port)))
+            message = f"probe {i}".encode()
+            sock.sendto(message.ljust(size, b"."), (host, int(port)))
             try:
-                _, peer = sock.recvfrom(65535)
+                data, peer = sock.recvfrom(65535)
+                if size and len(data) != size:
+                    continue
                 replies[f"{peer[0]}:{peer[1]}"] = replies.get(f"{peer[0]}:{peer[1]}", 0) + 1
             except socket.timeout:
                 pass
@@ -148,6 +155,55 @@ def echo(target: str, ident: int, count: int) -> None:
     print(json.dumps({"sent": count, "received": got}))
 
 
+def _ip_header(src: str, dst: str, ident: int, offset: int, more: bool, length: int) -> bytes:
+    frag = (0x2000 if more else 0) | (offset // 8)
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + length, ident, frag, 64, 17, 0,
+                      socket.inet_aton(src), socket.inet_aton(dst))
+    return hdr[:10] + _checksum(hdr).to_bytes(2, "big") + hdr[12:]
+
+
+def frag_udp(target: str, sport: int, size: int, reverse: bool) -> None:
+    """One UDP datagram of ``size`` bytes sent as two IP fragments, the second
+    first if ``reverse``; wait for the echo on an ordinary socket."""
+    host, port = target.rsplit(":", 1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", sport))
+    sock.settimeout(3)
+    sock.connect((host, int(port)))
+    src = sock.getsockname()[0]
+    payload = bytes(i % 251 for i in range(size))
+    udp_len = 8 + size
+    pseudo = socket.inet_aton(src) + socket.inet_aton(host) + struct.pack("!BBH", 0, 17, udp_len)
+    head = struct.pack("!HHHH", sport, int(port), udp_len, 0)
+    csum = _checksum(pseudo + head + payload) or 0xFFFF
+    datagram = head[:6] + csum.to_bytes(2, "big") + payload
+    cut = (len(datagram) // 2) // 8 * 8
+    ident = int(time.time() * 1000) & 0xFFFF
+    frags = [_ip_header(src, host, ident, 0, True, cut) + datagram[:cut],
+             _ip_header(src, host, ident, cut, False, len(datagram) - cut) + datagram[cut:]]
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    for frag in (frags[::-1] if reverse else frags):
+        raw.sendto(frag, (host, 0))
+        time.sleep(0.05)
+    try:
+        echoed = sock.recv(65535) == payload
+    except socket.timeout:
+        echoed = False
+    print(json.dumps({"sent": size, "echoed": echoed}))
+
+
+def frag_flood(target: str, count: int) -> None:
+    """``count`` later fragments that belong to no datagram (bounded, ~1 s)."""
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    src = "0.0.0.0"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((target, 9))
+        src = probe.getsockname()[0]
+    for i in range(count):
+        raw.sendto(_ip_header(src, target, i & 0xFFFF, 800, True, 64) + b"z" * 64, (target, 0))
+    print(json.dumps({"sent": count}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -161,11 +217,20 @@ def main() -> None:
     p.add_argument("--to", action="append", required=True)
     p.add_argument("--count", type=int, default=3)
     p.add_argument("--interval", type=float, default=0.1)
+    p.add_argument("--size", type=int, default=0, help="pad each datagram to this size")
     p = sub.add_parser("tcp-client")
     p.add_argument("--to", required=True)
     p.add_argument("--sport", type=int, default=0)
     p.add_argument("--send", type=int, default=1024)
     p.add_argument("--hold", type=float, default=0)
+    p = sub.add_parser("frag-udp")
+    p.add_argument("--to", required=True)
+    p.add_argument("--sport", type=int, required=True)
+    p.add_argument("--size", type=int, default=2000)
+    p.add_argument("--reverse", action="store_true")
+    p = sub.add_parser("frag-flood")
+    p.add_argument("--to", required=True)
+    p.add_argument("--count", type=int, default=1000)
     p = sub.add_parser("echo")
     p.add_argument("--to", required=True)
     p.add_argument("--ident", type=int, required=True)
@@ -176,7 +241,11 @@ def main() -> None:
     elif a.mode == "tcp-server":
         tcp_server(a.port, a.log, a.seconds)
     elif a.mode == "udp-client":
-        udp_client(a.sport, a.to, min(a.count, 1000), a.interval)
+        udp_client(a.sport, a.to, min(a.count, 1000), a.interval, min(a.size, 65000))
+    elif a.mode == "frag-udp":
+        frag_udp(a.to, a.sport, min(a.size, 60000), a.reverse)
+    elif a.mode == "frag-flood":
+        frag_flood(a.to, min(a.count, 20000))
     elif a.mode == "echo":
         echo(a.to, a.ident, min(a.count, 100))
     else:

@@ -467,8 +467,6 @@ def test_refusal_notices_are_rate_limited():
 HOSTILE = {
     "spoofed_source": ip_frame(H1.mac, "203.0.113.9", 4000, S1.ip, 53),
     "spoofed_source ": ip_frame(H1.mac, "10.0.0.1", 4000, S1.ip, 53),
-    "fragment": out_frame(H1, 4000, S1, 53, flags=0x1),
-    "fragment ": out_frame(H1, 4000, S1, 53, offset=185),
     "not_unicast": ip_frame(H1.mac, H1.ip, 4000, "224.0.0.251", 5353),
     "not_unicast ": ip_frame(H1.mac, H1.ip, 4000, "255.255.255.255", 67),
     "tcp_not_syn": out_frame(H1, 4000, S1, 80, proto=TCP, bits=ACK),

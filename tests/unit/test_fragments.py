@@ -1,0 +1,113 @@
+"""IPv4 fragments through the NAT (RFC 4787 REQ-14): what the far side gets."""
+from __future__ import annotations
+
+import struct
+from types import SimpleNamespace
+
+from ryu.lib.packet import ethernet, ipv4, packet, packet_utils, udp
+from ryu.ofproto import ether, inet
+
+from helpers.fake_switch import Wire
+from helpers.frames import arp_request
+from helpers.nat_config import make_config
+from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
+from ryu_app.gateway import Gateway
+
+NAT_IP = "198.51.100.1"
+H1 = SimpleNamespace(mac="00:00:00:00:00:01", ip="10.0.0.11", port=2)
+S1 = SimpleNamespace(mac="00:00:00:00:00:10", ip="198.51.100.10")
+UPLINK = 1
+
+
+def udp_fragments(src_mac, src_ip, sport, dst_ip, dport, payload: bytes, ident: int,
+                  size: int = 64) -> list[bytes]:
+    """A UDP datagram cut into IP fragments of ``size`` payload bytes (multiple of 8)."""
+    pkt = packet.Packet()
+    pkt.add_protocol(ipv4.ipv4(src=src_ip, dst=dst_ip, proto=inet.IPPROTO_UDP))
+    pkt.add_protocol(udp.udp(src_port=sport, dst_port=dport))
+    pkt.add_protocol(payload)
+    pkt.serialize()
+    body = bytes(pkt.data)[20:]                 # UDP header + payload, checksum set
+    frames = []
+    for off in range(0, len(body), size):
+        chunk = body[off:off + size]
+        more = off + size < len(body)
+        ip = ipv4.ipv4(src=src_ip, dst=dst_ip, proto=inet.IPPROTO_UDP, identification=ident,
+                       flags=0x1 if more else 0, offset=off // 8, ttl=64,
+                       total_length=20 + len(chunk))
+        eth = ethernet.ethernet(dst=GW_MAC, src=src_mac, ethertype=ether.ETH_TYPE_IP)
+        frames.append(bytes(eth.serialize(bytearray(), None))
+                      + bytes(ip.serialize(bytearray(chunk), None)) + chunk)
+    return frames
+
+
+def reassemble(frames: list[bytes]) -> tuple[str, str, bytes]:
+    """(src, dst, UDP datagram) as the receiver's IP stack rebuilds it; checks checksums."""
+    parts = {}
+    for f in frames:
+        ihl = (f[14] & 0x0F) * 4
+        assert packet_utils.checksum(f[14:14 + ihl]) == 0, "IP header checksum"
+        off = (struct.unpack_from("!H", f, 20)[0] & 0x1FFF) * 8
+        parts[off] = f[14 + ihl:]
+    body = b"".join(parts[k] for k in sorted(parts))
+    src, dst = (".".join(map(str, frames[0][26 + i:30 + i])) for i in (0, 4))
+    return src, dst, body
+
+
+def udp_checksum_ok(src: str, dst: str, body: bytes) -> bool:
+    pseudo = bytes(map(int, src.split("."))) + bytes(map(int, dst.split("."))) + \
+        struct.pack("!BBH", 0, 17, len(body))
+    return packet_utils.checksum(pseudo + body) == 0
+
+
+def make_lab() -> Wire:
+    lab = Wire(Gateway(make_config()))
+    lab.connect({"s1-eth1": UPLINK, "s1-eth2": H1.port})
+    lab.send(H1.port, arp_request(H1.mac, H1.ip, "10.0.0.1"))
+    lab.gateway.switches[1].nat.next_hops.learn(S1.ip, S1.mac, 0.0)
+    return lab
+
+
+def send_all(lab, port, frames) -> list[tuple[int, bytes]]:
+    return [out for f in frames for out in lab.send(port, f)]
+
+
+def test_outbound_fragments_in_and_out_of_order():
+    for order in (lambda fs: fs, lambda fs: fs[::-1]):
+        lab = make_lab()
+        frames = udp_fragments(H1.mac, H1.ip, 5000, S1.ip, 53, bytes(range(200)), ident=77)
+        out = send_all(lab, H1.port, order(frames))
+        assert [p for p, _ in out] == [UPLINK] * len(frames)
+        src, dst, body = reassemble([f for _, f in out])
+        [s] = lab.gateway.switches[1].nat.ct.sessions()
+        assert (src, dst) == (NAT_IP, S1.ip)
+        assert struct.unpack_from("!HH", body) == (s.external_port, 53)
+        assert body[8:] == bytes(range(200))
+        assert udp_checksum_ok(src, dst, body), "the first fragment's checksum covers the change"
+
+
+def test_inbound_fragments_reach_the_inside_host():
+    lab = make_lab()
+    lab.send(H1.port, udp_fragments(H1.mac, H1.ip, 5000, S1.ip, 53, b"q" * 8, ident=1,
+                                    size=64)[0])
+    [s] = lab.gateway.switches[1].nat.ct.sessions()
+    frames = udp_fragments(S1.mac, S1.ip, 53, NAT_IP, s.external_port, b"r" * 300, ident=9)
+    out = send_all(lab, UPLINK, frames[1:] + frames[:1])      # first fragment last
+    assert [p for p, _ in out] == [H1.port] * len(frames)
+    src, dst, body = reassemble([f for _, f in out])
+    assert (src, dst) == (S1.ip, H1.ip) and struct.unpack_from("!HH", body) == (53, 5000)
+    assert udp_checksum_ok(src, dst, body) and body[8:] == b"r" * 300
+
+
+def test_fragment_flood_is_bounded_and_unfragmented_traffic_still_flows():
+    lab = make_lab()
+    nat = lab.gateway.switches[1].nat
+    for ident in range(5000):                    # later fragments that never get a first
+        frag = udp_fragments(S1.mac, S1.ip, 53, NAT_IP, 4000, b"x" * 128, ident=ident)[1]
+        assert lab.send(UPLINK, frag) == []
+    assert nat.fragments.held <= 2048 and len(nat.fragments.table) <= 1024
+    assert lab.gateway.counters.drops["fragment_queue_full"] > 0
+    lab.advance(6, poll=None)
+    assert nat.fragments.held == 0 and not nat.fragments.table
+    ok = udp_fragments(H1.mac, H1.ip, 6000, S1.ip, 53, b"ok", ident=1, size=64)
+    assert [p for p, _ in lab.send(H1.port, ok[0])] == [UPLINK]
