@@ -64,6 +64,8 @@ OPTS = [
                     "default: the value of filtering"),
     cfg.IntOpt("port_quarantine", default=120,
                help="seconds a freed external port is not reused (RFC 6888 REQ-8); 0 = off"),
+    cfg.BoolOpt("port_parity", default=False,
+                help="keep the parity of the inside port in the external port (RFC 4787 REQ-4)"),
     cfg.ListOpt("forwards", default=[],
                 help="static port forwards, PROTOCOL:PORT=INSIDE_IP:PORT, comma-separated"),
     cfg.BoolOpt("log_mappings", default=True,
@@ -108,6 +110,7 @@ class NatConfig:
     port_quarantine: int = 120
     log_mappings: bool = True
     forwards: tuple = ()
+    port_parity: bool = False
 
     def __post_init__(self) -> None:
         for name in ("tcp_filtering", "udp_filtering"):
@@ -306,6 +309,7 @@ def load(conf: cfg.ConfigOpts | None = None,
         forwards[fwd.key] = fwd
 
     return NatConfig(
+        port_parity=bool(group.port_parity),
         forwards=tuple(forwards.values()),
         filtering=filtering,
         tcp_filtering=tcp_filtering,

@@ -19,6 +19,7 @@ def conntrack_config(cfg: NatConfig) -> ConntrackConfig:
         # operator's range itself reaches into them.
         preserve_low_ports=low >= 1024,
         quarantine=cfg.port_quarantine,
+        preserve_parity=cfg.port_parity,
         tcp_established_timeout=cfg.tcp_established_timeout,
         tcp_opening_timeout=cfg.tcp_transitory_timeout,
         tcp_closing_timeout=cfg.tcp_transitory_timeout,

@@ -7,7 +7,6 @@ gateway for the messages to send and pass them to the one :class:`Sender`.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from typing import Any
 
@@ -42,9 +41,9 @@ class SnatApp(app_manager.RyuApp):
         try:
             self.config = config.load(ryu_cfg.CONF, warn=LOG.warning)
         except config.ConfigError as err:
-            # One clear line and a non-zero exit, not a traceback.
+            # One clear line (Ryu's log: stderr, or --log-file) and exit 2,
+            # not a traceback.
             LOG.error("ryu-snat: %s", err)
-            print(f"ryu-snat: {err}", file=sys.stderr)
             raise SystemExit(2) from None
         self.gateway = Gateway(self.config)
         self.sender = Sender()

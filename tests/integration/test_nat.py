@@ -203,3 +203,12 @@ def test_rest_errors_are_json(lab):
                                  ("GET", "/nat/connections?bogus=1", 400)]:
         got, body = lab.controller.request(method, path)
         assert got == status and "error" in body, (method, path, got, body)
+
+
+def test_low_source_port_stays_low_and_free_ports_are_kept(lab):
+    """RFC 4787 REQ-3a: 0-1023 map into 0-1023; RFC 7857 s9: keep the inside port when free."""
+    with Server(lab.host("o2"), "udp-server", 5400) as server:
+        client(lab.host("h3"), "udp-client", "--sport 500", f"--to {O2}:5400", "--count 1")
+        client(lab.host("h3"), "udp-client", "--sport 43210", f"--to {O2}:5400", "--count 1")
+        ports = sorted(port for _, port in server.peers())
+    assert ports == [500, 43210], ports

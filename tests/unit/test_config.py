@@ -86,6 +86,7 @@ def test_options_live_on_ryu_conf():
     ("udp_filtering", "address-and-port-dependent", "address-and-port-dependent"),
     ("port_quarantine", "0", 0),
     ("log_mappings", "false", False),
+    ("port_parity", "true", True),
 ])
 def test_good_values(tmp_path, option, value, expected):
     extra = {"internal_gateway_ip": None} if option == "internal_subnet" else {}
@@ -221,3 +222,12 @@ def test_engine_gets_each_protocols_filtering(tmp_path):
     assert ct.tcp_filtering is Filtering.ENDPOINT_INDEPENDENT
     assert ct.udp_filtering is Filtering.ADDRESS_DEPENDENT
     assert ct.icmp_filtering is Filtering.ADDRESS_AND_PORT_DEPENDENT
+
+
+def test_engine_follows_port_options(tmp_path):
+    """RFC 4787 REQ-3a/REQ-4 and RFC 6888 REQ-8 reach the engine as configured."""
+    from ryu_app.engine import conntrack_config
+    ct = conntrack_config(load(tmp_path, port_parity="true", port_quarantine="30"))
+    assert ct.preserve_parity is True and ct.quarantine == 30
+    assert ct.preserve_low_ports is True, "ports below 1024 stay below 1024 by default"
+    assert conntrack_config(load(tmp_path, port_range="1-65535")).preserve_low_ports is False
