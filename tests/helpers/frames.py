@@ -28,3 +28,13 @@ def echo_request(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str,
                                data=icmp.echo(id_=ident, seq=seq, data=payload)))
     pkt.serialize()
     return bytes(pkt.data)
+
+
+def arp_reply(src_mac: str, src_ip: str, dst_mac: str, dst_ip: str) -> bytes:
+    """An ARP reply: ``src_ip`` is at ``src_mac`` (e.g. a server answering the gateway)."""
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst=dst_mac, src=src_mac, ethertype=ether.ETH_TYPE_ARP))
+    pkt.add_protocol(arp.arp(opcode=arp.ARP_REPLY, src_mac=src_mac, src_ip=src_ip,
+                             dst_mac=dst_mac, dst_ip=dst_ip))
+    pkt.serialize()
+    return bytes(pkt.data)

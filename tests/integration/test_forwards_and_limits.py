@@ -1,15 +1,13 @@
 """Port forwards (DNAT) and refused sessions, with real hosts."""
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 
 import pytest
 
 from helpers.peers import Server, client
 from helpers.system import assert_clean_log
-from lab import Lab, wait_for
+from lab import Lab
 
 NAT_IP = "198.51.100.1"
 O1, O2 = "198.51.100.10", "198.51.100.11"

@@ -87,7 +87,7 @@ def test_two_hosts_ping_the_same_server_at_once(lab):
 def test_two_hosts_ping_with_the_same_identifier(lab):
     """OpenFlow cannot rewrite echo identifiers: the controller translates."""
     o1 = lab.host("o1")
-    dump = o1.popen(f"timeout 8 tcpdump -n -l -i o1-eth0 'icmp[icmptype] == icmp-echo'",
+    dump = o1.popen("timeout 8 tcpdump -n -l -i o1-eth0 'icmp[icmptype] == icmp-echo'",
                     shell=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     time.sleep(1)
     procs = [lab.host(h).popen(f"{sys.executable} {NETPROBE} echo --to {O1} --ident 4242 --count 5",

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from helpers.peers import NETPROBE, Server
+from helpers.peers import Server
 from helpers.system import assert_clean_log
 from lab import Lab, wait_for
 

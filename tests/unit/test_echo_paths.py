@@ -12,11 +12,11 @@ from types import SimpleNamespace
 
 import pytest
 from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet, packet_utils
-from ryu.ofproto import ether, inet
-from ryu.ofproto import ofproto_v1_3_parser as parser
+from ryu.ofproto import inet
 
 from helpers.fake_switch import Wire
 from helpers.frames import echo_request
+from helpers import frames
 from helpers.nat_config import make_config
 from ryu_app import flows
 from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
@@ -44,12 +44,8 @@ def pong(server, ident: int, seq: int = 1) -> bytes:
 
 
 def arp_reply(peer) -> bytes:
-    pkt = packet.Packet()
-    pkt.add_protocol(ethernet.ethernet(dst=GW_MAC, src=peer.mac, ethertype=ether.ETH_TYPE_ARP))
-    pkt.add_protocol(arp.arp(opcode=arp.ARP_REPLY, src_mac=peer.mac, src_ip=peer.ip,
-                             dst_mac=GW_MAC, dst_ip=NAT_IP))
-    pkt.serialize()
-    return bytes(pkt.data)
+    """``peer`` tells the gateway where it is."""
+    return frames.arp_reply(peer.mac, peer.ip, GW_MAC, NAT_IP)
 
 
 def look(frame: bytes) -> SimpleNamespace:

@@ -19,6 +19,7 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from helpers.fake_switch import Wire
 from helpers.frames import echo_request
+from helpers import frames
 from helpers.nat_config import make_config
 from ryu_app import flows
 from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
@@ -67,12 +68,8 @@ def in_frame(server, sport: int, dport: int, **kw) -> bytes:
 
 
 def arp_reply(peer) -> bytes:
-    pkt = packet.Packet()
-    pkt.add_protocol(ethernet.ethernet(dst=GW_MAC, src=peer.mac, ethertype=ether.ETH_TYPE_ARP))
-    pkt.add_protocol(arp.arp(opcode=arp.ARP_REPLY, src_mac=peer.mac, src_ip=peer.ip,
-                             dst_mac=GW_MAC, dst_ip=NAT_IP))
-    pkt.serialize()
-    return bytes(pkt.data)
+    """``peer`` tells the gateway where it is."""
+    return frames.arp_reply(peer.mac, peer.ip, GW_MAC, NAT_IP)
 
 
 def look(frame: bytes) -> SimpleNamespace:

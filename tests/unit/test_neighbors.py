@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import pytest
 from ryu.lib.packet import ethernet, ipv4, packet, udp
 from ryu.ofproto import ether, inet
 
