@@ -8,16 +8,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
 
-from lab import Lab
+import hygiene
+from lab import Lab, bridges_of_lab
+
+NAT_IP = "198.51.100.1"
 
 
 def _terminate(signum, _frame):
     raise SystemExit(128 + signum)   # unwinds through Lab.__exit__
+
+
+class Checks:
+    """What the demo shows is also checked: a broken NAT fails the demo."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def __call__(self, ok: bool, what: str) -> None:
+        print(f"  [{'ok' if ok else 'FAILED'}] {what}", flush=True)
+        if not ok:
+            self.failed.append(what)
 
 
 def section(title: str) -> None:
@@ -49,54 +65,78 @@ def main() -> int:
     ap.add_argument("--inside", type=int, default=2, help="inside hosts (default 2)")
     ap.add_argument("--outside", type=int, default=2, help="outside servers (default 2)")
     args = ap.parse_args()
+    if args.inside < 1 or args.outside < 1:
+        ap.error("--inside and --outside need at least 1 host each")
     signal.signal(signal.SIGTERM, _terminate)
     started = time.monotonic()
-    with Lab(inside=args.inside, outside=args.outside,
-             nat_options={"stats_interval": 2}) as lab:
+    check = Checks()
+    lab = Lab(inside=args.inside, outside=args.outside, nat_options={"stats_interval": 2})
+    with lab:
         section("lab up")
         print(f"Open vSwitch: {lab.ovs}; ryu-manager pid {lab.controller.proc.pid}, "
               f"REST on 127.0.0.1:{lab.controller.rest_port}, log {lab.controller.log_file}")
         for host in lab.net.hosts:
             print(f"  {host.name:4s} {host.IP():15s} {host.MAC()}")
         inside = [lab.host(f"h{i}") for i in range(1, args.inside + 1)]
-        o1 = lab.host("o1")
+        outside = [lab.host(f"o{i}") for i in range(1, args.outside + 1)]
+        o1 = outside[0]
         section("the gateway answers on both sides")
-        show(inside[0], "ping -c 2 -i 0.2 -W 2 10.0.0.1")
-        show(o1, "ping -c 2 -i 0.2 -W 2 198.51.100.1")
-        section("inside hosts fetch a page from o1 (198.51.100.10) through the NAT")
+        check(" 0% packet loss" in show(inside[0], "ping -c 2 -i 0.2 -W 2 10.0.0.1"),
+              "h1 pings its gateway 10.0.0.1")
+        check(" 0% packet loss" in show(o1, f"ping -c 2 -i 0.2 -W 2 {NAT_IP}"),
+              f"o1 pings the NAT address {NAT_IP}")
+        section(f"inside hosts fetch a page from o1 ({o1.IP()}) through the NAT")
         server = o1.popen(["python3", "-m", "http.server", "80", "--bind", o1.IP()],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             time.sleep(0.5)
             for host in inside:
-                show(host, f"curl -s -m 5 -o /dev/null -w 'HTTP %{{http_code}}, "
-                           f"%{{size_download}} bytes\\n' http://{o1.IP()}/")
+                out = show(host, f"curl -s -m 5 -o /dev/null -w 'HTTP %{{http_code}}, "
+                                 f"%{{size_download}} bytes\\n' http://{o1.IP()}/")
+                check(out.startswith("HTTP 200"), f"{host.name} gets HTTP 200")
         finally:
             server.terminate()
             _, log = server.communicate(timeout=5)
-        print("o1's web server log: every request comes from the NAT address")
-        print("  " + "\n  ".join(line for line in log.splitlines() if "GET" in line))
+        requests = [line for line in log.splitlines() if "GET" in line]
+        print("o1's web server log:")
+        print("  " + "\n  ".join(requests))
+        check(len(requests) == len(inside) and all(r.startswith(NAT_IP + " ") for r in requests),
+              "every request reached o1 from the NAT address, none from an inside one")
         section("inside hosts ping the outside servers at the same time")
-        pings = [h.popen(f"ping -c 4 -i 0.2 -W 2 {o.IP()}", shell=True,
-                         stdout=subprocess.PIPE, text=True)
-                 for h in inside for o in lab.net.hosts if o.name.startswith("o")]
-        for proc in pings:
+        pings = [(h, o, h.popen(f"ping -c 4 -i 0.2 -W 2 {o.IP()}", shell=True,
+                                stdout=subprocess.PIPE, text=True))
+                 for h in inside for o in outside]
+        for h, o, proc in pings:
             out = proc.communicate(timeout=30)[0]
-            print("  " + (out.strip().splitlines() or ["(no output)"])[-2])
+            summary = re.search(r"^\d+ packets transmitted.*$", out, re.M)
+            print(f"  {h.name} -> {o.name}: {summary.group(0) if summary else '(no summary)'}")
+            check(bool(summary) and " 0% packet loss" in summary.group(0),
+                  f"{h.name} pings {o.name} without loss")
         section("unsolicited traffic from outside is dropped in the switch")
-        show(o1, "nc -z -w 2 198.51.100.1 22; echo \"nc exit status $? (no answer, no RST)\"")
+        out = show(o1, f"nc -z -w 2 {NAT_IP} 22; echo \"nc exit status $? (no answer, no RST)\"")
+        check("exit status 0" not in out, "o1 gets no connection to the NAT address")
         time.sleep(2.5)   # one stats interval: counters come from flow stats
         section("GET /nat/connections")
-        print_connections(lab.controller.get("/nat/connections"))
+        conns = lab.controller.get("/nat/connections")
+        print_connections(conns)
+        check(len([c for c in conns if c["protocol"] == "tcp"]) >= len(inside)
+              and len([c for c in conns if c["protocol"] == "icmp"]) >= len(inside) * len(outside),
+              "a TCP session per page fetch and an ICMP session per ping are tracked")
         section("GET /nat/stats")
         print(json.dumps(lab.controller.get("/nat/stats"), indent=1))
         section("NAT flows on s1 (ovs-ofctl dump-flows, session flows first)")
         dump = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--rsort", "dump-flows", "s1"],
                               capture_output=True, text=True).stdout
         print(dump)
+        check("cookie=0x5a7e10" in dump and "cookie=0x5a7e11" in dump,
+              "forward (0x5a7e10..) and reverse (0x5a7e11..) session flows are in the switch")
         section("tearing down")
-    print(f"done in {time.monotonic() - started:.1f}s; nothing left running")
-    return 0
+    left = sorted(bridges_of_lab() | set(map(str, hygiene.pids_in(lab.namespaces))))
+    check(not left and lab.controller.proc.poll() is not None, "nothing left running")
+    print(f"done in {time.monotonic() - started:.1f}s: "
+          + (f"{len(check.failed)} check(s) FAILED: {check.failed}" if check.failed
+             else "every check passed"))
+    return 1 if check.failed else 0
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,10 +21,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import hygiene
+from localports import free_tcp_port, port_open
 from nat_topo import NAT_DPID, NatTopo
 
 REPO = Path(__file__).resolve().parent.parent
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
+
+LAB_BRIDGES = ("s1", "s2", "s3")
 
 BASE_NAT_OPTIONS = {
     "external_ip": "198.51.100.1/24",
@@ -40,37 +43,56 @@ def run(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.Comple
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
+def daemon_up(name: str) -> bool:
+    """The OVS daemon ``name`` answers on its control socket."""
+    return run("ovs-appctl", "--timeout=3", "-t", name, "version", check=False).returncode == 0
+
+
 def ovs_running() -> bool:
-    return run("ovs-vsctl", "--timeout=3", "show", check=False).returncode == 0
+    return daemon_up("ovsdb-server") and daemon_up("ovs-vswitchd")
 
 
 def ensure_ovs() -> str:
-    """Start ovsdb-server and ovs-vswitchd unless they run; say how."""
+    """Start ovsdb-server and ovs-vswitchd unless both run; say how.
+
+    ``ovs-ctl start`` gives up before ovs-vswitchd when it cannot load the
+    kernel module (a container whose host lacks it), although the userspace
+    datapath needs no module: then ovs-vswitchd is started directly.
+    """
     if ovs_running():
         return "already running"
+    outputs = []
     if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
-        run("systemctl", "start", "openvswitch-switch", check=False, timeout=60)
+        outputs.append(run("systemctl", "start", "openvswitch-switch", check=False, timeout=60))
         how = "systemctl"
     else:  # containers and machines without systemd
-        run(OVS_CTL, "start", "--system-id=random", check=False, timeout=60)
+        outputs.append(run(OVS_CTL, "start", "--system-id=random", check=False, timeout=60))
         how = "ovs-ctl"
-    for _ in range(50):
-        if ovs_running():
-            return f"started with {how}"
+    if daemon_up("ovsdb-server") and not _wait(lambda: daemon_up("ovs-vswitchd"), 2):
+        outputs.append(run("ovs-vswitchd", "unix:/var/run/openvswitch/db.sock",
+                           "--pidfile", "--detach", "--log-file",
+                           "--no-chdir", "-vconsole:emer", check=False, timeout=60))
+        how += " (ovs-vswitchd directly, without the kernel module)"
+    if _wait(ovs_running, 5):
+        return f"started with {how}"
+    said = "\n".join(out.stdout.strip() for out in outputs if out.stdout.strip())
+    raise RuntimeError(f"Open vSwitch did not start ({how}):\n{said}\n"
+                       "see /var/log/openvswitch/")
+
+
+def _wait(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.1)
-    raise RuntimeError(f"Open vSwitch did not start ({how}); see /var/log/openvswitch/")
+    return True
 
 
-def free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+def bridges_of_lab() -> set[str]:
+    """The lab's bridge names that exist in OVS now."""
+    out = run("ovs-vsctl", "--timeout=5", "list-br", check=False).stdout.split()
+    return set(LAB_BRIDGES) & set(out)
 
 
 class Controller:
@@ -103,7 +125,8 @@ class Controller:
             self.proc = subprocess.Popen(
                 [str(exe), "--config-file", str(self.config_file),
                  "ryu_app.snat", "ryu.app.ofctl_rest"],
-                stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env)
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
+                preexec_fn=hygiene.die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -181,6 +204,9 @@ class Lab:
         self.controller = Controller(nat_options, of_port=of_port)
         self.net = None
         self.ovs = ""
+        self.namespaces: set[int] = set()     # of our hosts: what runs there is ours
+        self.switch_ports: set[str] = set()   # the bridges' interfaces, in the root namespace
+        self.swept: list[tuple[int, str]] = []  # (pid, command) still running at stop
 
     def __enter__(self) -> "Lab":
         try:
@@ -199,9 +225,9 @@ class Lab:
         from mininet.node import RemoteController
 
         self.ovs = ensure_ovs()
-        for bridge in ("s1", "s2", "s3"):
-            if run("ovs-vsctl", "br-exists", bridge, check=False).returncode == 0:
-                raise RuntimeError(f"bridge {bridge} already exists: is another lab running?")
+        stale = hygiene.claim_bridge_names(LAB_BRIDGES)
+        if stale:
+            print(f"removed bridges {stale} left by a lab that was killed", file=sys.stderr)
         self.controller.start()
         setLogLevel(os.environ.get("MININET_LOGLEVEL", "warning"))
         topo = NatTopo(self.inside, self.outside, far=self.far, far_mtu=self.far_mtu)
@@ -210,7 +236,12 @@ class Lab:
         self.net.addController("c0", controller=RemoteController, ip="127.0.0.1",
                                port=self.controller.of_port)
         self.net.build()
-        self.net.start()
+        root = hygiene.netns_of(os.getpid())
+        self.namespaces = {hygiene.netns_of(h.pid) for h in self.net.hosts} - {None, root}
+        self.switch_ports = {i.name for sw in self.net.switches for i in sw.intfList()
+                             if i.name != "lo"}
+        self.net.start()                  # creates the bridges
+        hygiene.tag_bridges(sw.name for sw in self.net.switches)
         wait_for(self.switch_ready, 30, what="s1 to connect and get its gateway rules")
 
     def switch_ready(self) -> bool:
@@ -226,10 +257,30 @@ class Lab:
         return body.get(str(int(NAT_DPID, 16)), [])
 
     def stop(self) -> None:
+        """Mininet down, then whatever still runs in our hosts' namespaces
+        (recorded in ``swept``: a test that leaked it), then the controller.
+
+        Ctrl-C and SIGTERM wait until the teardown is done (they are blocked,
+        not lost: they arrive right after it).
+        """
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self._stop()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+    def _stop(self) -> None:
         try:
             if self.net is not None:
                 self.net.stop()
                 self.net = None
+            if self.namespaces:
+                deadline = time.monotonic() + 1.0
+                while hygiene.pids_in(self.namespaces) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                left = hygiene.pids_in(self.namespaces)
+                self.swept += [(pid, hygiene.command_line(pid)) for pid in left]
+                hygiene.stop_pids(left)
         finally:
             self.controller.stop()
 

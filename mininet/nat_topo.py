@@ -140,14 +140,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--inside", type=int, default=2, help="inside hosts (default 2)")
     ap.add_argument("--outside", type=int, default=2, help="outside servers (default 2)")
-    ap.add_argument("--controller", default="127.0.0.1:6653", help="HOST:PORT of ryu-manager")
+    ap.add_argument("--controller", default="127.0.0.1:6653",
+                    help="HOST[:PORT] of ryu-manager (default 127.0.0.1:6653)")
     args = ap.parse_args()
-    host, _, port = args.controller.rpartition(":")
+    if args.inside < 1 or args.outside < 1:
+        ap.error("--inside and --outside need at least 1 host each")
+    host, _, port = args.controller.partition(":")
+    if not port.isdigit() and port:
+        ap.error(f"--controller {args.controller!r}: the port must be a number")
     setLogLevel("info")
     net = Mininet(topo=NatTopo(args.inside, args.outside), controller=None,
-                  autoSetMacs=True, waitConnected=False)
-    net.addController("c0", controller=RemoteController, ip=host, port=int(port))
+                  autoSetMacs=True, waitConnected=False, build=False)
     try:
+        net.addController("c0", controller=RemoteController, ip=host or "127.0.0.1",
+                          port=int(port or 6653))
+        net.build()
         net.start()
         CLI(net)
     finally:

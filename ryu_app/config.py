@@ -8,10 +8,13 @@ value raises :class:`ConfigError`, whose message is one line naming the option.
 """
 from __future__ import annotations
 
+import configparser
+import difflib
 import ipaddress
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from oslo_config import cfg
@@ -247,6 +250,61 @@ def _filtering_or(name: str, value: str | None, default: str) -> str:
     return _filtering(name, value)
 
 
+class _Checked:
+    """Reads ``[nat]`` options, turning oslo's own type errors into ConfigError.
+
+    oslo.config converts values lazily, on first access: a non-integer timer
+    or a non-boolean flag would otherwise surface as a traceback out of the
+    app's constructor instead of one line naming the option.
+    """
+
+    def __init__(self, group: cfg.ConfigOpts.GroupAttr) -> None:
+        self._group = group
+
+    def __getattr__(self, name: str):
+        try:
+            return getattr(self._group, name)
+        except cfg.ConfigFileValueError as exc:
+            kind = {cfg.IntOpt: "an integer", cfg.BoolOpt: "true or false"}
+            opt = next((o for o in OPTS if o.dest == name), None)
+            problem = kind.get(type(opt), "not a valid value")
+            raw = _raw_value(exc)
+            raise ConfigError(name, raw, f"must be {problem}" if opt else str(exc)) from None
+
+
+def _reject_unknown(conf: cfg.ConfigOpts) -> None:
+    """A misspelt option (``udp_timout``) would silently keep its default:
+    refuse any ``[nat]`` key of the config files that is not an option."""
+    known = {opt.dest for opt in OPTS}
+    try:   # both exist only once the command line has been parsed
+        paths = list(conf.config_file or [])
+        if conf.config_dir:
+            paths += sorted(str(p) for p in Path(conf.config_dir).glob("*.conf"))
+    except cfg.NoSuchOptError:
+        return
+    for path in paths:
+        parser = configparser.RawConfigParser(strict=False, interpolation=None,
+                                              default_section="\0none")
+        try:
+            parser.read(path)
+        except configparser.Error:
+            continue   # oslo has parsed (or refused) the file already
+        if not parser.has_section(GROUP):
+            continue
+        for key, value in parser.items(GROUP):
+            name = key.replace("-", "_")
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise ConfigError(key, value, f"unknown option in {path}{hint}")
+
+
+def _raw_value(exc: Exception) -> str:
+    """The offending text from oslo's message ("... is not valid: ... 'five'")."""
+    found = re.findall(r"'([^']*)'", str(exc))
+    return found[-1] if found else "?"
+
+
 def load(conf: cfg.ConfigOpts | None = None,
          warn: Callable[[str], None] | None = None) -> NatConfig:
     """Validate the ``[nat]`` group of ``conf`` into a :class:`NatConfig`.
@@ -255,7 +313,8 @@ def load(conf: cfg.ConfigOpts | None = None,
     floors are accepted and reported through ``warn`` (default: log warning).
     """
     conf = register(conf)
-    group = conf[GROUP]
+    _reject_unknown(conf)
+    group = _Checked(conf[GROUP])
     warn = warn or logging.getLogger(__name__).warning
 
     external_ip = _external_ip(group.external_ip)

@@ -133,7 +133,9 @@ class SnatApp(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def _switch_gone(self, ev: Any) -> None:
         dp = ev.datapath
-        if dp.id is not None and dp.id in self.gateway.switches:
+        # A switch that reconnects before its old connection is reaped gets a
+        # new datapath with the same id: the old one's death must not end it.
+        if dp.id is not None and self.datapaths.get(dp.id) is dp:
             LOG.info("switch %016x disconnected", dp.id)
             self.gateway.switch_disconnected(dp.id)
             self.datapaths.pop(dp.id, None)

@@ -36,10 +36,12 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; th
     PY=/usr/bin/python3
 fi
 
-# 3. The venv, with ryu-snat installed editable.  ryu 4.34 only builds with
-#    setuptools<67 in pip's build environment: constraints/build.txt.
+# 3. The venv, with ryu-snat installed editable, every package at the version
+#    in constraints/runtime.txt.  ryu 4.34 only builds with setuptools<67 in
+#    pip's build environment: constraints/build.txt (PIP_CONSTRAINT reaches the
+#    build environment up to pip 25.2, PIP_BUILD_CONSTRAINT from pip 25.3 on).
 stamp=$VENV/.ryu-snat-installed
-want=$(cat pyproject.toml constraints/build.txt | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml constraints/build.txt constraints/runtime.txt | sha256sum | cut -c1-16)
 if [ ! -x "$VENV/bin/python" ]; then
     log "creating $VENV with $("$PY" --version) ($PY)"
     "$PY" -m venv "$VENV"
@@ -47,8 +49,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "installing ryu-snat and its test extra into $VENV"
-    PIP_CONSTRAINT=$ROOT/constraints/build.txt PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$VENV/bin/pip" install -q -e ".[test]"
+    PIP_CONSTRAINT=$ROOT/constraints/build.txt PIP_BUILD_CONSTRAINT=$ROOT/constraints/build.txt \
+        PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        "$VENV/bin/pip" install -q -c constraints/runtime.txt -e ".[test]"
     echo "$want" > "$stamp"
 fi
 

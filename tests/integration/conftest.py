@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from helpers.system import assert_clean_log, bridges, pid_alive
+from helpers.system import assert_left_nothing
 from lab import Lab
 
 
@@ -34,9 +34,5 @@ def _prerequisites():
 def lab():
     """One lab per test module; torn down and checked for leftovers after it."""
     with Lab() as running:
-        pids = [running.controller.proc.pid] + [h.pid for h in running.net.hosts]
         yield running
-        log = running.controller.log()
-    assert not {"s1", "s2"} & bridges(), "bridges left behind"
-    assert not [p for p in pids if pid_alive(p)], "processes left behind"
-    assert_clean_log(log)
+    assert_left_nothing(running)

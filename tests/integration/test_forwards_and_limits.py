@@ -6,7 +6,7 @@ import time
 import pytest
 
 from helpers.peers import Server, client
-from helpers.system import assert_clean_log
+from helpers.system import assert_left_nothing
 from lab import Lab
 
 NAT_IP = "198.51.100.1"
@@ -19,8 +19,7 @@ def lab():
                "forwards": "tcp:8080=10.0.0.13:80"}
     with Lab(inside=3, outside=2, nat_options=options) as running:
         yield running
-        log = running.controller.log()
-    assert_clean_log(log)
+    assert_left_nothing(running)
 
 
 def test_configured_forward_reaches_an_inside_host_that_never_spoke(lab):

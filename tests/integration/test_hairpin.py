@@ -7,7 +7,7 @@ import re
 import pytest
 
 from helpers.peers import Server, client
-from helpers.system import assert_clean_log
+from helpers.system import assert_left_nothing
 from lab import Lab
 
 NAT_IP = "198.51.100.1"
@@ -20,8 +20,7 @@ def lab():
                "forwards": "tcp:8081=10.0.0.13:80"}
     with Lab(inside=3, outside=1, nat_options=options) as running:
         yield running
-        log = running.controller.log()
-    assert_clean_log(log)
+    assert_left_nothing(running)
 
 
 def external_port_of(lab, internal_ip: str, **match) -> int:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from helpers.system import assert_clean_log
+from helpers.system import assert_left_nothing
 from lab import Lab
 
 FAR = "203.0.113.10"
@@ -17,8 +17,7 @@ HOPS = ["10.0.0.1", "198.51.100.254", FAR]
 def lab():
     with Lab(inside=1, outside=1, far=True, far_mtu=1400) as running:
         yield running
-        log = running.controller.log()
-    assert_clean_log(log)
+    assert_left_nothing(running)
 
 
 def hops(output: str) -> list[str]:

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from helpers.peers import NETPROBE, Server, client
-from helpers.system import assert_clean_log
+from helpers.system import assert_left_nothing
 from lab import Lab, wait_for
 
 NAT_IP = "198.51.100.1"
@@ -24,8 +24,7 @@ def lab():
     options = {"stats_interval": STATS_INTERVAL, "udp_timeout": UDP_TIMEOUT}
     with Lab(inside=3, outside=2, nat_options=options) as running:
         yield running
-        log = running.controller.log()
-    assert_clean_log(log)
+    assert_left_nothing(running)
 
 
 def connections(lab, **query) -> list[dict]:

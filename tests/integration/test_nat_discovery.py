@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.system import assert_clean_log, bridges, pid_alive
+from helpers.system import assert_left_nothing
 from lab import Lab, wait_for
 
 NAT_IP = "198.51.100.1"
@@ -114,13 +114,9 @@ class Capture:
 def lab(request):
     options, expected = request.param
     with Lab(inside=1, outside=1, nat_options=options) as running:
-        pids = [running.controller.proc.pid] + [h.pid for h in running.net.hosts]
         running.expected_filtering = expected
         yield running
-        log = running.controller.log()
-    assert not {"s1", "s2"} & bridges(), "bridges left behind"
-    assert not [p for p in pids if pid_alive(p)], "processes left behind"
-    assert_clean_log(log)
+    assert_left_nothing(running)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from helpers.peers import Server
-from helpers.system import assert_clean_log
+from helpers.system import assert_left_nothing
 from lab import Lab, wait_for
 
 O1 = "198.51.100.10"
@@ -19,8 +19,7 @@ def lab():
     with Lab(inside=2, outside=1, nat_options={
             "stats_interval": 1, "tcp_transitory_timeout": TRANSITORY}) as running:
         yield running
-        log = running.controller.log()
-    assert_clean_log(log)
+    assert_left_nothing(running)
 
 
 def session_flows(lab, sid: int) -> list[dict]:

@@ -147,9 +147,36 @@ def test_bad_values_name_the_option(tmp_path, option, value, problem):
     assert info.value.option == option
 
 
-def test_non_integer_timer_is_rejected_by_oslo(tmp_path):
-    with pytest.raises(cfg.ConfigFileValueError):
-        load(tmp_path, udp_timeout="five")
+@pytest.mark.parametrize("option,value,problem", [
+    (name, "five", "must be an integer") for name in (
+        "tcp_established_timeout", "tcp_transitory_timeout", "udp_timeout", "icmp_timeout",
+        "stats_interval", "max_connections", "max_connections_per_host", "port_quarantine")
+] + [("port_parity", "maybe", "must be true or false"),
+     ("log_mappings", "sometimes", "must be true or false"),
+     ("stats_interval", "1.5", "must be an integer")])
+def test_values_oslo_cannot_convert_name_the_option(tmp_path, option, value, problem):
+    with pytest.raises(config.ConfigError) as info:
+        load(tmp_path, **{option: value})
+    assert str(info.value) == f"invalid [nat] {option}={value!r}: {problem}"
+    assert info.value.option == option
+
+
+def test_unknown_option_is_refused_with_a_suggestion(tmp_path):
+    with pytest.raises(config.ConfigError) as info:
+        load(tmp_path, udp_timout="30")
+    assert str(info.value).startswith("invalid [nat] udp_timout='30': unknown option in ")
+    assert str(info.value).endswith("; did you mean udp_timeout?")
+
+
+def test_default_section_keys_are_not_nat_options(tmp_path):
+    path = tmp_path / "with-default.conf"
+    body = "".join(f"{k} = {v}\n" for k, v in REQUIRED.items())
+    path.write_text("[DEFAULT]\nwsapi_port = 8080\n[nat]\n" + body)
+    conf = cfg.ConfigOpts()
+    config.register(conf)
+    conf.register_opt(cfg.IntOpt("wsapi_port"))
+    conf(args=["--config-file", str(path)], default_config_files=[])
+    assert config.load(conf).external_port == "s1-eth1"
 
 
 @pytest.mark.parametrize("option,value,floor", [

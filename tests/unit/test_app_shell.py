@@ -1,0 +1,78 @@
+"""The Ryu shell ``SnatApp`` with Ryu's own event and message classes.
+
+Only the datapath is fake: it records what the app sends through it.
+"""
+from __future__ import annotations
+
+import pytest
+from ryu import cfg as ryu_cfg
+from ryu.app.wsgi import WSGIApplication
+from ryu.controller import ofp_event
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from helpers.frames import arp_request
+from ryu_app import snat
+
+LAB = {"external_ip": "198.51.100.1/24", "external_port": "1",
+       "internal_subnet": "10.0.0.0/24"}
+
+
+class RecordingDatapath:
+    """What the app needs of a datapath: an id, the v1.3 modules, send_msg."""
+
+    ofproto = ofp
+    ofproto_parser = parser
+
+    def __init__(self, dpid: int) -> None:
+        self.id = dpid
+        self.sent: list = []
+
+    def send_msg(self, msg) -> bool:
+        self.sent.append(msg)
+        return True
+
+
+@pytest.fixture
+def app():
+    conf = ryu_cfg.CONF
+    for name, value in LAB.items():
+        conf.set_override(name, value, group="nat")
+    try:
+        application = snat.SnatApp(wsgi=WSGIApplication())
+        yield application
+    finally:
+        for name in LAB:
+            conf.clear_override(name, group="nat")
+
+
+def connect(app, dp: RecordingDatapath) -> None:
+    app._switch_features(ofp_event.EventOFPSwitchFeatures(parser.OFPSwitchFeatures(dp)))
+
+
+def packet_in(dp: RecordingDatapath, in_port: int, data: bytes):
+    msg = parser.OFPPacketIn(dp, reason=ofp.OFPR_NO_MATCH, table_id=0, cookie=0,
+                             match=parser.OFPMatch(in_port=in_port), data=data)
+    return ofp_event.EventOFPPacketIn(msg)
+
+
+def test_reconnect_survives_the_old_connections_death(app):
+    """Ryu reaps a switch's old connection after the new one said hello; the
+    old one's DEAD event must not make the app forget the live switch."""
+    old, new = RecordingDatapath(1), RecordingDatapath(1)
+    connect(app, old)
+    connect(app, new)
+    app._switch_gone(ofp_event.EventOFPStateChange(old))
+    assert 1 in app.gateway.switches
+
+    app._packet_in(packet_in(new, 2, arp_request("00:00:00:00:00:01", "10.0.0.11", "10.0.0.1")))
+    replies = [m for m in new.sent if isinstance(m, parser.OFPPacketOut)]
+    assert replies, "the reconnected switch's ARP for the gateway went unanswered"
+    assert app.gateway.counters.drops.get("unknown_switch", 0) == 0
+
+
+def test_the_live_connections_death_forgets_the_switch(app):
+    dp = RecordingDatapath(1)
+    connect(app, dp)
+    app._switch_gone(ofp_event.EventOFPStateChange(dp))
+    assert 1 not in app.gateway.switches and 1 not in app.datapaths
