@@ -107,6 +107,9 @@ class ConntrackConfig:
             lo, hi = self.low_port_range
             if not (self.port_range[1] < lo or self.port_range[0] > hi):
                 raise ValueError("port_range overlaps low_port_range while preserve_low_ports is on")
+            if self.port_range[0] < 1024:
+                # RFC 4787 REQ-3a both ways: inside ports >= 1024 stay >= 1024.
+                raise ValueError("port_range must start at 1024 or above while preserve_low_ports is on")
         fix("quarantine", _positive("quarantine", self.quarantine, allow_zero=True))
         for name in (
             "tcp_established_timeout",

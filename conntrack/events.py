@@ -41,9 +41,11 @@ class Refused(Exception):
 
 
 class EventKind(str, enum.Enum):
+    """What happened to a session, as the event hook is told."""
+
     CREATED = "created"  # new session (outbound, or inbound-initiated)
     RESTORED = "restored"  # re-inserted by restore()
-    EXPIRED = "expired"  # idle timeout ran out (expire())
+    EXPIRED = "expired"  # idle timeout ran out (expire(), or remove(timed_out=True))
     REMOVED = "removed"  # remove() by the caller; reason says why
 
 
@@ -81,4 +83,5 @@ class Stats:
     hook_errors: int  # exceptions raised by the event hook (logged, not re-raised)
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready copy of the counters."""
         return dataclasses.asdict(self)

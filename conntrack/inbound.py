@@ -49,8 +49,11 @@ class Inbound:
         already talks to, address-and-port-dependent accepts nobody new. An
         accepted packet creates an inbound-initiated session on the existing
         mapping (same external port). A TCP packet must be a SYN without ACK
-        to open a session. Raises :class:`Refused` (NO_MAPPING, FILTERED,
-        NOT_SYN, TABLE_FULL, HOST_QUOTA); a refused packet refreshes nothing.
+        to open a session. Inbound-initiated sessions may hold at most three
+        quarters of an inside host's ``max_connections_per_host``, so the host
+        can always open connections of its own. Raises :class:`Refused`
+        (NO_MAPPING, FILTERED, NOT_SYN, TABLE_FULL, HOST_QUOTA); a refused
+        packet refreshes nothing.
         """
         check_port(src_port, "src_port")
         check_port(dst_port, "dst_port")
@@ -75,7 +78,7 @@ class Inbound:
         if now is None:
             now = self._clock()
         inside_ip = (mapping.ikey >> 16) & MAX_IP
-        self._check_limits(inside_ip)
+        self._check_limits(inside_ip, inbound=True)
         code = INBOUND_INIT | (SYN_IN if protocol == TCP else 0)
         okey = (mapping.ikey << 48) | (src_ip << 16) | src_port
         return self._insert(okey, mapping, code, now, now, inside_ip, self._new_id(), EventKind.CREATED)

@@ -39,9 +39,11 @@ class PortPool:
         request_classes: bytearray,
         quarantine: float,
         rng: Optional[random.Random] = None,
+        fallback: Optional[dict[int, int]] = None,
     ) -> None:
         """``segments``: (class, ports) pairs, class >= 1, ports disjoint ranges;
-        ``request_classes[q]``: class an inside port q must be mapped into."""
+        ``request_classes[q]``: class an inside port q must be mapped into;
+        ``fallback[c]``: class to use when class ``c`` is exhausted."""
         nclasses = max([c for c, _ in segments] + list(request_classes)) + 1
         self._cls = bytearray(NPORTS)  # 0: never allocated by the pool
         self._req = bytearray(request_classes)
@@ -60,6 +62,7 @@ class PortPool:
         self._q_until = array("d", [0.0]) * NPORTS
         self._q_owner: dict[int, int] = {}  # quarantined port -> ikey that held it
         self._q_by_owner: dict[int, int] = {}  # ikey -> its last quarantined port
+        self._fallback = dict(fallback or {})
         self._random = (rng or random.Random()).random
         self.in_use = 0
         self.reserved = 0
@@ -81,6 +84,7 @@ class PortPool:
         if parity:
             request[1::2] = bytes(c + 1 for c in request[1::2])
         segments = []
+        fallback = {}
         for base, (first, last) in ranges:
             if not parity:
                 segments.append((1 + base, range(first, last + 1)))
@@ -88,7 +92,9 @@ class PortPool:
             for bit in (0, 1):
                 start = first if first & 1 == bit else first + 1
                 segments.append((1 + base + bit, range(start, last + 1, 2)))
-        return cls(segments, request, config.quarantine, rng)
+            # Parity is a SHOULD (RFC 4787 REQ-4); refusing a session is worse.
+            fallback[1 + base], fallback[2 + base] = 2 + base, 1 + base
+        return cls(segments, request, config.quarantine, rng, fallback)
 
     # -- queries --------------------------------------------------------
     def state(self, port: int) -> int:
@@ -103,13 +109,26 @@ class PortPool:
         """Free (not quarantined) ports in the class ``inside_port`` maps into."""
         return len(self._free[self._req[inside_port]])
 
+    def available(self, inside_port: int) -> int:
+        """Ports :meth:`allocate` could still hand out for ``inside_port``:
+        free or quarantined, in its class and its fallback class."""
+        c = self._req[inside_port]
+        classes = [c] + ([self._fallback[c]] if c in self._fallback else [])
+        state, cls = self._state, self._cls
+        quarantined = sum(1 for p in self._queued_ports() if cls[p] in classes and state[p] == QUARANTINED)
+        return sum(len(self._free[k]) for k in classes) + quarantined
+
+    def _queued_ports(self) -> set[int]:
+        return {port for fifo in self._qfifo for _, port in fifo}
+
     # -- allocation -----------------------------------------------------
     def allocate(self, ikey: int, inside_port: int, now: float) -> Optional[int]:
         """Take a port for inside endpoint ``ikey``; None when the class is exhausted.
 
         Preference: the inside port itself if free; else the port this endpoint
         held last if it is still quarantined; else a random free port; else the
-        port that has been in quarantine longest.
+        port that has been in quarantine longest; else the same from the
+        fallback class (the other parity), if there is one.
         """
         self.drain(now)
         c = self._req[inside_port]
@@ -121,12 +140,19 @@ class PortPool:
         if last is not None and state[last] == QUARANTINED and self._cls[last] == c:
             self._take_quarantined(last)
             return last
+        port = self._any_of(c)
+        if port is None and c in self._fallback:
+            port = self._any_of(self._fallback[c])
+        return port
+
+    def _any_of(self, c: int) -> Optional[int]:
+        """A random free port of class ``c``, else its oldest quarantined one."""
         free = self._free[c]
         if free:
             port = free[int(self._random() * len(free))]
             self._take_free(port)
             return port
-        fifo = self._qfifo[c]
+        fifo, state = self._qfifo[c], self._state
         while fifo:
             until, port = fifo.popleft()
             if state[port] == QUARANTINED and self._q_until[port] == until:

@@ -6,8 +6,10 @@ and ``_maybe_compact``.
 
 Refresh rules (RFC 4787 REQ-6, RFC 5382, RFC 7857 s2.2): outbound packets
 always refresh; inbound packets refresh only an established session (TCP
-ESTABLISHED or FIN_WAIT; UDP/ICMP "replied", i.e. packets seen both ways);
-a TCP packet that changes the state refreshes in either direction.
+ESTABLISHED or FIN_WAIT; UDP/ICMP "replied", i.e. packets seen both ways):
+one that was established before the packet (so an RST or the last FIN
+starts the closing timer from now) or is established by it (the SYN-ACK).
+Inbound packets can therefore never keep an opening session alive.
 """
 
 from __future__ import annotations
@@ -61,9 +63,12 @@ class Refresh:
         state machine, refresh as :meth:`touch` does, and return the new
         timeout if it changed (so flows' idle timeouts can follow), else None.
 
-        A packet that changes the TCP state refreshes in either direction, so
-        an RST or the last FIN starts the closing timer (RFC 7857 s2.2). For
-        UDP/ICMP this is :meth:`touch` and returns None.
+        An inbound packet refreshes if the session was established before it
+        or is after it: an RST or the last FIN of an established session
+        starts the closing timer (RFC 7857 s2.2), the SYN-ACK that
+        establishes it counts, and inbound packets (RSTs and ACKs included)
+        never prolong an opening session. For UDP/ICMP this is :meth:`touch`
+        and returns None.
         """
         s = self._resolve(session)
         if s is None:
@@ -82,7 +87,7 @@ class Refresh:
         if (outbound and code & INBOUND_INIT) or (not outbound and not code & INBOUND_INIT):
             code |= REPLIED
         s.code = code
-        if (outbound or policy.inbound_refresh[code] or policy.states[code] is not policy.states[old]) and now > s.last_seen:
+        if (outbound or policy.inbound_refresh[code] or policy.inbound_refresh[old]) and now > s.last_seen:
             s.last_seen = now
         timeout = policy.timeouts[code]
         deadline = s.last_seen + timeout

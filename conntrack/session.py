@@ -36,18 +36,22 @@ class Mapping:
 
     @property
     def protocol(self) -> int:
+        """IP protocol number of the mapping."""
         return self.ikey >> 48
 
     @property
     def inside_ip(self) -> IPv4Address:
+        """Inside endpoint's address."""
         return IPv4Address((self.ikey >> 16) & MAX_IP)
 
     @property
     def inside_port(self) -> int:
+        """Inside endpoint's port (ICMP: echo identifier)."""
         return self.ikey & MAX_PORT
 
     @property
     def external_ip(self) -> IPv4Address:
+        """The NAT address."""
         return IPv4Address(self.policy.external_ip)
 
     def sessions(self) -> Iterator["Session"]:
@@ -111,10 +115,12 @@ class Session:
 
     @property
     def protocol_name(self) -> str:
+        """"tcp", "udp" or "icmp"."""
         return PROTOCOL_NAMES[self.okey >> 96]
 
     @property
     def inside_ip(self) -> IPv4Address:
+        """Inside host's address (the original source)."""
         return IPv4Address((self.okey >> 64) & MAX_IP)
 
     @property
@@ -124,6 +130,7 @@ class Session:
 
     @property
     def remote_ip(self) -> IPv4Address:
+        """Remote peer's address (the original destination)."""
         return IPv4Address((self.okey >> 16) & MAX_IP)
 
     @property
@@ -133,6 +140,7 @@ class Session:
 
     @property
     def external_ip(self) -> IPv4Address:
+        """The NAT address the inside endpoint is translated to."""
         return IPv4Address(self.mapping.policy.external_ip)
 
     @property
@@ -165,6 +173,7 @@ class Session:
     # -- state and timing -------------------------------------------------
     @property
     def state(self) -> State:
+        """Named state: TCP SYN_SENT..CLOSING, UDP/ICMP UNREPLIED/REPLIED."""
         return self.mapping.policy.states[self.code]
 
     @property

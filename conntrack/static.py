@@ -111,6 +111,7 @@ class StaticEntries:
         return pool.release(port, self._clock() if now is None else now)
 
     def is_reserved(self, protocol: int, port: int) -> bool:
+        """True while :meth:`reserve` keeps ``port`` from the allocator."""
         return self._pools[protocol].state(port) == RESERVED
 
     def add_forward(self, protocol: int, external_port: int, internal_ip: IPLike, internal_port: int) -> "Mapping":

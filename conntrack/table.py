@@ -8,11 +8,12 @@ Data layout (chosen for O(1) both ways and small memory per session):
 
 * ``_sessions``: original key (packed int) -> Session. The outbound lookup is
   one dict probe.
-* ``_owners[protocol][external_port]`` -> Mapping, and ``_prefixes`` (the
-  same as the mapping's key prefix). With endpoint-independent mapping an
-  external port belongs to exactly one inside endpoint, so the inbound lookup
-  is a list index plus the same dict probe: no second key and no reverse dict
-  per session.
+* ``_owners[protocol][external_port]`` -> Mapping, and ``_ikeys`` (the
+  owner's inside key in a flat 64-bit array, 0 = no owner: 512 KiB that stay
+  in cache, where reading the key off 60,000 scattered Mapping objects would
+  not). With endpoint-independent mapping an external port belongs to
+  exactly one inside endpoint, so the inbound lookup is an array index plus
+  the same dict probe: no second key and no reverse dict per session.
 * ``_by_id``: session id -> Session, for cookies and flow stats.
 * ``_mappings``: inside key -> Mapping; ``_per_host``: inside ip -> live count.
 * ``_wheel``: expiry buckets (see timers.py).
@@ -25,6 +26,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from array import array
 from ipaddress import IPv4Address
 from typing import Callable, Iterator, Optional, Union
 
@@ -37,7 +39,7 @@ from .ports import PortPool
 from .refresh import Refresh
 from .session import Mapping, Session
 from .static import MAX_SESSION_ID, StaticEntries
-from .states import DEAD, TCP_FIRST_OUTBOUND
+from .states import DEAD, INBOUND_INIT, TCP_FIRST_OUTBOUND
 from .timers import TimerWheel
 
 log = logging.getLogger(__name__)
@@ -76,17 +78,21 @@ class ConnTrack(Inbound, Refresh, StaticEntries):
         self._policies = {p: ProtoPolicy(config, p) for p in PROTOCOLS}
         self._pools = {p: PortPool.for_protocol(config, p, rng) for p in PROTOCOLS}
         self._owners: dict[int, list[Optional[Mapping]]] = {p: [None] * (MAX_PORT + 1) for p in PROTOCOLS}
-        # Same, as the owner's key prefix (ikey << 48; 0 = no owner): saves the
-        # inbound lookup a dereference.
-        self._prefixes: dict[int, list[int]] = {p: [0] * (MAX_PORT + 1) for p in PROTOCOLS}
+        # Same, as the owner's inside key (0 = no owner): see the module docstring.
+        self._ikeys: dict[int, array] = {p: array("Q", bytes(8 * (MAX_PORT + 1))) for p in PROTOCOLS}
         self._sessions: dict[int, Session] = {}
         self._by_id: dict[int, Session] = {}
         self._mappings: dict[int, Mapping] = {}
         self._per_host: dict[int, int] = {}
+        # Inbound-initiated sessions of each inside host: they may take only a
+        # share of its quota, so outsiders (EIF filtering, a forward) can never
+        # leave the host unable to open its own connections.
+        self._per_host_in: dict[int, int] = {}
         self._wheel: TimerWheel[Session] = TimerWheel()
         self._next_id = 1
         self._max = config.max_connections
         self._max_host = config.max_connections_per_host
+        self._max_host_in = max(1, (3 * config.max_connections_per_host) // 4)
         self._lookups = 0
         self._created = 0
         self._restored = 0
@@ -115,24 +121,24 @@ class ConnTrack(Inbound, Refresh, StaticEntries):
         """Session of an inbound packet remote -> external, or None.
 
         Inverts :meth:`lookup_outbound`: ``lookup_inbound(*s.reply) is s``.
-        Hot path: the external port's key prefix (list index), then one dict
+        Hot path: the external port's owner key (array index), then one dict
         probe; int arguments are trusted, not range-checked.
         """
         self._lookups += 1
-        prefixes = self._prefixes.get(protocol)
-        if prefixes is None:
+        ikeys = self._ikeys.get(protocol)
+        if ikeys is None:
             return None
         if dst_ip != self._ext and (type(dst_ip) is int or ip_to_int(dst_ip) != self._ext):
             return None
-        prefix = prefixes[dst_port]
-        if not prefix:
+        ikey = ikeys[dst_port]
+        if not ikey:
             return None
         if protocol == ICMP:
             src_port = 0
         try:
-            key = prefix | (src_ip << 16) | src_port  # type: ignore[operator]
+            key = (ikey << 48) | (src_ip << 16) | src_port  # type: ignore[operator]
         except TypeError:  # str or IPv4Address address
-            key = prefix | (ip_to_int(src_ip) << 16) | src_port
+            key = (ikey << 48) | (ip_to_int(src_ip) << 16) | src_port
         return self._sessions.get(key)
 
     def lookup_embedded(
@@ -168,6 +174,7 @@ class ConnTrack(Inbound, Refresh, StaticEntries):
         return iter(list(self._by_id.values()))
 
     def __len__(self) -> int:
+        """Number of live sessions."""
         return len(self._by_id)
 
     # -- creation -----------------------------------------------------------
@@ -224,33 +231,43 @@ class ConnTrack(Inbound, Refresh, StaticEntries):
         return self._insert(okey, mapping, code, now, now, src_ip, sid, EventKind.CREATED)
 
     # -- expiry and removal ---------------------------------------------------
-    def expire(self, now: Optional[float] = None) -> list[Session]:
-        """Remove and return every session with ``expires_at <= now``.
+    def expire(self, now: Optional[float] = None, grace: float = 0.0) -> list[Session]:
+        """Remove and return every session with ``expires_at <= now - grace``.
 
-        Cost grows with the number of due sessions (plus sessions refreshed
-        since they were filed), not with the table size. Ports of mappings
-        left without sessions go to quarantine. One EXPIRED event each.
+        ``grace`` is for a caller that learns of activity late (from periodic
+        flow stats): sessions get that much longer, but their ports' quarantine
+        and the EXPIRED events still count from ``now``. Cost grows with the
+        number of due sessions (plus sessions refreshed since they were
+        filed), not with the table size. Ports of mappings left without
+        sessions go to quarantine. One EXPIRED event each.
         """
         if now is None:
             now = self._clock()
+        if now != now or grace != grace or grace < 0:
+            raise ValueError(f"expire needs a time and a grace >= 0, got {now!r}, {grace!r}")
         due: list[Session] = []
 
         def on_due(s: Session) -> None:
             self._unlink(s, now)
             due.append(s)
 
-        self._wheel.collect(now, _deadline_of, on_due)
+        self._wheel.collect(now - grace, _deadline_of, on_due)
         self._expired += len(due)
         if self.on_event is not None:
             for s in due:
                 self._emit(EventKind.EXPIRED, s, now, "timeout")
         return due
 
-    def remove(self, session: SessionRef, reason: str = "removed", now: Optional[float] = None) -> Optional[Session]:
+    def remove(
+        self, session: SessionRef, reason: str = "removed", now: Optional[float] = None, timed_out: bool = False
+    ) -> Optional[Session]:
         """Remove a live session now (flow removed, REST DELETE...).
 
         Frees its port like expiry does and fires a REMOVED event with
-        ``reason``. Returns the session, or None if it was not live.
+        ``reason``. With ``timed_out`` the caller says the session idled out
+        (e.g. the switch's idle timeout, which it knows before this table
+        does): it is counted and reported as EXPIRED instead. Returns the
+        session, or None if it was not live.
         """
         s = self._resolve(session)
         if s is None:
@@ -258,10 +275,13 @@ class ConnTrack(Inbound, Refresh, StaticEntries):
         if now is None:
             now = self._clock()
         self._unlink(s, now)
-        self._removed += 1
+        if timed_out:
+            self._expired += 1
+        else:
+            self._removed += 1
         self._wheel.stale += 1
         self._maybe_compact()
-        self._emit(EventKind.REMOVED, s, now, reason)
+        self._emit(EventKind.EXPIRED if timed_out else EventKind.REMOVED, s, now, reason)
         return s
 
     def next_deadline(self) -> Optional[float]:
@@ -272,9 +292,13 @@ class ConnTrack(Inbound, Refresh, StaticEntries):
         return self._wheel.next_deadline(_deadline_of)
 
     # -- stats ------------------------------------------------------------------
-    def stats(self) -> Stats:
-        """A snapshot of the counters."""
+    def stats(self, now: Optional[float] = None) -> Stats:
+        """A snapshot of the counters; with ``now``, ports whose quarantine has
+        ended by then are returned to the pool first (and not counted)."""
         pools = self._pools
+        if now is not None:
+            for pool in pools.values():
+                pool.drain(now)
         names = PROTOCOL_NAMES
         return Stats(
             active=len(self._by_id),
@@ -307,11 +331,15 @@ class ConnTrack(Inbound, Refresh, StaticEntries):
         self._next_id = sid + 1 if sid < MAX_SESSION_ID else 1
         return sid
 
-    def _check_limits(self, inside_ip: int) -> None:
+    def _check_limits(self, inside_ip: int, inbound: bool = False) -> None:
         if len(self._by_id) >= self._max:
             raise self._refuse(RefuseReason.TABLE_FULL, f"{self._max} sessions")
         if self._per_host.get(inside_ip, 0) >= self._max_host:
             raise self._refuse(RefuseReason.HOST_QUOTA, f"{self._max_host} sessions for {IPv4Address(inside_ip)}")
+        if inbound and self._per_host_in.get(inside_ip, 0) >= self._max_host_in:
+            raise self._refuse(
+                RefuseReason.HOST_QUOTA, f"{self._max_host_in} inbound-initiated sessions for {IPv4Address(inside_ip)}"
+            )
 
     def _refuse(self, reason: RefuseReason, detail: str = "") -> Refused:
         self._refused[reason.value] = self._refused.get(reason.value, 0) + 1
@@ -327,14 +355,14 @@ class ConnTrack(Inbound, Refresh, StaticEntries):
         mapping = Mapping(ikey, port, policy, static)
         self._mappings[ikey] = mapping
         self._owners[policy.protocol][port] = mapping
-        self._prefixes[policy.protocol][port] = ikey << 48
+        self._ikeys[policy.protocol][port] = ikey
         return mapping
 
     def _drop_mapping(self, mapping: Mapping, now: float) -> None:
         protocol = mapping.policy.protocol
         del self._mappings[mapping.ikey]
         self._owners[protocol][mapping.external_port] = None
-        self._prefixes[protocol][mapping.external_port] = 0
+        self._ikeys[protocol][mapping.external_port] = 0
         self._pools[protocol].free(mapping.external_port, mapping.ikey, now)
 
     def _insert(
@@ -351,6 +379,8 @@ class ConnTrack(Inbound, Refresh, StaticEntries):
         mapping.count += 1
         per_host = self._per_host
         per_host[inside_ip] = per_host.get(inside_ip, 0) + 1
+        if code & INBOUND_INIT:
+            self._per_host_in[inside_ip] = self._per_host_in.get(inside_ip, 0) + 1
         self._wheel.add(s, last_seen + mapping.policy.timeouts[code])
         if kind is EventKind.CREATED:
             self._created += 1
@@ -381,6 +411,12 @@ class ConnTrack(Inbound, Refresh, StaticEntries):
             self._per_host[inside_ip] = left
         else:
             del self._per_host[inside_ip]
+        if s.code & INBOUND_INIT:
+            left = self._per_host_in[inside_ip] - 1
+            if left:
+                self._per_host_in[inside_ip] = left
+            else:
+                del self._per_host_in[inside_ip]
         if mapping.head is None and not mapping.static:
             self._drop_mapping(mapping, now)
 

@@ -53,7 +53,10 @@ class TimerWheel(Generic[T]):
         re-filed under their current deadline.
         """
         ticks, buckets = self._ticks, self._buckets
-        current = math.floor(now)
+        if now == math.inf:   # everything is due
+            current = max(ticks) if ticks else 0
+        else:
+            current = math.floor(now)
         while ticks and ticks[0] <= current:
             tick = ticks[0]
             bucket = buckets[tick]

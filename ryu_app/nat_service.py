@@ -319,9 +319,10 @@ class NatService:
         return msgs
 
     def end(self, session: Session, reason: str, now: float) -> list:
-        """End a live session now: engine entry, its flows, its mapping probe."""
+        """End a live session now: engine entry, its flows, its mapping probe.
+        Idling out in the switch counts as expiry."""
         if session.alive:
-            self.ct.remove(session, reason, now)
+            self.ct.remove(session, reason, now, timed_out=reason == "idle")
         return self._after_end(session)
 
     def _after_end(self, session: Session) -> list:
@@ -393,7 +394,7 @@ class NatService:
             session = self.ct.get(sid)
             if session is not None and sid not in self.records:
                 msgs += self.end(session, "next_hop_unresolved", now)
-        for session in self.ct.expire(now - grace):
+        for session in self.ct.expire(now, grace):
             msgs += self._after_end(session)
         self.fragments.tick(now)
         return msgs + self._due_readds(now) + self.inbound.tick(now)

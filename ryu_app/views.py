@@ -94,14 +94,17 @@ class ConnectionsView:
         totals: Counter = Counter()
         refused: Counter = Counter()
         ports: Counter = Counter()
+        quarantined: Counter = Counter()
         switch_drops: Counter = Counter()
         in_switch = 0
+        now = time.monotonic()
         for _dpid, nat in self._services():
-            st = nat.ct.stats()
+            st = nat.ct.stats(now)
             totals.update(active=st.active, created=st.created, expired=st.expired,
                           removed=st.removed, mappings=st.mappings)
             refused.update(st.refused_by_reason)
             ports.update(st.ports_in_use)
+            quarantined.update(st.ports_quarantined)
             for name, count in nat.switch_drops.items():
                 switch_drops[SWITCH_DROP_NAMES.get(name, name)] += count
             in_switch += sum(1 for r in nat.records.values() if r.installed and not r.ending)
@@ -119,4 +122,5 @@ class ConnectionsView:
             "drops": dict(sorted(counters.drops.items())),
             "switch_drops": dict(sorted(switch_drops.items())),
             "ports_in_use": {name: ports.get(name, 0) for name in PROTOCOLS},
+            "ports_quarantined": {name: quarantined.get(name, 0) for name in PROTOCOLS},
         }

@@ -20,9 +20,7 @@ def test_ip_to_int_rejects_non_ipv4(bad):
 
 def test_check_port_range():
     assert check_port(0) == 0 and check_port(65535) == 65535
-    for bad in (-1, 65536, "80", True is False):
-        if bad is False:
-            continue
+    for bad in (-1, 65536, "80", 80.0, True, None):
         with pytest.raises(ValueError):
             check_port(bad)
 
@@ -58,6 +56,7 @@ def test_config_coerces_filtering_strings_and_is_frozen():
         {"port_range": (2000, 1999)},
         {"port_range": (0, 100)},
         {"port_range": (1000, 2000)},  # overlaps low_port_range with preservation on
+        {"port_range": (600, 700), "low_port_range": (1, 599)},  # high ports would map low
         {"low_port_range": (1, 1024)},
         {"icmp_id_range": (0, 70000)},
         {"udp_timeout": 0},

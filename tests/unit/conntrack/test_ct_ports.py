@@ -55,11 +55,20 @@ def test_parity_is_preserved():
         assert port % 2 == inside % 2
 
 
-def test_exhausted_class_returns_none_without_touching_other_class():
+def test_parity_gives_way_only_when_its_own_ports_are_gone():
+    """Parity is a SHOULD (RFC 4787 REQ-4): the other parity rather than a refusal."""
     p = pool(preserve_parity=True, port_range=(2000, 2003))
     assert {p.allocate(1, 3001, 0.0), p.allocate(2, 3001, 0.0)} == {2001, 2003}
-    assert p.allocate(3, 3001, 0.0) is None
+    assert p.available(3001) == 2
+    assert p.allocate(3, 3001, 0.0) in (2000, 2002)
     assert p.allocate(4, 3000, 0.0) in (2000, 2002)
+    assert p.available(3000) == 0 and p.allocate(5, 3000, 0.0) is None
+
+
+def test_low_and_high_classes_never_lend_each_other_ports():
+    p = pool(port_range=(2000, 2000), low_port_range=(100, 100), quarantine=0)
+    assert p.allocate(1, 80, 0.0) == 100 and p.allocate(2, 81, 0.0) is None
+    assert p.allocate(3, 5000, 0.0) == 2000 and p.allocate(4, 5001, 0.0) is None
 
 
 def test_freed_port_is_quarantined_then_returns():
@@ -139,3 +148,16 @@ def test_icmp_pool_uses_the_full_identifier_range_without_classes():
     assert p.allocate(1, 0, 0.0) == 0
     assert p.allocate(2, 7, 0.0) == 7
     assert p.allocate(3, 7, 0.0) not in (None, 7)
+
+
+def test_quarantine_holds_until_its_last_moment():
+    p = pool(port_range=(2000, 2001), quarantine=120)
+    p.allocate(1, 2000, 0.0)
+    p.allocate(2, 2001, 0.0)
+    p.free(2000, 1, 10.0)
+    assert p.allocate(3, 2000, 129.999) == 2000 and p.quarantine_fallbacks == 1, \
+        "only as a fallback, with nothing else free"
+    p.free(2000, 3, 200.0)
+    p.free(2001, 2, 200.0)
+    assert p.allocate(4, 5000, 319.9) in (2000, 2001) and p.quarantine_fallbacks == 2
+    assert p.allocate(5, 5000, 320.0) in (2000, 2001) and p.quarantine_fallbacks == 2

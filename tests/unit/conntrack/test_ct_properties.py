@@ -22,6 +22,7 @@ from conntrack import (
     EventKind,
     Filtering,
     Refused,
+    RefuseReason,
     State,
 )
 from conntrack.ports import QUARANTINED
@@ -73,8 +74,11 @@ op = st.one_of(
     # Inbound to the external port of a live session, from any remote: exercises filtering.
     st.tuples(st.just("in_live"), st.integers(0, 10**6), st.sampled_from(REMOTES), st.sampled_from(REMOTE_PORTS),
               st.sampled_from(FLAGS)),
-    st.tuples(st.just("touch"), st.integers(0, 10**6), st.sampled_from([OUTBOUND, INBOUND])),
-    st.tuples(st.just("observe"), st.integers(0, 10**6), st.sampled_from([OUTBOUND, INBOUND]), st.sampled_from(FLAGS)),
+    # The last field is how late the caller reports the packet (flow stats lag).
+    st.tuples(st.just("touch"), st.integers(0, 10**6), st.sampled_from([OUTBOUND, INBOUND]),
+              st.sampled_from([0.0, 0.0, 0.5, 3.0])),
+    st.tuples(st.just("observe"), st.integers(0, 10**6), st.sampled_from([OUTBOUND, INBOUND]), st.sampled_from(FLAGS),
+              st.sampled_from([0.0, 0.0, 0.5, 3.0])),
     st.tuples(st.just("remove"), st.integers(0, 10**6)),
     st.tuples(st.just("time"), st.sampled_from([0.0, 0.25, 0.5, 1.0, 3.0, 5.0, 7.5, 19.0, 20.0, 31.0, 60.0])),
 )
@@ -95,6 +99,10 @@ class Harness:
         self.freed: dict[tuple[int, int], tuple[float, int]] = {}  # (proto, port) -> (time, ikey)
         self.last_id = 0
         self.initial_free = {p: [len(f) for f in self.ct._pools[p]._free] for p in PROTOS}
+        # The harness's own record of each live session's last refresh, kept
+        # by the rules (not read back from the engine): expiry is checked
+        # against it, so a wrong refresh shows up as a wrong expiry.
+        self.model_last: dict[int, float] = {}
 
     def on_event(self, event) -> None:
         s = event.session
@@ -107,6 +115,7 @@ class Harness:
         assert event.kind is EventKind.CREATED
         assert s.id > self.last_id  # fresh, increasing ids (no wrap in these runs)
         self.last_id = s.id
+        self.model_last[s.id] = event.time
         if m.count == 1:  # a new mapping: check how its port was chosen
             self.check_new_port(s)
 
@@ -139,6 +148,57 @@ class Harness:
         live = self.sessions()
         return live[n % len(live)] if live else None
 
+    def refresh_model(self, s, direction, state_before, seen) -> None:
+        """Outbound always refreshes; inbound only a session established
+        before or after the packet (UDP/ICMP: replied)."""
+        if direction == OUTBOUND:
+            refreshes = True
+        elif s.protocol == TCP:
+            refreshes = bool({state_before, s.state} & {State.ESTABLISHED, State.FIN_WAIT})
+        else:
+            refreshes = s.replied
+        if refreshes:
+            self.model_last[s.id] = max(self.model_last[s.id], seen)
+
+    def justify(self, refused: Refused, action: tuple) -> None:
+        """A refusal must be true of the table as it stands."""
+        ct, cfg, reason = self.ct, self.config, refused.reason
+        kind = action[0]
+        live = self.sessions()
+        if kind == "out":
+            _, proto, host, port = action[:4]
+            inside = host
+        else:
+            if kind == "in":
+                proto, ext_port, remote = action[1], action[4], action[2]
+            else:
+                probe = self.pick(action[1])
+                proto, ext_port, remote = probe.protocol, probe.external_port, action[2]
+            mapping = ct.mapping_of_port(proto, ext_port)
+            inside = int(mapping.inside_ip) if mapping is not None else None
+        if reason is RefuseReason.TABLE_FULL:
+            assert len(live) == cfg.max_connections
+        elif reason is RefuseReason.HOST_QUOTA:
+            mine = [s for s in live if int(s.inside_ip) == inside]
+            inbound = [s for s in mine if s.inbound_initiated]
+            assert len(mine) == cfg.max_connections_per_host or (
+                kind != "out" and len(inbound) >= max(1, 3 * cfg.max_connections_per_host // 4)), \
+                (len(mine), len(inbound))
+        elif reason is RefuseReason.POOL_EXHAUSTED:
+            assert kind == "out" and ct.mapping(proto, host, port) is None
+            assert ct._pools[proto].available(port) == 0
+        elif reason is RefuseReason.NO_MAPPING:
+            assert inside is None
+        elif reason is RefuseReason.FILTERED:
+            mode = cfg.filtering(proto)
+            assert mode is not Filtering.ENDPOINT_INDEPENDENT and not mapping.static
+            if mode is Filtering.ADDRESS_DEPENDENT:
+                assert all(int(s.remote_ip) != remote for s in mapping.sessions())
+        elif reason is RefuseReason.NOT_SYN:
+            assert proto == TCP and action[-1] != 0x02
+        else:
+            raise AssertionError(f"unexpected refusal {refused}")
+
     def step(self, action: tuple) -> None:
         ct, kind = self.ct, action[0]
         try:
@@ -160,28 +220,40 @@ class Harness:
                 if s is None:
                     return
                 before = (s.last_seen, s.state)
+                seen = self.now - action[-1] if kind != "remove" else self.now
                 if kind == "touch":
-                    refreshed = ct.touch(s, action[2], self.now)
-                    assert s.last_seen == (max(before[0], self.now) if refreshed else before[0])
+                    refreshed = ct.touch(s, action[2], seen)
+                    assert s.last_seen == (max(before[0], seen) if refreshed else before[0])
                     if action[2] == OUTBOUND:
                         assert refreshed  # outbound always refreshes
                     elif s.protocol == TCP:
                         assert refreshed == (s.state in (State.ESTABLISHED, State.FIN_WAIT))
                     else:
                         assert refreshed == s.replied
+                    self.refresh_model(s, action[2], before[1], seen)
                 elif kind == "observe":
                     old_timeout = s.timeout
-                    changed = ct.observe(s, action[2], action[3], self.now)
+                    changed = ct.observe(s, action[2], action[3], seen)
                     assert changed == (s.timeout if s.timeout != old_timeout else None)
+                    self.refresh_model(s, action[2], before[1], seen)
                 else:
                     assert ct.remove(s.id, "test", self.now) is s and not s.alive
+                    del self.model_last[s.id]
+                if s.alive:
+                    assert s.last_seen == self.model_last[s.id], (kind, action, before, s.state)
             elif kind == "time":
                 self.now += action[1]
+                due = {s.id for s in self.sessions()
+                       if self.model_last[s.id] + expected_timeout(self.config, s) <= self.now}
                 gone = ct.expire(self.now)
                 assert all(s.expires_at <= self.now and not s.alive for s in gone)
                 assert len({s.id for s in gone}) == len(gone)
-        except Refused:
-            pass
+                # Nothing dies before its time, nothing lives past it.
+                assert {s.id for s in gone} == due
+                for s in gone:
+                    del self.model_last[s.id]
+        except Refused as refused:
+            self.justify(refused, action)
         self.check()
 
     def check(self) -> None:
@@ -210,17 +282,18 @@ class Harness:
             # Lookups both ways find it, and invert each other.
             assert ct.lookup_outbound(*s.original) is s
             assert ct.lookup_inbound(*s.reply) is s
-            # Nothing outlives its timeout (time only moves in "time" steps,
-            # which call expire); the timeout is the one for its state.
-            assert s.expires_at > self.now
+            # The deadline is the model's, with the timeout of its state (a
+            # late report that shortens the timeout may make it due at once;
+            # the next sweep must take exactly those: see the "time" step).
             assert s.timeout == expected_timeout(cfg, s)
+            assert s.expires_at == self.model_last[s.id] + s.timeout
         # Port accounting: a port is in use iff a mapping holds it.
         for proto in PROTOS:
             mappings = {p for (pr, p) in ports_of if pr == proto}
             assert ct._pools[proto].in_use == len(mappings) == st_.ports_in_use[{6: "tcp", 17: "udp", 1: "icmp"}[proto]]
-            owners, prefixes = ct._owners[proto], ct._prefixes[proto]
-            assert len(owners) - owners.count(None) == len(prefixes) - prefixes.count(0) == len(mappings)
-            assert all(owners[p] is not None and prefixes[p] == owners[p].ikey << 48 for p in mappings)
+            owners, ikeys = ct._owners[proto], ct._ikeys[proto]
+            assert len(owners) - owners.count(None) == len(ikeys) - ikeys.count(0) == len(mappings)
+            assert all(owners[p] is not None and ikeys[p] == owners[p].ikey for p in mappings)
         assert st_.mappings == len(ports_of)
 
     def finish(self) -> None:

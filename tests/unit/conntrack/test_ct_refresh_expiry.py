@@ -142,3 +142,43 @@ def test_compaction_drops_copies_of_removed_sessions(make_ct):
         ct.remove(sid, now=1.0)
     assert len(ct._wheel) < 9000  # a rebuild dropped the copies of removed sessions
     assert len(ct.expire(300.0)) == 1000
+
+
+def test_expire_with_grace_keeps_sessions_longer_but_quarantines_from_now(make_ct, recorder):
+    """A caller that learns of traffic late sweeps with a grace; the freed
+    port's quarantine (and the event) still start at the real time."""
+    ct = make_ct(udp_timeout=300, quarantine=120, port_range=(5000, 5001))
+    s = ct.create_outbound(UDP, H1, 5000, A1, 53, 0.0)
+    assert ct.expire(310.0, grace=22.0) == []
+    assert ct.expire(322.0, grace=22.0) == [s]
+    assert recorder.events[-1].time == 322.0
+    taker = ct.create_outbound(UDP, H2, 5000, A1, 53, 441.0)
+    assert taker.external_port == 5001, "port 5000 is quarantined until 442"
+    ct.remove(taker, now=441.0)
+    assert ct.stats(441.5).ports_quarantined["udp"] == 2
+    assert ct.stats(442.0).ports_quarantined["udp"] == 1
+
+
+def test_next_deadline_is_exact_to_the_fraction(make_ct):
+    ct = make_ct(udp_timeout=2.75)
+    ct.create_outbound(UDP, H1, 5000, A1, 53, 10.1)
+    ct.create_outbound(UDP, H1, 5001, A1, 53, 10.6)
+    assert ct.next_deadline() == 10.1 + 2.75
+    assert [s.inside_port for s in ct.expire(10.1 + 2.75)] == [5000]
+    assert ct.next_deadline() == 10.6 + 2.75
+
+
+def test_expire_at_infinity_ends_everything(make_ct):
+    ct = make_ct()
+    for port in range(5000, 5005):
+        ct.create_outbound(UDP, H1, port, A1, 53, float(port))
+    assert len(ct.expire(float("inf"))) == 5 and len(ct) == 0
+
+
+def test_switch_idle_timeouts_count_as_expired(make_ct, recorder):
+    ct = make_ct()
+    s = ct.create_outbound(UDP, H1, 5000, A1, 53, 0.0)
+    ct.remove(s, "idle_timeout", 300.0, timed_out=True)
+    st = ct.stats()
+    assert (st.expired, st.removed) == (1, 0)
+    assert recorder.events[-1].kind.value == "expired" and recorder.events[-1].reason == "idle_timeout"

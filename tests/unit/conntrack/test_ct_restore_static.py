@@ -130,3 +130,17 @@ def test_remove_forward_keeps_live_sessions_until_they_end(make_ct):
     ct.add_forward(UDP, 5354, H1, 54)
     ct.remove_forward(UDP, 5354, now=2.0)  # no sessions: port freed at once
     assert ct.mapping_of_port(UDP, 5354) is None
+
+
+def test_new_ids_after_wrapping_skip_every_live_id(make_ct):
+    """Ids wrap at MAX_SESSION_ID; a new session never takes a live id, on the
+    fast path (next id) as on the slow one."""
+    from conntrack import MAX_SESSION_ID
+
+    ct = make_ct()
+    for sid, port in ((2, 6002), (3, 6003), (5, 6005)):
+        ct.restore(sid, UDP, H1, port, EXT, port, A1, 53, created_at=0.0)
+    ct.restore(MAX_SESSION_ID, UDP, H1, 6009, EXT, 6009, A1, 53, created_at=0.0)
+    ids = [ct.create_outbound(UDP, H1, 7000 + n, A1, 53, 1.0).id for n in range(4)]
+    assert ids == [1, 4, 6, 7]
+    assert len({s.id for s in ct.sessions()}) == len(ct) == 8

@@ -150,3 +150,26 @@ def test_restore_codes_round_trip(state):
 def test_restore_code_rejects_datagram_states():
     with pytest.raises(ValueError):
         tcp_code_for(State.REPLIED)
+
+
+def test_inbound_rst_and_ack_never_keep_an_opening_session_alive(make_ct):
+    """Only outbound packets, or an established session, refresh: alternating
+    inbound RST and ACK on an unanswered SYN leave its timer alone."""
+    ct = make_ct(tcp_opening_timeout=240, tcp_closing_timeout=240)
+    s = opened(ct)
+    for t in range(10, 400, 10):
+        ct.observe(s, INBOUND, RST if t % 20 else ACK, float(t))
+        if not s.alive:
+            break
+        assert s.last_seen == 0.0, (t, s.state)
+        ct.expire(float(t))
+    assert not s.alive and s.expires_at == 240.0
+
+
+def test_rst_on_an_established_session_starts_the_closing_timer_from_now(make_ct):
+    ct = make_ct()
+    s = opened(ct)
+    ct.observe(s, INBOUND, SYN | ACK, 1.0)
+    ct.observe(s, INBOUND, ACK, 1000.0)
+    ct.observe(s, INBOUND, RST, 5000.0)
+    assert s.state is State.CLOSING and s.expires_at == 5000.0 + 240
