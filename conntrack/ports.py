@@ -109,11 +109,12 @@ class PortPool:
         """Free (not quarantined) ports in the class ``inside_port`` maps into."""
         return len(self._free[self._req[inside_port]])
 
-    def available(self, inside_port: int) -> int:
+    def available(self, inside_port: int, fallback: bool = True) -> int:
         """Ports :meth:`allocate` could still hand out for ``inside_port``:
-        free or quarantined, in its class and its fallback class."""
+        free or quarantined, in its class (and, with ``fallback``, in the
+        class it falls back to)."""
         c = self._req[inside_port]
-        classes = [c] + ([self._fallback[c]] if c in self._fallback else [])
+        classes = [c] + ([self._fallback[c]] if fallback and c in self._fallback else [])
         state, cls = self._state, self._cls
         quarantined = sum(1 for p in self._queued_ports() if cls[p] in classes and state[p] == QUARANTINED)
         return sum(len(self._free[k]) for k in classes) + quarantined

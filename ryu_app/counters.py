@@ -13,6 +13,8 @@ class GatewayCounters:
     arp_replies: int = 0
     icmp_echo_replies: int = 0
     icmp_errors_translated: int = 0
+    handler_errors: int = 0      # our bugs, caught in an event handler (logged)
+    rest_errors: int = 0         # our bugs, caught in a REST request (JSON 500, logged)
     drops: Counter = field(default_factory=Counter)
 
     def drop(self, reason: str) -> None:
@@ -22,4 +24,5 @@ class GatewayCounters:
         return {"packet_ins": self.packet_ins, "arp_replies": self.arp_replies,
                 "icmp_echo_replies": self.icmp_echo_replies,
                 "icmp_errors_translated": self.icmp_errors_translated,
+                "handler_errors": self.handler_errors, "rest_errors": self.rest_errors,
                 "drops": dict(sorted(self.drops.items()))}

@@ -29,6 +29,14 @@ class FlowRecord:
     ending: bool = False
     flag_flows: bool = False      # TCP FIN/RST watch flows are in the switch
     hairpin: bool = False         # one flow back inside (ryu_app.hairpin), not the usual pair
+    # Flows re-added after idling out that have carried nothing since: they
+    # stand in for a quiet direction and prove no activity of their own.
+    revived: set = field(default_factory=set)
+    # plain_packets() at the first poll after an RST closed the session (()
+    # until then): packets without FIN or RST both ways after that mean the
+    # endpoints ignored it (forged, or out of window); FIN/RST packets are
+    # counted by the watch flows instead.
+    after_rst: tuple | None = None
 
     def update(self, kind: CookieKind, packets: int, octets: int) -> None:
         """Counters of a live flow; a drop means it was replaced from zero."""
@@ -36,6 +44,8 @@ class FlowRecord:
         if packets < old[0]:
             self.retire(kind, *old)
         self.current[kind] = (packets, octets)
+        if packets:
+            self.revived.discard(kind)   # a fresh flow that counts has carried traffic
 
     def retire(self, kind: CookieKind, packets: int, octets: int) -> None:
         """A flow is gone with these final counts: keep them in the base."""
@@ -47,6 +57,11 @@ class FlowRecord:
         """A packet the controller sent itself (packet-out): flow stats miss it."""
         packets, octets = self.base[kind]
         self.base[kind] = (packets + 1, octets + size)
+
+    def plain_packets(self) -> tuple[int, int]:
+        """Packets out and in that carried neither FIN nor RST."""
+        return tuple(self.base[k][0] + self.current[k][0]   # type: ignore[return-value]
+                     for k in (CookieKind.SESSION_OUT, CookieKind.SESSION_IN))
 
     def totals(self) -> tuple[int, int, int, int]:
         def both(*kinds: CookieKind) -> tuple[int, int]:

@@ -48,6 +48,7 @@ class CookieKind(enum.IntEnum):
 class Priority(enum.IntEnum):
     """Priority bands of TABLE_NAT, highest first."""
 
+    ANTI_SPOOF = 1003   # from the uplink with an inside source address: dropped
     FRAGMENT = 1002     # IPv4 fragments: only the controller can translate them
     TCP_FLAGS = 1001    # a session's FIN/RST packets: rewrite as usual, copy headers up
     SESSION = 1000      # per-session forward/reverse rewrites
@@ -73,6 +74,7 @@ class InfraRule(enum.IntEnum):
     INSIDE_IPV6_DROP = 9
     FRAGMENTS_INSIDE = 10
     FRAGMENTS_OUTSIDE = 11
+    SPOOFED_INSIDE_DROP = 12
 
 
 def make_cookie(kind: CookieKind, ident: int) -> int:
@@ -161,15 +163,23 @@ def packet_out(out_port: int, data: bytes,
                                actions=[parser.OFPActionOutput(out_port, 0)], data=data)
 
 
-def uplink_filters(uplink: int, nat_address: ipaddress.IPv4Address) -> list[parser.OFPFlowMod]:
+def uplink_filters(uplink: int, nat_address: ipaddress.IPv4Address,
+                   inside: ipaddress.IPv4Network) -> list[parser.OFPFlowMod]:
     """Drop in the switch what comes from outside without a session.
 
+    Packets from the uplink claiming an inside source are dropped above
+    every session flow: forward flows match the inside 5-tuple on any port
+    (so hosts may move), and must not be reachable from outside, where a
+    forged segment could refresh a mapping or close it with an RST.
     Unsolicited inbound to the NAT address (RFC 5382 REQ-4: no answer, no
     RST) gets its own rule so its packet count is the "unsolicited" counter;
     everything else from the uplink (other hosts' traffic on the segment,
     IPv6, floods) is dropped by a broader rule below it.
     """
     return [
+        flow_add(make_cookie(CookieKind.INFRA, InfraRule.SPOOFED_INSIDE_DROP), Priority.ANTI_SPOOF,
+                 parser.OFPMatch(in_port=uplink, eth_type=ether.ETH_TYPE_IP,
+                                 ipv4_src=(str(inside.network_address), str(inside.netmask))), []),
         flow_add(make_cookie(CookieKind.INFRA, InfraRule.UNSOLICITED_DROP), Priority.UNSOLICITED,
                  parser.OFPMatch(in_port=uplink, eth_type=ether.ETH_TYPE_IP,
                                  ipv4_dst=str(nat_address)), []),

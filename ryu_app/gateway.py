@@ -15,7 +15,7 @@ from typing import Iterable, Mapping
 from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
 from ryu.ofproto import ether, inet
 
-from ryu_app import flows, replies
+from ryu_app import flows, replies, wire
 from ryu_app.config import NatConfig
 from ryu_app.counters import GatewayCounters
 from ryu_app.forwards import Forward
@@ -84,16 +84,26 @@ class Gateway:
             return []
         state.uplink = port_no
         LOG.info("switch %016x: uplink %s is port %d", dpid, self.config.external_port, port_no)
-        return self._gateway_rules(state)
+        if state.nat is None:
+            return self._gateway_rules(state)
+        # The uplink came back under another number: every session's flows
+        # lead to the old one.  They end (the engine, and so its session
+        # ids, stay), and the rules that name the uplink are made anew.
+        LOG.warning("switch %016x: uplink moved to port %d; its %d sessions end",
+                    dpid, port_no, len(state.nat.ct))
+        msgs = state.nat.uplink_moved(port_no, time.monotonic())
+        return msgs + [flows.delete_app_flows(flows.CookieKind.INFRA), flows.barrier(),
+                       flows.table_miss()] + self._gateway_rules(state)
 
     def _gateway_rules(self, state: SwitchState) -> list:
         """ARP and ping for the gateway's two addresses, each on its own side;
         drop rules for the uplink; new inside flows to the controller."""
         cfg, up = self.config, state.uplink
-        state.nat = NatService(cfg, self.counters, up)
-        for fwd in self.forwards.values():
-            if fwd not in cfg.forwards:
-                state.nat.inbound.add_forward(fwd)   # added over REST earlier
+        if state.nat is None:
+            state.nat = NatService(cfg, self.counters, up)
+            for fwd in self.forwards.values():
+                if fwd not in cfg.forwards:
+                    state.nat.inbound.add_forward(fwd)   # added over REST earlier
         self._update_inside_ports(state)
         rules = [
             flows.arp_to_controller(flows.InfraRule.ARP_OUTSIDE, up, cfg.external_address),
@@ -101,7 +111,7 @@ class Gateway:
             flows.arp_to_controller(flows.InfraRule.ARP_INSIDE, None, cfg.internal_gateway_ip),
             flows.icmp_to_controller(flows.InfraRule.ICMP_INSIDE, None, cfg.internal_gateway_ip),
         ]
-        return (rules + flows.uplink_filters(up, cfg.external_address) + flows.inside_rules()
+        return (rules + flows.uplink_filters(up, cfg.external_address, cfg.internal_subnet) + flows.inside_rules()
                 + flows.fragment_rules(up, cfg.internal_subnet, cfg.external_address)
                 + state.nat.probes())
 
@@ -177,10 +187,11 @@ class Gateway:
         parsed = flows.parse_cookie(cookie)
         if parsed is not None and parsed[0] in (flows.CookieKind.FLAGS_OUT,
                                                  flows.CookieKind.FLAGS_IN):
-            return state.nat.tcp_flags_seen(parsed[0], parsed[1], data, now) if state.nat else []
+            return state.nat.tcp.flags_seen(parsed[0], parsed[1], data, now) if state.nat else []
         try:
-            pkt = packet.Packet(data)
-        except Exception:  # ryu's parsers raise many types on garbage
+            pkt = wire.parse_frame(data)
+        except wire.Malformed as why:
+            LOG.debug("switch %016x port %d: malformed frame (%s)", dpid, in_port, why)
             self.counters.drop("malformed")
             return []
         eth = pkt.get_protocol(ethernet.ethernet)

@@ -73,7 +73,8 @@ class Inbound:
             return self._resolve_inside(session, data, now)
         mac = nat.next_hops.lookup(nat.next_hop(str(session.remote_ip)) or "", now)
         if mac is None:
-            return nat._drop("inbound_unresolved")
+            nat._drop("inbound_unresolved")
+            return self._give_up(session, now)
         msgs = nat._ensure_flows(session, mac)
         rec = nat.records[session.id]
         rec.count_sent(CookieKind.SESSION_IN, len(data))
@@ -83,8 +84,16 @@ class Inbound:
         ip = str(session.inside_ip)
         accepted, ask = self.inside_arp.hold(ip, (session.id, INBOUND, data), now)
         if not accepted:
-            return self.nat._drop("arp_queue_full")
+            self.nat._drop("arp_queue_full")
+            return self._give_up(session, now)
         return [self.arp_request(ip)] if ask else []
+
+    def _give_up(self, session: Session, now: float) -> list:
+        """A session nothing waits for and no flow carries is over (it would
+        otherwise linger, flowless, until the engine's backstop)."""
+        if session.id in self.nat.records or self.inside_arp.holds(session.id):
+            return []
+        return self.nat.end(session, "inside_host_unresolved", now)
 
     def arp_request(self, ip: str) -> object:
         """Ask every inside port (never the uplink) who has ``ip``."""
@@ -103,6 +112,10 @@ class Inbound:
 
     def tick(self, now: float) -> list:
         ask, given_up = self.inside_arp.tick(now)
-        for _ in given_up:
+        msgs = [self.arp_request(ip) for ip in ask]
+        for sid, _direction, _data in given_up:
             self.nat._drop("inside_host_unresolved")
-        return [self.arp_request(ip) for ip in ask]
+            session = self.nat.ct.get(sid)
+            if session is not None:
+                msgs += self._give_up(session, now)
+        return msgs

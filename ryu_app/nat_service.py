@@ -17,8 +17,12 @@ Life of a TCP/UDP session:
    flows are re-added with the longer idle timeout.
 4. When one flow idles out while the other is still there, the session
    lives on if the surviving direction may refresh it (outbound always,
-   RFC 4787 REQ-6; inbound only once replied): the idle flow is re-added.
-   Otherwise, or when both are gone, the session ends and its port is freed.
+   RFC 4787 REQ-6; inbound only once replied): the idle flow is re-added at
+   once, so no packet of the quiet direction is lost.  A re-added flow that
+   carries nothing proves nothing: when the other flow idles out while it
+   stands in, both directions have been quiet for a whole timeout and the
+   session ends.  Otherwise, or when both are gone, the session ends and
+   its port is freed.
 """
 from __future__ import annotations
 
@@ -28,20 +32,19 @@ import logging
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from conntrack import INBOUND, OUTBOUND, Event, EventKind, Refused, Session, State, TCP, TcpFlags
+from conntrack import OUTBOUND, Refused, Session, TCP, TcpFlags
 from ryu_app import flows, replies
 from ryu_app.config import NatConfig
 from ryu_app.counters import GatewayCounters
 from ryu_app.engine import make_engine
-from ryu_app.flow_record import COUNTED_KINDS, FLAG_DIRECTIONS, OTHER_FLOW, FlowRecord
+from ryu_app.flow_record import COUNTED_KINDS, OTHER_FLOW, FlowRecord
+from ryu_app.mapping_log import log_event
 from ryu_app.flows import CookieKind, SessionPath
 from ryu_app.neighbors import InsideHosts, NextHops
-from ryu_app.packet_info import ICMP, PacketInfo, tcp_flags_of
+from ryu_app.packet_info import ICMP, PacketInfo
 
 LOG = logging.getLogger(__name__)
-MAPPING_LOG = logging.getLogger("ryu_snat.mappings")
 ICMP_ERRORS = (3, 11, 12)   # Destination Unreachable, Time Exceeded, Parameter Problem
-READD_DELAY = 2.0       # s to wait for the other flow's removal before re-adding
 _NOT_UNICAST = [ipaddress.IPv4Network(n) for n in
                 ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4")]
 
@@ -53,20 +56,21 @@ class NatService:
         self.config = config
         self.counters = counters
         self.uplink = uplink
-        self.ct = make_engine(config, on_event=self._log_event)
+        self.ct = make_engine(config, on_event=log_event if config.log_mappings else None)
         self.records: dict[int, FlowRecord] = {}
         self.next_hops: NextHops[tuple[int, int, bytes]] = NextHops()
         self.hosts = InsideHosts()
         self.switch_drops: dict[str, int] = {}
         self._external = str(config.external_address)
         self._probes: set[tuple[int, int]] = set()
-        self._readd: dict[int, tuple[CookieKind, float]] = {}   # sid -> (flow, when)
         from ryu_app.echo_paths import EchoPaths   # these two use the records above
         from ryu_app.fragments import Fragments
         from ryu_app.hairpin import Hairpin
         from ryu_app.icmp_signals import IcmpSignals
         from ryu_app.inbound import Inbound
+        from ryu_app.tcp_tracking import TcpTracking
         self.echo = EchoPaths(self)
+        self.tcp = TcpTracking(self)
         self.inbound = Inbound(self)
         self.icmp = IcmpSignals(self)
         self.hairpin = Hairpin(self)
@@ -104,11 +108,11 @@ class NatService:
                 return None, msgs + self._drop("hairpin_fragment")
             return None, msgs + self.hairpin.packet(info, data, now)
         if self.next_hop(info.dst) is None:
-            return None, self._drop("no_route")
+            return None, msgs + self._drop("no_route")
         session = self.ct.lookup_outbound(info.protocol, info.src, info.sport, info.dst, info.dport)
         if session is None:
             if info.protocol == TCP and info.tcp_flags & (TcpFlags.SYN | TcpFlags.ACK) != TcpFlags.SYN:
-                return None, self._drop("tcp_not_syn")   # no mapping mid-stream
+                return None, msgs + self._drop("tcp_not_syn")   # no mapping mid-stream
             try:
                 session = self.ct.create_outbound(info.protocol, info.src, info.sport, info.dst,
                                                   info.dport, now, info.tcp_flags)
@@ -232,26 +236,13 @@ class NatService:
         rec.path = path
         rec.installed = set(OTHER_FLOW)
         rec.ending = False
-        self._readd.pop(session.id, None)
+        rec.revived.clear()
         msgs = flows.session_flows(path)
         if session.protocol == TCP and not rec.flag_flows:
             rec.flag_flows = True
             msgs += flows.tcp_flag_flows(path)
         msgs += self._probe_for(session, add=True)
         return msgs
-
-    def tcp_flags_seen(self, kind: CookieKind, sid: int, data: bytes, now: float) -> list:
-        """A FIN or RST passed (its headers were copied up): move the TCP state
-        on and, if the timeout changed (closing: transitory), re-add the flows."""
-        session, rec = self.ct.get(sid), self.records.get(sid)
-        flags = tcp_flags_of(data)
-        if session is None or rec is None or flags is None or rec.ending:
-            return []
-        changed = self.ct.observe(session, FLAG_DIRECTIONS[kind], flags, now)
-        if changed is None or int(changed) == rec.path.idle_timeout:
-            return []
-        rec.path = dataclasses.replace(rec.path, idle_timeout=int(changed))
-        return [flows.session_flow(rec.path, k) for k in sorted(rec.installed)]
 
     def _probe_for(self, session: Session, add: bool) -> list:
         """Mapping probe for EIF/ADF filtering: one per live dynamic mapping."""
@@ -288,35 +279,23 @@ class NatService:
             return []
         rec.retire(kind, packets, octets)
         rec.installed.discard(kind)
+        rec.revived.discard(kind)
         session = self.ct.get(sid)
         if session is not None:
             self.ct.set_counters(sid, *rec.totals())
         if session is None or rec.ending:
             return self._forget(sid) if not rec.installed else []
         other = OTHER_FLOW[kind]
-        if reason == ofp.OFPRR_IDLE_TIMEOUT and other in rec.installed and (
-                other == CookieKind.SESSION_OUT or session.replied):
-            # The surviving direction may keep the session, if it is really
-            # active: when both idled together its own flow-removed follows
-            # within moments, so re-add this flow only after READD_DELAY.
-            self._readd[sid] = (kind, now + READD_DELAY)
-            return []
-        self._readd.pop(sid, None)
+        if reason == ofp.OFPRR_IDLE_TIMEOUT and other in rec.installed \
+                and other not in rec.revived \
+                and (other == CookieKind.SESSION_OUT or session.replied):
+            # The other direction is active and may keep the session:
+            # re-add this one now, standing in until it carries traffic.
+            rec.installed.add(kind)
+            rec.revived.add(kind)
+            return [flows.session_flow(rec.path, kind)]
         why = "idle" if reason == ofp.OFPRR_IDLE_TIMEOUT else "flow_deleted"
         return self.end(session, why, now)
-
-    def _due_readds(self, now: float) -> list:
-        msgs: list = []
-        for sid, (kind, due) in list(self._readd.items()):
-            if due > now:
-                continue
-            del self._readd[sid]
-            rec = self.records.get(sid)
-            if rec is not None and not rec.ending and OTHER_FLOW[kind] in rec.installed \
-                    and kind not in rec.installed:
-                rec.installed.add(kind)
-                msgs.append(flows.session_flow(rec.path, kind))
-        return msgs
 
     def end(self, session: Session, reason: str, now: float) -> list:
         """End a live session now: engine entry, its flows, its mapping probe.
@@ -351,7 +330,7 @@ class NatService:
             if kind == CookieKind.INFRA:
                 rule = flows.InfraRule(ident) if ident in flows.InfraRule._value2member_map_ else None
                 if rule in (flows.InfraRule.UNSOLICITED_DROP, flows.InfraRule.OUTSIDE_DROP,
-                            flows.InfraRule.INSIDE_IPV6_DROP):
+                            flows.InfraRule.INSIDE_IPV6_DROP, flows.InfraRule.SPOOFED_INSIDE_DROP):
                     self.switch_drops[rule.name.lower()] = packets
             elif kind in COUNTED_KINDS and ident in self.records:
                 self.records[ident].update(kind, packets, octets)
@@ -360,23 +339,8 @@ class NatService:
             session = self.ct.set_counters(sid, *rec.totals(), now=now)
             if session is not None and session.protocol == TCP and not rec.ending \
                     and not rec.hairpin:
-                msgs += self._follow_handshake(session, rec, now)
+                msgs += self.tcp.counters_seen(session, rec, now)
         return msgs
-
-    def _follow_handshake(self, session: Session, rec: FlowRecord, now: float) -> list:
-        """A reply to an opening session, seen in the counters, means the
-        peer's SYN-ACK passed: established (RFC 7857: SYN seen both ways).
-        Re-add both flows so their idle timeout becomes the established one."""
-        if session.state == State.SYN_SENT and session.packets_in > 0:
-            changed = self.ct.observe(session, INBOUND, TcpFlags.SYN | TcpFlags.ACK, now)
-        elif session.state == State.SYN_RECEIVED and session.packets_out > 0:
-            changed = self.ct.observe(session, OUTBOUND, TcpFlags.SYN | TcpFlags.ACK, now)
-        else:
-            return []
-        if changed is None or int(changed) == rec.path.idle_timeout:
-            return []
-        rec.path = dataclasses.replace(rec.path, idle_timeout=int(changed))
-        return [flows.session_flow(rec.path, kind) for kind in sorted(rec.installed)]
 
     def tick(self, now: float, grace: float) -> list:
         """ARP retries, given-up holds, and the engine's expiry as a backstop.
@@ -397,7 +361,16 @@ class NatService:
         for session in self.ct.expire(now, grace):
             msgs += self._after_end(session)
         self.fragments.tick(now)
-        return msgs + self._due_readds(now) + self.inbound.tick(now)
+        return msgs + self.inbound.tick(now)
+
+    def uplink_moved(self, uplink: int, now: float) -> list:
+        """The uplink has a new port number: end every session (their flows
+        point at the old one) and the probe flows that name it; ids go on."""
+        msgs: list = []
+        for session in self.ct.sessions():
+            msgs += self.end(session, "uplink_moved", now)
+        self.uplink = uplink
+        return msgs + [flows.delete_app_flows(CookieKind.MAPPING)]
 
     # -- operator ---------------------------------------------------------------------
     def delete(self, sid: int, now: float) -> list | None:
@@ -417,17 +390,3 @@ class NatService:
     def _drop(self, reason: str) -> list:
         self.counters.drop(reason)
         return []
-
-    def _log_event(self, event: Event) -> None:
-        if not self.config.log_mappings:
-            return
-        s = event.session
-        if event.kind in (EventKind.CREATED, EventKind.RESTORED):
-            MAPPING_LOG.info("mapping %s: %s %s:%d -> %s:%d (session %d)", event.kind.value,
-                             s.protocol_name, s.inside_ip, s.inside_port, s.external_ip,
-                             s.external_port, s.id)
-        else:
-            MAPPING_LOG.info("mapping %s (%s): %s %s:%d -> %s:%d (session %d, out %d/%d in %d/%d)",
-                             event.kind.value, event.reason, s.protocol_name, s.inside_ip,
-                             s.inside_port, s.external_ip, s.external_port, s.id, s.packets_out,
-                             s.bytes_out, s.packets_in, s.bytes_in)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from ryu.lib.packet import icmp, ipv4, packet, tcp, udp
 from ryu.ofproto import inet
 
+from ryu_app import wire
+
 TCP, UDP, ICMP = inet.IPPROTO_TCP, inet.IPPROTO_UDP, inet.IPPROTO_ICMP
 IP_MF = 0x1
 
@@ -67,8 +69,8 @@ def classify(pkt: packet.Packet, ip: ipv4.ipv4) -> PacketInfo | str:
 def tcp_flags_of(data: bytes) -> int | None:
     """TCP flags of a (possibly truncated) IPv4/TCP frame, or None."""
     try:
-        pkt = packet.Packet(data)
-    except Exception:
+        pkt = wire.parse_frame(data)
+    except wire.Malformed:
         return None
     seg = pkt.get_protocol(tcp.tcp)
     return None if seg is None else seg.bits

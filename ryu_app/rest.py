@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import re
 from typing import Any, Callable
 
 from ryu.app.wsgi import ControllerBase, Response, route
 
 from ryu_app.views import LookupError_
 
+LOG = logging.getLogger(__name__)
 APP_KEY = "ryu_snat_app"
+MAX_BODY = 64 * 1024        # a forward is under 200 bytes
+_DIGITS = re.compile(r"[0-9]{1,10}")   # ASCII only: "²".isdigit() is True
 ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
 
@@ -33,13 +38,24 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def json_endpoint(func: Callable[..., Any]) -> Callable[..., Response]:
-    """Turn a handler's return value or RestError into a JSON response."""
+    """Turn a handler's return value or RestError into a JSON response.
+
+    Anything else a handler raises is our bug, not the caller's: it is
+    logged with its traceback, counted, and answered with a JSON 500, so
+    the REST server and the gateway carry on.
+    """
     @functools.wraps(func)
     def wrapper(self: ControllerBase, req: Any, **kwargs: Any) -> Response:
         try:
             return json_response(func(self, req, **kwargs))
         except (RestError, LookupError_) as err:
             return json_response({"error": err.message}, err.status)
+        except Exception:
+            app = getattr(self, "app", None)
+            if app is not None:
+                app.count_rest_error()
+            LOG.exception("REST %s %s failed", req.method, req.path)
+            return json_response({"error": "internal error (logged by the controller)"}, 500)
     return wrapper
 
 
@@ -66,13 +82,15 @@ class NatRestController(ControllerBase):
     @json_endpoint
     def connection(self, req: Any, sid: str, **_: Any) -> dict:
         query = _query(req, {"dpid"})
-        return self.app.view.connection(_session_id(sid), _dpid(query.get("dpid")))
+        sid_, dpid = _session_id(sid), _dpid(query.get("dpid"))
+        return self.app.view.connection(sid_, dpid)
 
     @route("nat", "/nat/connections/{sid}", methods=["DELETE"])
     @json_endpoint
     def delete_connection(self, req: Any, sid: str, **_: Any) -> dict:
         query = _query(req, {"dpid"})
-        dpid, _nat, session = self.app.view.find(_session_id(sid), _dpid(query.get("dpid")))
+        sid_, dpid_ = _session_id(sid), _dpid(query.get("dpid"))
+        dpid, _nat, session = self.app.view.find(sid_, dpid_)
         self.app.delete_connection(dpid, session.id)
         return {"deleted": session.id, "dpid": dpid}
 
@@ -86,9 +104,12 @@ class NatRestController(ControllerBase):
     @json_endpoint
     def add_forward(self, req: Any, **_: Any) -> dict:
         _query(req, set())
+        raw = req.body or b"null"
+        if len(raw) > MAX_BODY:
+            raise RestError(400, f"body larger than {MAX_BODY} bytes")
         try:
-            body = json.loads(req.body or b"null")
-        except ValueError as exc:
+            body = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
             raise RestError(400, f"body is not JSON: {exc}") from None
         try:
             return self.app.add_forward(body)
@@ -99,7 +120,7 @@ class NatRestController(ControllerBase):
     @json_endpoint
     def delete_forward(self, req: Any, protocol: str, port: str, **_: Any) -> dict:
         _query(req, set())
-        if protocol not in ("tcp", "udp") or not port.isdigit():
+        if protocol not in ("tcp", "udp") or not _DIGITS.fullmatch(port):
             raise RestError(400, "expected /nat/forwards/{tcp|udp}/{external_port}")
         if not self.app.remove_forward(protocol, int(port)):
             raise RestError(404, f"no forward of {protocol} port {port}")
@@ -121,7 +142,7 @@ def _query(req: Any, allowed: set[str]) -> dict[str, str]:
 
 
 def _session_id(raw: str) -> int:
-    if not raw.isdigit() or not 0 < int(raw) < 2 ** 32:
+    if not _DIGITS.fullmatch(raw) or not 0 < int(raw) < 2 ** 32:
         raise RestError(400, f"connection id must be an integer 1..4294967295, got {raw!r}")
     return int(raw)
 

@@ -7,7 +7,9 @@ parse, change fields, let the serializer recompute the checksums.
 """
 from __future__ import annotations
 
-from ryu.lib.packet import ethernet, icmp, ipv4, packet
+from ryu.lib.packet import ethernet, icmp, ipv4
+
+from ryu_app import wire
 
 
 def rewrite_echo(data: bytes, *, eth_src: str, eth_dst: str, ident: int,
@@ -16,8 +18,8 @@ def rewrite_echo(data: bytes, *, eth_src: str, eth_dst: str, ident: int,
     and TTL one lower; None if it is not an intact, unfragmented echo or its
     TTL would expire."""
     try:
-        pkt = packet.Packet(data)
-    except Exception:
+        pkt = wire.parse_frame(data)
+    except wire.Malformed:
         return None
     eth, ip, echo = (pkt.get_protocol(p) for p in (ethernet.ethernet, ipv4.ipv4, icmp.icmp))
     if eth is None or ip is None or echo is None or not isinstance(echo.data, icmp.echo):

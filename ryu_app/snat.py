@@ -6,9 +6,10 @@ gateway for the messages to send and pass them to the one :class:`Sender`.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ryu import cfg as ryu_cfg
 from ryu.app.wsgi import WSGIApplication
@@ -28,6 +29,21 @@ from ryu_app.views import ConnectionsView
 
 LOG = logging.getLogger("ryu_app.snat")
 config.register(ryu_cfg.CONF)   # before ryu-manager reads the [nat] group
+
+
+def guarded(handler: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """A bug of ours in an event handler is logged with its traceback and
+    counted (``handler_errors`` in ``GET /nat/stats``); the next event is
+    handled as usual, and the mapping table is never half-changed by a
+    handler (the engine's methods are atomic)."""
+    @functools.wraps(handler)
+    def wrapper(self: "SnatApp", ev: Any) -> None:
+        try:
+            handler(self, ev)
+        except Exception:
+            self.gateway.counters.handler_errors += 1
+            LOG.exception("%s failed on %s", handler.__name__, type(ev).__name__)
+    return wrapper
 
 
 class SnatApp(app_manager.RyuApp):
@@ -61,6 +77,9 @@ class SnatApp(app_manager.RyuApp):
     # -- REST (called by ryu_app.rest) --------------------------------------
     def stats_snapshot(self) -> dict:
         return self.view.stats()
+
+    def count_rest_error(self) -> None:
+        self.gateway.counters.rest_errors += 1
 
     def delete_connection(self, dpid: int, sid: int) -> bool:
         msgs = self.gateway.delete_session(dpid, sid)
@@ -121,6 +140,7 @@ class SnatApp(app_manager.RyuApp):
 
     # -- OpenFlow events ---------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    @guarded
     def _switch_features(self, ev: Any) -> None:
         dp = ev.msg.datapath
         if not self.gateway.serves(dp.id):
@@ -141,18 +161,21 @@ class SnatApp(app_manager.RyuApp):
             self.datapaths.pop(dp.id, None)
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    @guarded
     def _port_desc(self, ev: Any) -> None:
         dp = ev.msg.datapath
         ports = {p.name.decode(errors="replace"): p.port_no for p in ev.msg.body}
         self.sender.send(dp, self.gateway.ports_described(dp.id, ports))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    @guarded
     def _port_status(self, ev: Any) -> None:
         dp = ev.msg.datapath
         if dp.id in self.gateway.switches:
             self.sender.send(dp, [flows.port_desc_request()])
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    @guarded
     def _packet_in(self, ev: Any) -> None:
         msg = ev.msg
         dp = msg.datapath
@@ -160,12 +183,14 @@ class SnatApp(app_manager.RyuApp):
                                                     cookie=msg.cookie))
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    @guarded
     def _flow_removed(self, ev: Any) -> None:
         msg = ev.msg
         self._send(msg.datapath.id, self.gateway.flow_removed(
             msg.datapath.id, msg.cookie, msg.reason, msg.packet_count, msg.byte_count))
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    @guarded
     def _flow_stats(self, ev: Any) -> None:
         msg = ev.msg
         entries = [(f.cookie, f.packet_count, f.byte_count) for f in msg.body]

@@ -16,7 +16,8 @@ from ryu_app.nat_service import NatService
 
 PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1}
 SWITCH_DROP_NAMES = {"unsolicited_drop": "unsolicited_inbound",
-                     "outside_drop": "outside_other", "inside_ipv6_drop": "inside_ipv6"}
+                     "outside_drop": "outside_other", "inside_ipv6_drop": "inside_ipv6",
+                     "spoofed_inside_drop": "spoofed_inside_source"}
 
 
 class LookupError_(Exception):
@@ -109,17 +110,13 @@ class ConnectionsView:
                 switch_drops[SWITCH_DROP_NAMES.get(name, name)] += count
             in_switch += sum(1 for r in nat.records.values() if r.installed and not r.ending)
         return {
+            **counters.as_dict(),
             "switches_connected": len(self.gateway.switches),
-            "packet_ins": counters.packet_ins,
-            "arp_replies": counters.arp_replies,
-            "icmp_echo_replies": counters.icmp_echo_replies,
-            "icmp_errors_translated": counters.icmp_errors_translated,
             "active": totals["active"], "created": totals["created"],
             "expired": totals["expired"], "removed": totals["removed"],
             "mappings": totals["mappings"],
             "sessions_in_switch": in_switch,
             "refused": dict(sorted(refused.items())),
-            "drops": dict(sorted(counters.drops.items())),
             "switch_drops": dict(sorted(switch_drops.items())),
             "ports_in_use": {name: ports.get(name, 0) for name in PROTOCOLS},
             "ports_quarantined": {name: quarantined.get(name, 0) for name in PROTOCOLS},

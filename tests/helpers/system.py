@@ -1,7 +1,6 @@
 """Read-only looks at the machine, for checking that tests leave nothing behind."""
 from __future__ import annotations
 
-import os
 import subprocess
 
 import hygiene

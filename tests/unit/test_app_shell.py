@@ -5,45 +5,18 @@ Only the datapath is fake: it records what the app sends through it.
 from __future__ import annotations
 
 import pytest
-from ryu import cfg as ryu_cfg
-from ryu.app.wsgi import WSGIApplication
 from ryu.controller import ofp_event
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from helpers.frames import arp_request
-from ryu_app import snat
-
-LAB = {"external_ip": "198.51.100.1/24", "external_port": "1",
-       "internal_subnet": "10.0.0.0/24"}
-
-
-class RecordingDatapath:
-    """What the app needs of a datapath: an id, the v1.3 modules, send_msg."""
-
-    ofproto = ofp
-    ofproto_parser = parser
-
-    def __init__(self, dpid: int) -> None:
-        self.id = dpid
-        self.sent: list = []
-
-    def send_msg(self, msg) -> bool:
-        self.sent.append(msg)
-        return True
+from helpers.ryu_shell import RecordingDatapath, snat_app
 
 
 @pytest.fixture
 def app():
-    conf = ryu_cfg.CONF
-    for name, value in LAB.items():
-        conf.set_override(name, value, group="nat")
-    try:
-        application = snat.SnatApp(wsgi=WSGIApplication())
+    with snat_app(external_port="1") as (application, _wsgi):
         yield application
-    finally:
-        for name in LAB:
-            conf.clear_override(name, group="nat")
 
 
 def connect(app, dp: RecordingDatapath) -> None:
@@ -76,3 +49,23 @@ def test_the_live_connections_death_forgets_the_switch(app):
     connect(app, dp)
     app._switch_gone(ofp_event.EventOFPStateChange(dp))
     assert 1 not in app.gateway.switches and 1 not in app.datapaths
+
+
+def test_a_bug_in_a_handler_is_counted_and_the_next_event_is_handled(app, monkeypatch):
+    dp = RecordingDatapath(1)
+    connect(app, dp)
+    real = app.gateway.packet_in
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug of ours")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app.gateway, "packet_in", flaky)
+    frame = arp_request("00:00:00:00:00:01", "10.0.0.11", "10.0.0.1")
+    app._packet_in(packet_in(dp, 2, frame))
+    assert app.stats_snapshot()["handler_errors"] == 1
+    app._packet_in(packet_in(dp, 2, frame))
+    assert [m for m in dp.sent if isinstance(m, parser.OFPPacketOut)], "second ARP unanswered"

@@ -12,130 +12,21 @@ from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings, strategies as st
-from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet, packet_utils, tcp, udp
-from ryu.ofproto import ether, inet
+from ryu.lib.packet import ethernet, icmp, ipv4, packet, packet_utils, tcp
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from helpers.fake_switch import Wire
 from helpers.frames import echo_request
-from helpers import frames
-from helpers.nat_config import make_config
 from ryu_app import flows
 from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
 from ryu_app.flows import CookieKind
-from ryu_app.gateway import Gateway
 
-TCP, UDP = inet.IPPROTO_TCP, inet.IPPROTO_UDP
-SYN, ACK = tcp.TCP_SYN, tcp.TCP_ACK
-UPLINK, H1_PORT, H2_PORT = 1, 2, 3
-PORTS = {"s1-eth1": UPLINK, "s1-eth2": H1_PORT, "s1-eth3": H2_PORT}
-NAT_IP = "198.51.100.1"
-H1 = SimpleNamespace(mac="00:00:00:00:00:01", ip="10.0.0.11", port=H1_PORT)
-H2 = SimpleNamespace(mac="00:00:00:00:00:02", ip="10.0.0.12", port=H2_PORT)
-S1 = SimpleNamespace(mac="00:00:00:00:00:10", ip="198.51.100.10")
-S2 = SimpleNamespace(mac="00:00:00:00:00:20", ip="198.51.100.20")
-ROUTER = SimpleNamespace(mac="00:00:00:00:00:fe", ip="198.51.100.254")
-
-
-# -- frames the hosts send -------------------------------------------------------
-def ip_frame(eth_src: str, src: str, sport: int, dst: str, dport: int, proto: int = UDP,
-             payload: bytes = b"payload", eth_dst: str = GW_MAC, ttl: int = 64,
-             bits: int = SYN, flags: int = 0, offset: int = 0) -> bytes:
-    pkt = packet.Packet()
-    pkt.add_protocol(ethernet.ethernet(dst=eth_dst, src=eth_src, ethertype=ether.ETH_TYPE_IP))
-    pkt.add_protocol(ipv4.ipv4(src=src, dst=dst, proto=proto, ttl=ttl, flags=flags,
-                               offset=offset))
-    if proto == TCP:
-        pkt.add_protocol(tcp.tcp(src_port=sport, dst_port=dport, seq=1000, ack=0, bits=bits,
-                                 window_size=65535))
-    else:
-        pkt.add_protocol(udp.udp(src_port=sport, dst_port=dport))
-    if payload:
-        pkt.add_protocol(payload)
-    pkt.serialize()
-    return bytes(pkt.data)
-
-
-def out_frame(host, sport: int, server, dport: int, **kw) -> bytes:
-    """From an inside host to a remote, through the gateway."""
-    return ip_frame(host.mac, host.ip, sport, server.ip, dport, **kw)
-
-
-def in_frame(server, sport: int, dport: int, **kw) -> bytes:
-    """From a remote to the NAT address."""
-    return ip_frame(server.mac, server.ip, sport, NAT_IP, dport, **kw)
-
-
-def arp_reply(peer) -> bytes:
-    """``peer`` tells the gateway where it is."""
-    return frames.arp_reply(peer.mac, peer.ip, GW_MAC, NAT_IP)
-
-
-def look(frame: bytes) -> SimpleNamespace:
-    """What the far host sees; IPv4 and L4 checksums must verify."""
-    pkt = packet.Packet(frame)
-    eth, ip = pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(ipv4.ipv4)
-    assert ip is not None, f"not IPv4: {pkt}"
-    start = 14 + ip.header_length * 4
-    assert packet_utils.checksum(frame[14:start]) == 0, "IPv4 header checksum"
-    l4 = frame[start:14 + ip.total_length]
-    seg = pkt.get_protocol(tcp.tcp) or pkt.get_protocol(udp.udp)
-    assert seg is not None
-    assert packet_utils.checksum_ip(ip, len(l4), l4) == 0, "TCP/UDP checksum"
-    payload = pkt.protocols[-1] if isinstance(pkt.protocols[-1], (bytes, bytearray)) else b""
-    return SimpleNamespace(eth=(eth.src, eth.dst), flow=(ip.src, seg.src_port, ip.dst, seg.dst_port),
-                           ttl=ip.ttl, payload=bytes(payload))
-
-
-def is_arp_request_for(frame: bytes, target: str) -> bool:
-    pkt = packet.Packet(frame)
-    eth, req = pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(arp.arp)
-    return (req is not None and req.opcode == arp.ARP_REQUEST and eth.dst == "ff:ff:ff:ff:ff:ff"
-            and (req.src_mac, req.src_ip, req.dst_ip) == (GW_MAC, NAT_IP, target))
-
-
-# -- the lab -------------------------------------------------------------------------
-def make_lab(**overrides) -> Wire:
-    lab = Wire(Gateway(make_config(**overrides)))
-    lab.connect(PORTS)
-    return lab
-
-
-def nat(lab: Wire):
-    return lab.gateway.switches[lab.switch.dpid].nat
-
-
-def session_kind(cookie: int) -> CookieKind | None:
-    parsed = flows.parse_cookie(cookie)
-    if parsed and parsed[0] in (CookieKind.SESSION_OUT, CookieKind.SESSION_IN):
-        return parsed[0]
-    return None
-
-
-def session_flows(lab: Wire) -> list:
-    """Every session flow in the switch."""
-    return [f for f in lab.switch.flows if session_kind(f.cookie)]
-
-
-def flows_of(lab: Wire, sid: int) -> dict[CookieKind, object]:
-    """The flows of session ``sid`` in the switch, by kind."""
-    return {session_kind(f.cookie): f for f in session_flows(lab)
-            if f.cookie & flows.ID_MASK == sid}
-
-
-def open_flow(lab: Wire, host, sport: int, server, dport: int, proto: int = UDP):
-    """The first packet of a flow, answering the gateway's ARP if it asks;
-    returns (session, the translated first packet as the server sees it)."""
-    frame = out_frame(host, sport, server, dport, proto=proto, payload=b"first")
-    out = lab.send(host.port, frame)
-    if out and is_arp_request_for(out[0][1], server.ip):
-        out = lab.send(UPLINK, arp_reply(server))
-    [(port, sent)] = out
-    assert port == UPLINK
-    session = nat(lab).ct.lookup_outbound(proto, host.ip, sport, server.ip, dport)
-    assert session is not None
-    return session, look(sent)
+from helpers.nat_lab import (
+    TCP, UDP, SYN, ACK, UPLINK, H1_PORT, NAT_IP, H1, H2, S1, S2, ROUTER, ip_frame,
+    out_frame, in_frame, arp_reply, look, is_arp_request_for, make_lab, nat, session_kind,
+    session_flows, flows_of, open_flow,
+)
 
 
 @pytest.fixture
@@ -340,6 +231,34 @@ def test_surviving_inbound_flow_of_an_unreplied_session_does_not_keep_it(lab):
     assert lab.send(UPLINK, in_frame(S1, 53, s.external_port)) == []
 
 
+def test_directions_that_fall_quiet_apart_end_one_timeout_after_the_last_packet(lab):
+    """Each flow idles out on its own; the re-added one proves nothing, so the
+    session ends when the later direction has been quiet for the timeout."""
+    s, _ = open_flow(lab, H1, 5000, S1, 53)            # outbound at t=0
+    lab.advance(30)
+    lab.send(UPLINK, in_frame(S1, 53, s.external_port))  # inbound at t=30
+    lab.advance(299)                                    # t=329: the forward flow idled at 300
+    assert nat(lab).ct.get(s.id) is s and len(flows_of(lab, s.id)) == 2
+    lab.advance(2)                                      # t=331: the reverse idled at 330
+    assert nat(lab).ct.get(s.id) is None and flows_of(lab, s.id) == {}
+    st = nat(lab).ct.stats()
+    assert (st.expired, st.removed) == (1, 0), "idling out is expiry"
+
+
+def test_the_quiet_direction_is_back_at_once(lab):
+    """Outbound-only UDP: the reverse flow idles out and is re-added in the
+    same moment, so a late reply right then still gets in."""
+    s, _ = open_flow(lab, H1, 5000, S1, 53)
+    for _ in range(3):
+        lab.advance(100)
+        lab.send(H1_PORT, out_frame(H1, 5000, S1, 53))
+    assert CookieKind.SESSION_IN in flows_of(lab, s.id), "re-added when it idled at 300"
+    [(port, frame)] = lab.send(UPLINK, in_frame(S1, 53, s.external_port, payload=b"late"))
+    assert (port, look(frame).payload) == (H1_PORT, b"late")
+    lab.advance(400)                                    # then h1 falls silent too
+    assert nat(lab).ct.get(s.id) is None and flows_of(lab, s.id) == {}
+
+
 def test_counters_follow_the_flows_across_a_re_added_flow(lab):
     s, _ = open_flow(lab, H1, 5000, S1, 53)
     frame_out = out_frame(H1, 5000, S1, 53)
@@ -389,6 +308,20 @@ def test_unanswered_tcp_syn_ends_after_the_transitory_timeout(lab):
     s, _ = open_flow(lab, H1, 40000, S1, 80, TCP)
     lab.advance(240)
     assert nat(lab).ct.get(s.id) is None and session_flows(lab) == []
+
+
+def test_an_uplink_that_comes_back_as_another_port_takes_the_nat_with_it(lab):
+    old, _ = open_flow(lab, H1, 5000, S1, 53)
+    lab.run(lab.gateway.ports_described(1, {"s1-eth1": 4, "s1-eth2": H1_PORT, "s1-eth3": 3}))
+    assert nat(lab).ct.get(old.id) is None and session_flows(lab) == [], \
+        "the old sessions' flows led to the old port"
+    assert all(f.match.get("in_port") != UPLINK for f in lab.switch.flows)
+    new = lab.send(H1_PORT, out_frame(H1, 5001, S1, 53))
+    assert [p for p, _ in new] == [4], "the next hop is known: straight out of the new uplink"
+    [s] = nat(lab).ct.sessions()
+    assert s.id > old.id, "ids go on, so late flow-removed messages of old flows hit nothing"
+    [(port, frame)] = lab.send(4, in_frame(S1, 53, s.external_port, payload=b"back"))
+    assert (port, look(frame).payload) == (H1_PORT, b"back")
 
 
 # -- operator and limits --------------------------------------------------------------------
@@ -499,6 +432,23 @@ def test_ttl_one_gets_time_exceeded_from_the_gateway(lab):
     assert err.data.data[:28] == frame[14:42], "quotes the IP header and 8 bytes"
     assert lab.gateway.counters.drops["ttl_expired"] == 1
     assert session_flows(lab) == [] and len(nat(lab).ct) == 0
+
+
+def test_forged_inside_packets_from_the_uplink_die_in_the_switch(lab):
+    """Forward flows match the inside 5-tuple on any port (hosts may move);
+    from outside, a forged RST with that tuple must neither leave nor close."""
+    s, _ = open_flow(lab, H1, 40000, S1, 80, TCP)
+    lab.send(UPLINK, in_frame(S1, 80, s.external_port, proto=TCP, bits=SYN | ACK))
+    lab.advance(10)
+    assert s.state.value == "ESTABLISHED"
+    ins = lab.packet_ins
+    forged = ip_frame(S1.mac, H1.ip, 40000, S1.ip, 80, proto=TCP, bits=tcp.TCP_RST,
+                      payload=b"")
+    assert lab.send(UPLINK, forged) == []
+    assert lab.packet_ins == ins and s.state.value == "ESTABLISHED"
+    lab.poll_stats()
+    stats = lab.gateway.switches[1].nat.switch_drops
+    assert stats["spoofed_inside_drop"] == 1
 
 
 def test_inside_ipv6_is_dropped_by_the_switch(lab):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from ryu.lib.packet import ethernet, ipv4, packet, udp
+from ryu.lib.packet import ethernet, ipv4, packet, tcp, udp
 from ryu.ofproto import ether, inet
 
 from helpers.fake_switch import Wire
@@ -138,3 +138,23 @@ def test_replies_follow_an_inside_host_that_moved_port():
     # entry), the gateway learns the move and the replies follow it.
     assert [p for p, _ in lab.send(3, arp_request(H1_MAC, H1_IP, "10.0.0.1"))] == [3]
     assert [p for p, _ in lab.send(1, reply)] == [3], "replies must reach h1 where it is now"
+
+
+def test_a_dropped_packet_still_tells_the_gateway_where_its_host_went():
+    """h1 moves, and the first thing it sends from there is refused (a TCP
+    segment of no session): the move is learned all the same, and so the
+    replies of its live sessions follow it."""
+    lab = Wire(Gateway(make_config()))
+    lab.connect({"s1-eth1": 1, "s1-eth2": 2, "s1-eth3": 3})
+    lab.gateway.switches[1].nat.next_hops.learn(S1.ip, S1.mac, 0.0)
+    lab.send(2, udp_frame(H1_MAC, GW_MAC, H1_IP, 5000, S1.ip, 53))
+    [s] = lab.gateway.switches[1].nat.ct.sessions()
+    reply = udp_frame(S1.mac, GW_MAC, S1.ip, 53, "198.51.100.1", s.external_port)
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst=GW_MAC, src=H1_MAC, ethertype=ether.ETH_TYPE_IP))
+    pkt.add_protocol(ipv4.ipv4(src=H1_IP, dst=S1.ip, proto=inet.IPPROTO_TCP, ttl=64))
+    pkt.add_protocol(tcp.tcp(src_port=6000, dst_port=80, bits=tcp.TCP_ACK))
+    pkt.serialize()
+    assert lab.send(3, bytes(pkt.data)) == []
+    assert lab.gateway.counters.drops["tcp_not_syn"] == 1
+    assert [p for p, _ in lab.send(1, reply)] == [3]

@@ -39,13 +39,14 @@ def lab():
     return wire
 
 
-def open_connection(lab):
+def open_connection(lab, poll: bool = True):
     out = lambda bits: lab.send(H1_PORT, segment(H1.mac, H1.ip, 40000, S1.ip, 80, bits))  # noqa
     back = lambda bits: lab.send(UPLINK, segment(S1.mac, S1.ip, 80, NAT_IP, 40000, bits))  # noqa
     assert [p for p, _ in out(SYN)] == [UPLINK]
     assert [p for p, _ in back(SYN | ACK)] == [H1_PORT]
     assert [p for p, _ in out(ACK)] == [UPLINK]
-    lab.poll_stats()                       # the reply in the counters: established
+    if poll:
+        lab.poll_stats()                   # the reply in the counters: established
     [session] = lab.gateway.switches[1].nat.ct.sessions()
     return session, out, back
 
@@ -99,3 +100,44 @@ def test_watch_packets_count_in_the_session(lab):
     back(FIN | ACK)
     lab.poll_stats()
     assert (session.packets_out, session.packets_in) == (4, 2)
+
+
+def test_a_connection_that_ignores_an_rst_is_established_again(lab):
+    """A forged (or out-of-window) RST closes the session in our eyes, but
+    when both ends go on talking, their packets say it is alive."""
+    session, out, back = open_connection(lab)
+    out(PSH | ACK)                  # sent before the RST, counted after it
+    back(RST)
+    assert session.state.value == "CLOSING" and idle_timeouts(lab, session.id) == {240}
+    back(ACK)
+    lab.poll_stats()
+    assert session.state.value == "CLOSING", "the counters of the RST's poll are its baseline"
+    out(PSH | ACK)
+    lab.poll_stats()
+    assert session.state.value == "CLOSING", "one direction alone proves nothing"
+    back(ACK)
+    lab.poll_stats()
+    assert session.state.value == "ESTABLISHED" and idle_timeouts(lab, session.id) == {7440}
+
+
+def test_a_peer_answering_with_rsts_does_not_revive_the_session(lab):
+    """Data out, RST back for each segment: a dead connection, not a live one."""
+    session, out, back = open_connection(lab)
+    for _ in range(3):
+        out(PSH | ACK)
+        back(RST)
+        lab.poll_stats()
+    assert session.state.value == "CLOSING" and idle_timeouts(lab, session.id) == {240}
+
+
+def test_a_transfer_cut_by_an_rst_before_the_first_poll_stays_closed(lab):
+    """All of it (handshake, data, RST) between two polls: the counters grow
+    both ways, but from before the RST."""
+    session, out, back = open_connection(lab, poll=False)
+    for _ in range(5):
+        out(PSH | ACK)
+        back(ACK)
+    out(RST)
+    for _ in range(3):
+        lab.poll_stats()
+    assert session.state.value == "CLOSING" and idle_timeouts(lab, session.id) == {240}

@@ -1,0 +1,77 @@
+"""TCP state in the switch era: what FIN/RST copies and counters reveal.
+
+Only FIN and RST packets reach the controller (as header copies from the
+watch flows, which forward them in the switch too); everything else the
+gateway learns of a TCP session is its flow counters.  From both, the
+engine's state machine moves the session on, and when its timeout changes
+(established 7440 s, opening/closing 240 s) the session's flows are re-added
+with the new idle timeout.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from conntrack import INBOUND, OUTBOUND, Session, State, TcpFlags
+from ryu_app import flows
+from ryu_app.flow_record import FLAG_DIRECTIONS, FlowRecord
+from ryu_app.flows import CookieKind
+from ryu_app.packet_info import tcp_flags_of
+
+if TYPE_CHECKING:
+    from ryu_app.nat_service import NatService
+
+
+class TcpTracking:
+    """Moves TCP sessions of one NatService through their states."""
+
+    def __init__(self, nat: "NatService") -> None:
+        self.nat = nat
+
+    def flags_seen(self, kind: CookieKind, sid: int, data: bytes, now: float) -> list:
+        """A FIN or RST passed (its headers were copied up): move the TCP state
+        on and, if the timeout changed (closing: transitory), re-add the flows."""
+        session, rec = self.nat.ct.get(sid), self.nat.records.get(sid)
+        flags = tcp_flags_of(data)
+        if session is None or rec is None or flags is None or rec.ending:
+            return []
+        changed = self.nat.ct.observe(session, FLAG_DIRECTIONS[kind], flags, now)
+        if flags & TcpFlags.RST and session.state == State.CLOSING:
+            rec.after_rst = ()    # the baseline is taken at the next poll: the
+                                  # counters now may be an interval old
+        return follow_timeout(rec, changed)
+
+    def counters_seen(self, session: Session, rec: FlowRecord, now: float) -> list:
+        """TCP state the counters reveal.
+
+        A reply to an opening session means the peer's SYN-ACK passed:
+        established (RFC 7857: SYN seen both ways).  Packets without FIN or
+        RST in both directions after an RST (counted from the first poll
+        after it) mean the endpoints ignored it:
+        the session is established again (RFC 6146: a later non-RST packet
+        revives it).  Either way the flows get the established timeout.
+        """
+        ct, changed = self.nat.ct, None
+        if session.state == State.SYN_SENT and session.packets_in > 0:
+            changed = ct.observe(session, INBOUND, TcpFlags.SYN | TcpFlags.ACK, now)
+        elif session.state == State.SYN_RECEIVED and session.packets_out > 0:
+            changed = ct.observe(session, OUTBOUND, TcpFlags.SYN | TcpFlags.ACK, now)
+        elif rec.after_rst is not None:
+            if session.state != State.CLOSING:
+                rec.after_rst = None
+            elif rec.after_rst == ():
+                rec.after_rst = rec.plain_packets()
+            else:
+                (out0, in0), (out1, in1) = rec.after_rst, rec.plain_packets()
+                if out1 > out0 and in1 > in0:
+                    rec.after_rst = None
+                    changed = ct.observe(session, OUTBOUND, TcpFlags.ACK, now)
+        return follow_timeout(rec, changed)
+
+
+def follow_timeout(rec: FlowRecord, changed: float | None) -> list:
+    """Re-add the session's flows when its timeout changed."""
+    if changed is None or int(changed) == rec.path.idle_timeout:
+        return []
+    rec.path = dataclasses.replace(rec.path, idle_timeout=int(changed))
+    return [flows.session_flow(rec.path, k) for k in sorted(rec.installed)]

@@ -1,0 +1,129 @@
+"""Parse frames from the wire with ``ryu.lib.packet``, but only where it is safe.
+
+Ryu's parsers trust the bytes they are given.  Two ways hostile traffic
+exploits that, both closed here before Ryu sees the bytes:
+
+* A TCP option whose length byte is 0 makes Ryu's option loop spin forever,
+  allocating an option object each turn (the controller hangs, then runs out
+  of memory).  One SYN from inside, one FIN to a session or one fragment to
+  the NAT address would do.  TCP options are walked here first.
+* A non-first IPv4 fragment carries no L4 header, but Ryu parses its payload
+  as one anyway.  Fragments are parsed down to IPv4 only.
+
+Also refused: IPv4 headers that are not version 4, shorter than 20 bytes or
+longer than their packet.  Beyond Ethernet only ARP and IPv4 are parsed
+(nothing else is translated).  The result is a normal ``packet.Packet``.
+"""
+from __future__ import annotations
+
+import struct
+
+from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet, tcp, udp
+from ryu.ofproto import ether, inet
+
+_L4 = {inet.IPPROTO_TCP: tcp.tcp, inet.IPPROTO_UDP: udp.udp, inet.IPPROTO_ICMP: icmp.icmp}
+_TCP_EOL, _TCP_NOP = 0, 1
+
+
+class Malformed(ValueError):
+    """The frame cannot be parsed safely; ``str()`` is a short reason."""
+
+
+def parse_frame(data: bytes) -> packet.Packet:
+    """A ``packet.Packet`` of ``data`` (its ``data`` is the original bytes).
+
+    Raises :class:`Malformed` for frames Ryu must not parse.  Truncated
+    frames (the 128-byte copies FIN/RST watches send up) parse as far as
+    they go, like Ryu's own ``Packet`` does.
+    """
+    try:
+        eth, _, rest = ethernet.ethernet.parser(data)
+    except (struct.error, ValueError, TypeError) as exc:
+        raise Malformed("ethernet header") from exc
+    protocols: list = [eth]
+    if eth.ethertype == ether.ETH_TYPE_ARP:
+        protocols += _parse_one(arp.arp, rest, "arp")
+    elif eth.ethertype == ether.ETH_TYPE_IP:
+        protocols += _parse_ipv4(rest)
+    pkt = packet.Packet(protocols=protocols)
+    pkt.data = data
+    return pkt
+
+
+def _parse_ipv4(buf: bytes) -> list:
+    problem = ipv4_problem(buf)
+    if problem:
+        raise Malformed(problem)
+    ip, _, rest = ipv4.ipv4.parser(buf)
+    out: list = [ip]
+    fragment = ip.flags & 0x1 or ip.offset
+    l4 = _L4.get(ip.proto)
+    if fragment or l4 is None:
+        return out + ([rest] if rest else [])
+    if ip.proto == inet.IPPROTO_TCP:
+        problem = tcp_options_problem(rest)
+        if problem:
+            raise Malformed(problem)
+    return out + _parse_one(l4, rest, l4.__name__, tolerate_short=True)
+
+
+def _parse_one(cls, buf: bytes, what: str, tolerate_short: bool = False) -> list:
+    """``cls.parser(buf)``: the header and any payload after it.
+
+    With ``tolerate_short`` a header cut short (a truncated copy) is simply
+    missing from the result, as Ryu's ``Packet`` would leave it out.
+    """
+    try:
+        proto, _, rest = cls.parser(buf)
+    except struct.error as exc:
+        if tolerate_short:
+            return [buf] if buf else []
+        raise Malformed(f"{what} header") from exc
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        raise Malformed(f"{what} header") from exc
+    return [proto] + ([rest] if rest else [])
+
+
+def ipv4_problem(buf: bytes) -> str:
+    """Why an IPv4 header (at the start of ``buf``) must not be parsed, or ""."""
+    if len(buf) < 20:
+        return "ipv4 header truncated"
+    version, ihl = buf[0] >> 4, buf[0] & 0x0F
+    if version != 4:
+        return "ipv4 version"
+    if ihl < 5 or ihl * 4 > len(buf):
+        return "ipv4 header length"
+    total = int.from_bytes(buf[2:4], "big")
+    if total < ihl * 4:
+        return "ipv4 total length"
+    return ""
+
+
+def tcp_options_problem(seg: bytes) -> str:
+    """Why the options of the TCP header at the start of ``seg`` are unsafe, or "".
+
+    Each option other than EOL/NOP needs a length of at least 2 that stays
+    within the header.  A copy cut short in the middle of the options is
+    fine: what is missing cannot make Ryu loop.
+    """
+    if len(seg) < 20:
+        return ""
+    declared = (seg[12] >> 4) * 4
+    if declared < 20:
+        return "tcp data offset"
+    end = min(declared, len(seg))
+    i = 20
+    while i < end:
+        kind = seg[i]
+        if kind == _TCP_EOL:
+            return ""
+        if kind == _TCP_NOP:
+            i += 1
+            continue
+        if i + 1 >= end:
+            return "" if end < declared else "tcp option truncated"
+        length = seg[i + 1]
+        if length < 2 or i + length > declared:
+            return "tcp option length"
+        i += length
+    return ""

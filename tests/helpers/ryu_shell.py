@@ -1,0 +1,63 @@
+"""The real Ryu shell ``SnatApp`` for unit tests, with a fake datapath.
+
+``snat_app()`` builds the app the way ``ryu-manager`` does (options on
+``ryu.cfg.CONF``, Ryu's WSGI application for REST); datapaths here only
+record or forward what the app sends.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+from ryu import cfg as ryu_cfg
+from ryu.app.wsgi import WSGIApplication
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from ryu_app import snat
+
+LAB = {"external_ip": "198.51.100.1/24", "external_port": "s1-eth1",
+       "internal_subnet": "10.0.0.0/24"}
+
+
+class RecordingDatapath:
+    """What the app needs of a datapath: an id, the v1.3 modules, send_msg."""
+
+    ofproto = ofp
+    ofproto_parser = parser
+
+    def __init__(self, dpid: int) -> None:
+        self.id = dpid
+        self.sent: list = []
+
+    def send_msg(self, msg: Any) -> bool:
+        self.sent.append(msg)
+        return True
+
+
+class WireDatapath(RecordingDatapath):
+    """A datapath whose messages reach a :class:`helpers.fake_switch.Wire`."""
+
+    def __init__(self, wire: Any) -> None:
+        super().__init__(wire.switch.dpid)
+        self.wire = wire
+
+    def send_msg(self, msg: Any) -> bool:
+        super().send_msg(msg)
+        self.wire.run([msg])
+        return True
+
+
+@contextlib.contextmanager
+def snat_app(**options: Any) -> Iterator[tuple[snat.SnatApp, WSGIApplication]]:
+    """A SnatApp with ``[nat]`` options (the lab's by default) and its WSGI app."""
+    conf = ryu_cfg.CONF
+    values = {**LAB, **options}
+    for name, value in values.items():
+        conf.set_override(name, value, group="nat")
+    try:
+        wsgi = WSGIApplication()
+        yield snat.SnatApp(wsgi=wsgi), wsgi
+    finally:
+        for name in values:
+            conf.clear_override(name, group="nat")
