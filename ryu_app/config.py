@@ -19,7 +19,7 @@ from typing import Callable
 
 from oslo_config import cfg
 
-from ryu_app.forwards import parse_spec
+from ryu_app.forwards import conflict as forward_conflict, parse_spec
 
 GROUP = "nat"
 DEFAULT_GATEWAY_MAC = "02:53:4e:41:54:01"   # locally administered; "SNAT" in hex
@@ -362,9 +362,9 @@ def load(conf: cfg.ConfigOpts | None = None,
             fwd = parse_spec(spec, internal_subnet, int_gw)
         except ValueError as exc:
             raise ConfigError("forwards", spec, str(exc)) from None
-        if fwd.key in forwards:
-            raise ConfigError("forwards", spec, f"{fwd.protocol} port {fwd.external_port} "
-                              f"is already forwarded to {forwards[fwd.key].internal_ip}")
+        clash = forward_conflict(fwd, forwards.values())
+        if clash:
+            raise ConfigError("forwards", spec, clash)
         forwards[fwd.key] = fwd
 
     return NatConfig(

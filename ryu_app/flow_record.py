@@ -29,9 +29,16 @@ class FlowRecord:
     ending: bool = False
     flag_flows: bool = False      # TCP FIN/RST watch flows are in the switch
     hairpin: bool = False         # one flow back inside (ryu_app.hairpin), not the usual pair
+    # A hairpinned session's flow actions (they rewrite both ends) and the
+    # session of the other inside host, whose flow carries this one's replies.
+    actions: list | None = None
+    peer: int | None = None
     # Flows re-added after idling out that have carried nothing since: they
     # stand in for a quiet direction and prove no activity of their own.
     revived: set = field(default_factory=set)
+    # When a fragment of each direction last passed (the controller forwards
+    # fragments, so the flows' counters never see them).
+    fragments_at: dict = field(default_factory=dict)
     # plain_packets() at the first poll after an RST closed the session (()
     # until then): packets without FIN or RST both ways after that mean the
     # endpoints ignored it (forged, or out of window); FIN/RST packets are
@@ -57,6 +64,13 @@ class FlowRecord:
         """A packet the controller sent itself (packet-out): flow stats miss it."""
         packets, octets = self.base[kind]
         self.base[kind] = (packets + 1, octets + size)
+
+    def active(self, kind: CookieKind, now: float, timeout: float) -> bool:
+        """Traffic of this direction within ``timeout``, as far as the flows
+        tell: it is installed and not a stand-in, or fragments passed."""
+        if now - self.fragments_at.get(kind, float("-inf")) < timeout:
+            return True
+        return kind in self.installed and kind not in self.revived
 
     def plain_packets(self) -> tuple[int, int]:
         """Packets out and in that carried neither FIN nor RST."""

@@ -308,15 +308,23 @@ def tcp_flag_flows(p: SessionPath) -> list[parser.OFPFlowMod]:
     and direction, since a masked match cannot say "FIN or RST".  No idle
     timeout: they are deleted with the session.
     """
+    return (tcp_watch_flows(CookieKind.FLAGS_OUT, p.session_id, forward_match(p),
+                            forward_actions(p))
+            + tcp_watch_flows(CookieKind.FLAGS_IN, p.session_id, reverse_match(p),
+                              reverse_actions(p)))
+
+
+def tcp_watch_flows(kind: CookieKind, session_id: int, match: parser.OFPMatch,
+                    actions: list) -> list[parser.OFPFlowMod]:
+    """One direction's FIN and RST watches: ``match`` plus the flag, the
+    direction's own ``actions`` plus a header copy to the controller."""
+    copy = parser.OFPActionOutput(ofp.OFPP_CONTROLLER, FLAG_COPY_BYTES)
     msgs = []
-    for kind, match, actions in ((CookieKind.FLAGS_OUT, forward_match(p), forward_actions(p)),
-                                 (CookieKind.FLAGS_IN, reverse_match(p), reverse_actions(p))):
-        copy = parser.OFPActionOutput(ofp.OFPP_CONTROLLER, FLAG_COPY_BYTES)
-        for flag in (TCP_FIN, TCP_RST):
-            fields = dict(match.items())
-            fields["tcp_flags"] = (flag, flag)
-            msgs.append(flow_add(make_cookie(kind, p.session_id), Priority.TCP_FLAGS,
-                                 parser.OFPMatch(**fields), actions + [copy]))
+    for flag in (TCP_FIN, TCP_RST):
+        fields = dict(match.items())
+        fields["tcp_flags"] = (flag, flag)
+        msgs.append(flow_add(make_cookie(kind, session_id), Priority.TCP_FLAGS,
+                             parser.OFPMatch(**fields), list(actions) + [copy]))
     return msgs
 
 

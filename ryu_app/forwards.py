@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}
 _SPEC = re.compile(r"\s*(tcp|udp):(\d+)=(\d+\.\d+\.\d+\.\d+):(\d+)\s*", re.I)
@@ -29,6 +29,11 @@ class Forward:
     @property
     def key(self) -> tuple[str, int]:
         return self.protocol, self.external_port
+
+    @property
+    def inside(self) -> tuple[str, str, int]:
+        """The inside endpoint: under EIM it has one external port only."""
+        return self.protocol, self.internal_ip, self.internal_port
 
     def as_dict(self) -> dict[str, Any]:
         return {"protocol": self.protocol, "external_port": self.external_port,
@@ -82,3 +87,20 @@ def from_json(body: Any, inside: ipaddress.IPv4Network,
     if unknown:
         raise ValueError(f"unknown field(s): {', '.join(unknown)}")
     return make_forward(*(body[f] for f in fields), inside, gateway)
+
+
+def conflict(fwd: Forward, existing: Iterable[Forward]) -> str:
+    """Why ``fwd`` cannot join ``existing`` forwards, or "".
+
+    An external port forwards to one inside endpoint, and an inside endpoint
+    is reached through one external port (endpoint-independent mapping: the
+    endpoint's own traffic leaves from that port).
+    """
+    for other in existing:
+        if other.key == fwd.key:
+            return (f"{fwd.protocol} port {fwd.external_port} is already forwarded "
+                    f"to {other.internal_ip}:{other.internal_port}")
+        if other.inside == fwd.inside:
+            return (f"{fwd.internal_ip}:{fwd.internal_port} ({fwd.protocol}) is already "
+                    f"forwarded from port {other.external_port}")
+    return ""

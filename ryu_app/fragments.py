@@ -3,11 +3,18 @@
 Only a datagram's first fragment carries its ports, so no flow can translate
 the rest: a switch rule above the session flows sends every fragment (from
 inside, or from outside to the NAT address) here.  The first fragment finds
-(or makes, outbound) the session and fixes the L4 checksum incrementally for
-the whole datagram; later fragments, matched by (addresses, protocol, IP id),
-only get their address rewritten.  Fragments that come before their first
-wait, bounded per datagram, in total and in time.  A flood of bogus fragments
-costs only this bounded table: unfragmented traffic stays on the switch flows.
+(or makes: outbound, or inbound through a forward or EIF/ADF filtering) the
+session and fixes the L4 checksum incrementally for the whole datagram;
+later fragments, matched by (addresses, protocol, IP id), only get their
+address rewritten.  Each translated fragment refreshes its session, and
+counts as traffic of its direction when a session flow idles out.
+
+Hostile fragments cost only a bounded table: a first fragment too short to
+hold its whole L4 header, and TCP fragments at offset 8, are dropped (RFC
+1858); fragments that come before their first wait, at most 64 per datagram,
+2048 in all, 64 datagrams per source, for 5 s; when the table is full the
+oldest datagram still waiting for its first fragment makes room.
+Unfragmented traffic never comes here: it stays on the switch flows.
 """
 from __future__ import annotations
 
@@ -19,39 +26,56 @@ from typing import TYPE_CHECKING
 
 from ryu.lib import addrconv
 
-from conntrack import Session
+from conntrack import INBOUND, OUTBOUND, Refused, Session
 from ryu_app import flows
 from ryu_app.flows import CookieKind
 from ryu_app.inet_checksum import adjust, refresh
 from ryu_app.packet_info import ICMP, TCP, UDP, PacketInfo
+from ryu_app.wire import ipv4_problem
 
 if TYPE_CHECKING:
     from ryu_app.nat_service import NatService
 
 ETH, TIMEOUT = 14, 5.0
-MAX_DATAGRAMS, MAX_HELD_EACH, MAX_HELD = 1024, 64, 2048
+MAX_DATAGRAMS, MAX_HELD_EACH, MAX_HELD, MAX_PER_SOURCE = 1024, 64, 2048, 64
 ECHO_REQUEST, ECHO_REPLY = 8, 0
 # Offsets in the L4 header: (source port/id, destination port/id, checksum).
 _L4 = {TCP: (0, 2, 16), UDP: (0, 2, 6), ICMP: (4, 4, 2)}
+_L4_MIN = {TCP: 20, UDP: 8, ICMP: 8}
 
 
 @dataclass
 class _Datagram:
     since: float
+    source: tuple
     sid: int | None = None
     held: list[bytes] = field(default_factory=list)
 
 
-def _header(data: bytes) -> tuple[int, int, int, int, str, str] | None:
-    """(ihl, offset, ident, protocol, src, dst) of an IPv4 frame, or None."""
-    if len(data) < ETH + 20 or data[ETH] >> 4 != 4:
-        return None
+@dataclass(frozen=True)
+class _Fragment:
+    """One fragment, trimmed to its IP packet (no Ethernet padding)."""
+
+    frame: bytes
+    ihl: int
+    offset: int
+    ident: int
+    proto: int
+    src: str
+    dst: str
+
+
+def _parse(data: bytes) -> _Fragment | str:
+    problem = ipv4_problem(data[ETH:])
+    if problem:
+        return "malformed"
     ihl = (data[ETH] & 0x0F) * 4
-    if ihl < 20 or len(data) < ETH + ihl:
-        return None
-    ident, frag = struct.unpack_from("!HH", data, ETH + 4)
+    total, ident, frag = struct.unpack_from("!HHH", data, ETH + 2)
+    if ETH + total > len(data):
+        return "malformed"                     # cut short: nothing to forward whole
     src, dst = (socket.inet_ntoa(data[ETH + 12 + i:ETH + 16 + i]) for i in (0, 4))
-    return ihl, (frag & 0x1FFF) * 8, ident, data[ETH + 9], src, dst
+    return _Fragment(bytes(data[:ETH + total]), ihl, (frag & 0x1FFF) * 8, ident,
+                     data[ETH + 9], src, dst)
 
 
 class Fragments:
@@ -60,51 +84,81 @@ class Fragments:
     def __init__(self, nat: "NatService") -> None:
         self.nat = nat
         self.table: OrderedDict[tuple, _Datagram] = OrderedDict()
+        self.waiting: OrderedDict[tuple, None] = OrderedDict()   # datagrams without a first
+        self.per_source: dict[tuple, int] = {}
         self.held = 0
 
     def packet(self, in_port: int, eth_src: str, data: bytes, outside: bool, now: float) -> list:
         nat = self.nat
-        head = _header(data)
-        if head is None:
-            return nat._drop("malformed")
-        ihl, offset, ident, proto, src, dst = head
-        if proto not in _L4:
+        frag = _parse(data)
+        if isinstance(frag, str):
+            return nat._drop(frag)
+        if frag.proto not in _L4:
             return nat._drop("unsupported_protocol")
-        key = (outside, src, dst, proto, ident)
+        if frag.proto == TCP and frag.offset == 8:
+            return nat._drop("fragment_tiny")     # RFC 1858: would rewrite TCP flags
+        key = (outside, frag.src, frag.dst, frag.proto, frag.ident)
         dgram = self.table.get(key)
-        if offset == 0:
-            session, msgs = self._session(in_port, eth_src, data, ihl, proto, src, dst,
-                                          outside, now)
-            if session is None:
-                return msgs
-            if dgram is None:
-                dgram = self._new(key, now)
-            if dgram is not None:
-                dgram.sid = session.id
-            out = msgs + self._translate(session, data, ihl, proto, outside, first=True)
-            if dgram is not None:
-                for frag in dgram.held:
-                    out += self._translate(session, frag, ihl, proto, outside, first=False)
-                self.held -= len(dgram.held)
-                dgram.held = []
-            return out
+        if frag.offset == 0:
+            return self._first(key, dgram, in_port, eth_src, frag, outside, now)
         if dgram is not None and dgram.sid is not None:
             session = nat.ct.get(dgram.sid)
             if session is None:
                 return nat._drop("fragment_no_session")
-            return self._translate(session, data, ihl, proto, outside, first=False)
-        dgram = dgram or self._new(key, now)
+            return self._translate(session, frag, outside, first=False, now=now)
+        dgram = dgram or self._new(key, (outside, frag.src), now)
         if dgram is None or len(dgram.held) >= MAX_HELD_EACH or self.held >= MAX_HELD:
             return nat._drop("fragment_queue_full")
-        dgram.held.append(data)       # before its first fragment: wait for it
+        dgram.held.append(frag.frame)    # before its first fragment: wait for it
         self.held += 1
         return []
 
-    def _new(self, key: tuple, now: float) -> _Datagram | None:
-        if len(self.table) >= MAX_DATAGRAMS:
+    def _first(self, key: tuple, dgram: _Datagram | None, in_port: int, eth_src: str,
+               frag: _Fragment, outside: bool, now: float) -> list:
+        session, msgs = self._session(in_port, eth_src, frag, outside, now)
+        if session is None:
+            return msgs
+        if dgram is None:
+            dgram = self._new(key, (outside, frag.src), now)
+        out = msgs + self._translate(session, frag, outside, first=True, now=now)
+        if dgram is not None:
+            dgram.sid = session.id
+            self.waiting.pop(key, None)
+            for held in dgram.held:
+                out += self._translate(session, _parse(held), outside, first=False, now=now)
+            self.held -= len(dgram.held)
+            dgram.held = []
+        return out
+
+    def _new(self, key: tuple, source: tuple, now: float) -> _Datagram | None:
+        if self.per_source.get(source, 0) >= MAX_PER_SOURCE:
             return None
-        dgram = self.table[key] = _Datagram(now)
+        if len(self.table) >= MAX_DATAGRAMS and not self._evict_waiting():
+            return None
+        dgram = self.table[key] = _Datagram(now, source)
+        self.waiting[key] = None
+        self.per_source[source] = self.per_source.get(source, 0) + 1
         return dgram
+
+    def _evict_waiting(self) -> bool:
+        """Make room: drop the oldest datagram whose first fragment never came."""
+        if not self.waiting:
+            return False
+        key, _ = self.waiting.popitem(last=False)
+        self._forget(key, "fragment_evicted")
+        return True
+
+    def _forget(self, key: tuple, reason: str) -> None:
+        dgram = self.table.pop(key)
+        self.waiting.pop(key, None)
+        left = self.per_source[dgram.source] - 1
+        if left:
+            self.per_source[dgram.source] = left
+        else:
+            del self.per_source[dgram.source]
+        self.held -= len(dgram.held)
+        for _ in dgram.held:
+            self.nat._drop(reason)
 
     def tick(self, now: float) -> None:
         """Forget datagrams older than TIMEOUT; count fragments that never matched."""
@@ -112,49 +166,66 @@ class Fragments:
             key, dgram = next(iter(self.table.items()))
             if now - dgram.since < TIMEOUT:
                 break
-            del self.table[key]
-            if dgram.held:
-                self.held -= len(dgram.held)
-                for _ in dgram.held:
-                    self.nat._drop("fragment_timeout")
+            self._forget(key, "fragment_timeout")
 
-    def _session(self, in_port: int, eth_src: str, data: bytes, ihl: int, proto: int,
-                 src: str, dst: str, outside: bool, now: float) -> tuple[Session | None, list]:
-        nat, l4 = self.nat, ETH + ihl
-        if len(data) < l4 + 8:
-            return None, nat._drop("malformed")
+    def _session(self, in_port: int, eth_src: str, frag: _Fragment, outside: bool,
+                 now: float) -> tuple[Session | None, list]:
+        nat, data, proto, l4 = self.nat, frag.frame, frag.proto, ETH + frag.ihl
+        need = _L4_MIN[proto] if proto != TCP or len(data) < l4 + 13 else \
+            max(20, (data[l4 + 12] >> 4) * 4)
+        if len(data) < l4 + need:
+            return None, nat._drop("fragment_tiny")   # RFC 1858: the whole header, or nothing
         if proto == ICMP:
-            kind = ECHO_REPLY if outside else ECHO_REQUEST
-            if data[l4] != kind:
+            if data[l4] != (ECHO_REPLY if outside else ECHO_REQUEST):
                 return None, nat._drop("icmp_unsupported")
             sport = dport = struct.unpack_from("!H", data, l4 + 4)[0]
         else:
             sport, dport = struct.unpack_from("!HH", data, l4)
-        if outside:
-            session = nat.ct.lookup_inbound(proto, src, 0 if proto == ICMP else sport, dst, dport)
-            if session is None:
-                return None, nat._drop("fragment_no_session")
-            return session, []
         flags = data[l4 + 13] if proto == TCP else 0
-        info = PacketInfo(proto, src, dst, sport, dport, data[ETH + 8], flags,
+        if outside:
+            return self._inbound_session(eth_src, frag, sport, dport, flags, now)
+        info = PacketInfo(proto, frag.src, frag.dst, sport, dport, data[ETH + 8], flags,
                           ECHO_REQUEST if proto == ICMP else -1)
         session, msgs = nat.outbound_session(in_port, eth_src, info, data, now)
         if session is None:
             return None, msgs
-        hop = nat.next_hop(dst)
-        mac = nat.next_hops.lookup(hop, now)
+        mac = nat.next_hop_mac(session, now)
         if mac is None:
             nat._drop("next_hop_unresolved")
-            return None, msgs + [nat._arp_request(hop)]
+            return None, msgs + [nat._arp_request(nat.next_hop(frag.dst))]
         if proto != ICMP:
             msgs += nat._ensure_flows(session, mac)   # for the datagram's unfragmented kin
         return session, msgs
 
-    def _translate(self, session: Session, data: bytes, ihl: int, proto: int, outside: bool,
-                   first: bool) -> list:
+    def _inbound_session(self, eth_src: str, frag: _Fragment, sport: int, dport: int,
+                         flags: int, now: float) -> tuple[Session | None, list]:
+        """The session of an inbound first fragment: an existing one, or one
+        that a forward or the filtering mode lets in, as for whole packets."""
+        nat, proto = self.nat, frag.proto
+        session = nat.ct.lookup_inbound(proto, frag.src, 0 if proto == ICMP else sport,
+                                        frag.dst, dport)
+        if session is not None:
+            return session, []
+        if proto == ICMP or nat.ct.mapping_of_port(proto, dport) is None:
+            return None, nat._drop("fragment_no_session")
+        try:
+            session = nat.ct.accept_inbound(proto, frag.src, sport, frag.dst, dport, now, flags)
+        except Refused as refused:
+            return None, nat._drop(f"inbound_{refused.reason.value}")
+        hop = nat.next_hop(frag.src)
+        if hop is not None:
+            nat.next_hops.learn(hop, eth_src, now)
+        if nat.hosts.get(str(session.inside_ip)) is None:
+            # Ask for the host; the sender's next datagram gets through.
+            nat._drop("inbound_unresolved")
+            return None, [nat.inbound.arp_request(str(session.inside_ip))]
+        return session, nat._ensure_flows(session, eth_src)
+
+    def _translate(self, session: Session, frag: _Fragment, outside: bool, first: bool,
+                   now: float) -> list:
         """Rewrite one fragment: address (and, in the first, port and checksum)."""
-        nat = self.nat
-        buf, ip, l4 = bytearray(data), ETH, ETH + ihl
+        nat, proto = self.nat, frag.proto
+        buf, ip, l4 = bytearray(frag.frame), ETH, ETH + frag.ihl
         if buf[ip + 8] <= 1:
             return nat._drop("ttl_expired")
         if outside:
@@ -164,8 +235,8 @@ class Fragments:
             addr_at, port_off, new_port = ip + 16, _L4[proto][1], session.inside_port
             new_addr, mac, port = socket.inet_aton(str(session.inside_ip)), host.mac, host.port
         else:
-            mac = nat.next_hops.lookup(nat.next_hop(str(session.remote_ip)) or "", 0.0) or ""
-            if not mac:
+            mac = nat.next_hop_mac(session, now)
+            if mac is None:
                 return nat._drop("next_hop_unresolved")
             addr_at, port_off, new_port = ip + 12, _L4[proto][0], session.external_port
             new_addr, port = socket.inet_aton(str(session.external_ip)), nat.uplink
@@ -184,8 +255,15 @@ class Fragments:
         refresh(buf, ip + 10, ip, l4)
         buf[0:6] = addrconv.mac.text_to_bin(mac)
         buf[6:12] = addrconv.mac.text_to_bin(nat.config.gateway_mac)
-        rec = nat.records.get(session.id)
-        if rec is not None:
-            rec.count_sent(CookieKind.SESSION_IN if outside else CookieKind.SESSION_OUT, len(buf))
+        self._seen(session, outside, len(buf), now)
         return [flows.packet_out(port, bytes(buf))]
 
+    def _seen(self, session: Session, outside: bool, size: int, now: float) -> None:
+        """A fragment of ``session`` passed: it counts, refreshes the session
+        (RFC 4787 REQ-6) and keeps its direction's flow alive when it idles."""
+        kind = CookieKind.SESSION_IN if outside else CookieKind.SESSION_OUT
+        self.nat.ct.touch(session, INBOUND if outside else OUTBOUND, now)
+        rec = self.nat.records.get(session.id)
+        if rec is not None:
+            rec.count_sent(kind, size)
+            rec.fragments_at[kind] = now

@@ -19,6 +19,7 @@ from ryu_app import flows, replies, wire
 from ryu_app.config import NatConfig
 from ryu_app.counters import GatewayCounters
 from ryu_app.forwards import Forward
+from ryu_app.icmp_errors import ERROR_TYPES
 from ryu_app.nat_service import NatService
 from ryu_app.packet_info import classify
 
@@ -103,7 +104,7 @@ class Gateway:
             state.nat = NatService(cfg, self.counters, up)
             for fwd in self.forwards.values():
                 if fwd not in cfg.forwards:
-                    state.nat.inbound.add_forward(fwd)   # added over REST earlier
+                    state.nat.install_forward(fwd)   # added over REST earlier
         self._update_inside_ports(state)
         rules = [
             flows.arp_to_controller(flows.InfraRule.ARP_OUTSIDE, up, cfg.external_address),
@@ -256,8 +257,11 @@ class Gateway:
                 self.counters.drop("malformed")
                 return []
             if req.type != icmp.ICMP_ECHO_REQUEST or not isinstance(req.data, icmp.echo):
-                if outside and state.nat is not None:   # echo replies, errors
+                if state.nat is not None and outside:   # echo replies, errors
                     return state.nat.from_outside(eth.src, classify(pkt, ip), data, now)
+                if state.nat is not None and req.type in ERROR_TYPES:
+                    # an inside host's error about a hairpinned packet
+                    return state.nat.from_inside(in_port, eth.src, classify(pkt, ip), data, now)
                 self.counters.drop("icmp_to_gateway_not_echo")
                 return []
             if not self._source_plausible(ip.src, outside):

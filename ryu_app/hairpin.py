@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from conntrack import Refused, Session
@@ -74,11 +73,15 @@ class Hairpin:
                          nat.config.gateway_mac, nat._external)
         back = _actions(target.external_port, sender, target.external_port, a.mac, a.port,
                         nat.config.gateway_mac, nat._external)
-        msgs = self._flow(sender, there, a.mac, now) + self._flow(target, back, b.mac, now)
+        msgs = (self._flow(sender, there, a.mac, target.id)
+                + self._flow(target, back, b.mac, sender.id))
+        nat.records[sender.id].count_sent(CookieKind.SESSION_OUT, len(data))
         return msgs + [flows.packet_out_actions(there, data)]
 
-    def _flow(self, session: Session, actions: list, next_mac: str, now: float) -> list:
-        """The one flow of ``session`` (its forward direction), once."""
+    def _flow(self, session: Session, actions: list, next_mac: str, peer: int) -> list:
+        """The one flow of ``session`` (its forward direction), once; for TCP
+        also its FIN/RST watches, so the pair's state (and timeouts) follow
+        the connection as for any other TCP session."""
         nat = self.nat
         rec = nat.records.get(session.id)
         if rec is not None and CookieKind.SESSION_OUT in rec.installed:
@@ -87,7 +90,10 @@ class Hairpin:
         if rec is None:
             rec = nat.records[session.id] = FlowRecord(path)
         rec.path, rec.installed, rec.ending = path, {CookieKind.SESSION_OUT}, False
-        rec.hairpin = True
-        return [flows.flow_add(flows.make_cookie(CookieKind.SESSION_OUT, session.id),
-                               flows.Priority.SESSION, flows.forward_match(path), actions,
-                               int(session.timeout), ofp.OFPFF_SEND_FLOW_REM)]
+        rec.hairpin, rec.actions, rec.peer = True, actions, peer
+        msgs = [nat.flow_of(rec, CookieKind.SESSION_OUT)]
+        if session.protocol == 6 and not rec.flag_flows:
+            rec.flag_flows = True
+            msgs += flows.tcp_watch_flows(CookieKind.FLAGS_OUT, session.id,
+                                          flows.forward_match(path), actions)
+        return msgs

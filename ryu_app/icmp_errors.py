@@ -70,18 +70,13 @@ def translate_inbound_error(data: bytes, *, nat_ip: str, gateway_mac: str, looku
     inside, new_port = session.inside_ip.packed, session.inside_port
 
     # Embedded packet: L4 checksum first (it needs the old address), then fields.
-    old_addr = bytes(frame[inner_off + 12:inner_off + 16])
     if proto == ICMP:
         adjust(frame, l4_off + 2, struct.pack("!H", eport), struct.pack("!H", new_port))
         struct.pack_into("!H", frame, l4_off + 4, new_port)
+        frame[inner_off + 12:inner_off + 16] = inside
+        refresh(frame, inner_off + 10, inner_off, l4_off)
     else:
-        csum_at = l4_off + (16 if proto == TCP else 6)
-        if csum_at + 2 <= len(frame) and (proto == TCP or frame[csum_at:csum_at + 2] != b"\0\0"):
-            adjust(frame, csum_at, old_addr + struct.pack("!H", eport),
-                    inside + struct.pack("!H", new_port), udp=proto == UDP)
-        struct.pack_into("!H", frame, l4_off, new_port)
-    frame[inner_off + 12:inner_off + 16] = inside
-    refresh(frame, inner_off + 10, inner_off, l4_off)
+        _rewrite_quote(frame, inner_off, l4_off, proto, 12, 0, inside, new_port)
 
     # Outer headers.
     frame[0:6] = addrconv.mac.text_to_bin(mac)
@@ -93,8 +88,80 @@ def translate_inbound_error(data: bytes, *, nat_ip: str, gateway_mac: str, looku
     return bytes(frame), port
 
 
+#: (protocol, inside ip, inside port, remote ip, remote port) -> session or None.
+OutLookup = Callable[[int, str, int, str, int], Optional[Session]]
+
+
+def translate_outbound_error(data: bytes, *, nat_ip: str,
+                             lookup: OutLookup) -> tuple[bytearray, Session] | str:
+    """An inside host's ICMP error about a packet it got through the NAT
+    (RFC 5508 REQ-5): the frame with the quote and the outer source
+    translated (MACs left for the caller), and its session; or a drop reason.
+
+    The quoted packet is what the host received: remote -> inside ip:port.
+    It becomes what the remote sent, remote -> NAT address:external port;
+    the outer source becomes the NAT address, TTL - 1.  The outer
+    destination stays: the remote, or the NAT address itself when the packet
+    was hairpinned (the caller then translates it once more, inbound).
+    """
+    nat = ipaddress.IPv4Address(nat_ip)
+    try:
+        parsed = _parse_error(data)
+    except (struct.error, ValueError, IndexError):
+        return "malformed"
+    if isinstance(parsed, str):
+        return parsed
+    frame, ip_off, icmp_off, inner_off, l4_off, proto = parsed
+    inside = bytes(frame[ip_off + 12:ip_off + 16])
+    if frame[inner_off + 16:inner_off + 20] != inside:
+        return "icmp_error_not_ours"         # not about a packet this host received
+    if proto not in (TCP, UDP):
+        return "icmp_error_no_session"       # only TCP/UDP come in to inside hosts
+    remote = _ntoa(frame[inner_off + 12:inner_off + 16])
+    rport, iport = struct.unpack_from("!HH", frame, l4_off)
+    session = lookup(proto, _ntoa(inside), iport, remote, rport)
+    if session is None:
+        return "icmp_error_no_session"
+    _rewrite_quote(frame, inner_off, l4_off, proto, 16, 2, nat.packed, session.external_port)
+    frame[ip_off + 8] -= 1
+    frame[ip_off + 12:ip_off + 16] = nat.packed
+    refresh(frame, ip_off + 10, ip_off, icmp_off)
+    refresh(frame, icmp_off + 2, icmp_off, len(frame))
+    return frame, session
+
+
+def _rewrite_quote(frame: bytearray, inner_off: int, l4_off: int, proto: int, addr_at: int,
+                   port_at: int, new_addr: bytes, new_port: int) -> None:
+    """Put ``new_addr:new_port`` into one side of the quoted TCP/UDP packet
+    (``addr_at``/``port_at``: offsets in its IP/L4 header), fixing its
+    checksums; a quote too short for the L4 checksum only loses that."""
+    old_addr = bytes(frame[inner_off + addr_at:inner_off + addr_at + 4])
+    old_port = bytes(frame[l4_off + port_at:l4_off + port_at + 2])
+    csum_at = l4_off + (16 if proto == TCP else 6)
+    if csum_at + 2 <= len(frame) and (proto == TCP or frame[csum_at:csum_at + 2] != b"\0\0"):
+        adjust(frame, csum_at, old_addr + old_port, new_addr + struct.pack("!H", new_port),
+               udp=proto == UDP)
+    struct.pack_into("!H", frame, l4_off + port_at, new_port)
+    frame[inner_off + addr_at:inner_off + addr_at + 4] = new_addr
+    refresh(frame, inner_off + 10, inner_off, l4_off)
+
+
 def _parse(data: bytes, nat: bytes) -> tuple[bytearray, int, int, int, int, int] | str:
-    """Check the frame; (frame trimmed to the IP packet, offsets..., embedded protocol)."""
+    """An inbound error: to ``nat``, quoting a packet we sent from ``nat``."""
+    parsed = _parse_error(data)
+    if isinstance(parsed, str):
+        return parsed
+    frame, ip_off, icmp_off, inner_off, l4_off, proto = parsed
+    if frame[ip_off + 16:ip_off + 20] != nat or frame[inner_off + 12:inner_off + 16] != nat:
+        return "icmp_error_not_ours"
+    if proto == ICMP and frame[l4_off] != ECHO_REQUEST:
+        return "icmp_error_no_session"       # we only ever send echo requests out
+    return parsed
+
+
+def _parse_error(data: bytes) -> tuple[bytearray, int, int, int, int, int] | str:
+    """Check an ICMP error frame and what it quotes; (frame trimmed to the IP
+    packet, offsets of outer IP, ICMP, quoted IP and quoted L4, quoted protocol)."""
     if len(data) < ETH_LEN + 20 or struct.unpack_from("!H", data, 12)[0] != ETH_TYPE_IP:
         return "malformed"
     ip_off = ETH_LEN
@@ -108,7 +175,7 @@ def _parse(data: bytes, nat: bytes) -> tuple[bytearray, int, int, int, int, int]
         return "malformed"
     if struct.unpack_from("!H", frame, ip_off + 6)[0] & 0x3FFF:   # MF or offset
         return "fragment"
-    if frame[ip_off + 9] != ICMP or frame[ip_off + 16:ip_off + 20] != nat:
+    if frame[ip_off + 9] != ICMP:
         return "icmp_error_not_ours"
     if len(frame) < icmp_off + 8:
         return "malformed"
@@ -125,13 +192,11 @@ def _parse(data: bytes, nat: bytes) -> tuple[bytearray, int, int, int, int, int]
     l4_off = inner_off + inner_ihl
     if frame[inner_off] >> 4 != 4 or inner_ihl < 20 or len(frame) < l4_off + 8:
         return "malformed"
-    if frame[inner_off + 12:inner_off + 16] != nat:
-        return "icmp_error_not_ours"
     proto = frame[inner_off + 9]
     if struct.unpack_from("!H", frame, inner_off + 6)[0] & 0x1FFF:   # no L4 header quoted
         return "icmp_error_no_session"
-    if proto not in (TCP, UDP, ICMP) or (proto == ICMP and frame[l4_off] != ECHO_REQUEST):
-        return "icmp_error_no_session"       # we only ever send echo requests out
+    if proto not in (TCP, UDP, ICMP):
+        return "icmp_error_no_session"
     return frame, ip_off, icmp_off, inner_off, l4_off, proto
 
 

@@ -5,10 +5,13 @@
 * Destination Unreachable 3/13 (administratively prohibited) when a session
   cannot be made, so the application fails fast (RFC 5508 REQ-8).
 * ICMP errors from outside about a session, translated back to the inside
-  host (RFC 5508 REQ-4/5/10; :mod:`ryu_app.icmp_errors`).
+  host, and inside hosts' errors about what reached them through the NAT,
+  translated for the remote, or for another inside host when the packet was
+  hairpinned (RFC 5508 REQ-4/5/7/10; :mod:`ryu_app.icmp_errors`).
 
-The gateway's own errors share one token bucket: they must never become a
-flood themselves.
+The gateway's own errors are rate-limited per inside host (10/s, bursts of
+20) and in all (100/s): they must never become a flood themselves, and one
+busy host cannot use up the others' notices.
 """
 from __future__ import annotations
 
@@ -16,10 +19,13 @@ from typing import TYPE_CHECKING
 
 from ryu.lib.packet import ethernet
 
-from conntrack import INBOUND
+from ryu.lib import addrconv
+
+from conntrack import INBOUND, OUTBOUND
 from ryu_app import flows, replies
-from ryu_app.icmp_errors import translate_inbound_error
-from ryu_app.ratelimit import TokenBucket
+from ryu_app.icmp_errors import translate_inbound_error, translate_outbound_error
+from ryu_app.packet_info import PacketInfo
+from ryu_app.ratelimit import PerKeyBuckets
 
 if TYPE_CHECKING:
     from ryu_app.nat_service import NatService
@@ -30,12 +36,14 @@ ADMIN_PROHIBITED = 13   # ICMP 3/13: communication administratively prohibited
 class IcmpSignals:
     """ICMP errors of one NatService, sent and translated."""
 
-    def __init__(self, nat: "NatService", rate: float = 10, burst: float = 20) -> None:
+    def __init__(self, nat: "NatService", rate: float = 10, burst: float = 20,
+                 total_rate: float = 100, total_burst: float = 200) -> None:
         self.nat = nat
-        self.bucket = TokenBucket(rate=rate, burst=burst)
+        self.buckets = PerKeyBuckets(rate, burst, total_rate, total_burst)
 
-    def _allowed(self, now: float) -> bool:
-        if self.bucket.take(now):
+    def _allowed(self, data: bytes, now: float) -> bool:
+        """May the gateway answer the inside host that sent ``data`` now?"""
+        if self.buckets.take(bytes(data[26:30]), now):    # its IPv4 source address
             return True
         self.nat.counters.drop("icmp_error_rate_limited")
         return False
@@ -43,7 +51,7 @@ class IcmpSignals:
     def ttl_expired(self, in_port: int, eth_src: str, data: bytes, now: float) -> list:
         """ICMP 11/0 from the inside gateway address: we are a router hop."""
         self.nat._drop("ttl_expired")
-        if not self._allowed(now):
+        if not self._allowed(data, now):
             return []
         cfg = self.nat.config
         frame = replies.time_exceeded(ethernet.ethernet(src=eth_src), data[14:],
@@ -52,7 +60,7 @@ class IcmpSignals:
 
     def prohibited(self, in_port: int, eth_src: str, data: bytes, now: float) -> list:
         """ICMP 3/13 to an inside host whose new session was refused."""
-        if not self._allowed(now):
+        if not self._allowed(data, now):
             return []
         cfg = self.nat.config
         frame = replies.dest_unreachable(ethernet.ethernet(src=eth_src), data[14:],
@@ -75,3 +83,30 @@ class IcmpSignals:
         frame, port = result
         nat.counters.icmp_errors_translated += 1
         return [flows.packet_out(port, frame)]
+
+    def outbound_error(self, in_port: int, eth_src: str, info: PacketInfo, data: bytes,
+                       now: float) -> list:
+        """An inside host's ICMP error about a packet that came in through the
+        NAT (a forward, an inbound session, a hairpin): revert the quote and
+        the outer source, send it to the remote, or (hairpinned) on to the
+        inside host behind the other mapping.  Nothing is refreshed."""
+        nat = self.nat
+        host = nat.hosts.get(info.src)
+        if host is None or (host.mac, host.port) != (eth_src, in_port):
+            return nat._drop("spoofed_source")    # errors could abort others' sessions
+        result = translate_outbound_error(
+            data, nat_ip=nat._external,
+            lookup=lambda proto, iip, iport, rip, rport:
+                nat.ct.lookup_embedded(OUTBOUND, proto, rip, rport, iip, iport))
+        if isinstance(result, str):
+            return nat._drop(result)
+        frame, session = result
+        if info.dst == nat._external:             # hairpinned: in again, to the other host
+            return self.inbound_error(bytes(frame))
+        mac = nat.next_hop_mac(session, now)
+        if mac is None:
+            return nat._drop("next_hop_unresolved")
+        frame[0:6] = addrconv.mac.text_to_bin(mac)
+        frame[6:12] = addrconv.mac.text_to_bin(nat.config.gateway_mac)
+        nat.counters.icmp_errors_translated += 1
+        return [flows.packet_out(nat.uplink, bytes(frame))]

@@ -40,11 +40,12 @@ from ryu_app.engine import make_engine
 from ryu_app.flow_record import COUNTED_KINDS, OTHER_FLOW, FlowRecord
 from ryu_app.mapping_log import log_event
 from ryu_app.flows import CookieKind, SessionPath
+from ryu_app.forwards import Forward
+from ryu_app.icmp_errors import ERROR_TYPES
 from ryu_app.neighbors import InsideHosts, NextHops
 from ryu_app.packet_info import ICMP, PacketInfo
 
 LOG = logging.getLogger(__name__)
-ICMP_ERRORS = (3, 11, 12)   # Destination Unreachable, Time Exceeded, Parameter Problem
 _NOT_UNICAST = [ipaddress.IPv4Network(n) for n in
                 ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4")]
 
@@ -76,7 +77,19 @@ class NatService:
         self.hairpin = Hairpin(self)
         self.fragments = Fragments(self)
         for fwd in config.forwards:
-            self.inbound.add_forward(fwd)   # probe flows go in with the gateway rules
+            self.install_forward(fwd)       # probe flows go in with the gateway rules
+
+    def install_forward(self, fwd: Forward) -> bool:
+        """A forward known before this switch came (config or REST).  One the
+        engine refuses is logged and counted, never a reason to fail the
+        switch: every other rule still goes in."""
+        try:
+            self.inbound.add_forward(fwd)
+        except (Refused, ValueError) as why:
+            LOG.error("forward %s not installed: %s", fwd, why)
+            self.counters.drop("forward_refused")
+            return False
+        return True
 
     # -- packets from inside ------------------------------------------------------
     def from_inside(self, in_port: int, eth_src: str, info: PacketInfo | str,
@@ -84,6 +97,8 @@ class NatService:
         """The first packet(s) of an inside host's flow: map, install, send on."""
         if isinstance(info, str):
             return self._drop(info)
+        if info.protocol == ICMP and info.icmp_type in ERROR_TYPES:
+            return self.icmp.outbound_error(in_port, eth_src, info, data, now)
         session, msgs = self.outbound_session(in_port, eth_src, info, data, now, hairpin=True)
         if session is None:
             return msgs
@@ -180,6 +195,30 @@ class NatService:
         msgs.append(flows.packet_out_actions(flows.forward_actions(rec.path), data))
         return msgs
 
+    def totals(self, rec: FlowRecord) -> tuple[int, int, int, int]:
+        """A session's counters: its flows', and for a hairpinned one, its
+        replies from the other host's flow."""
+        out_p, out_b, in_p, in_b = rec.totals()
+        peer = self.records.get(rec.peer) if rec.peer is not None else None
+        if peer is not None:
+            in_p, in_b = peer.totals()[:2]
+        return out_p, out_b, in_p, in_b
+
+    def flow_of(self, rec: FlowRecord, kind: CookieKind):
+        """One of a session's flows as it is now (path, idle timeout), to re-add."""
+        if rec.actions is None:
+            return flows.session_flow(rec.path, kind)
+        return flows.flow_add(flows.make_cookie(kind, rec.path.session_id), flows.Priority.SESSION,
+                              flows.forward_match(rec.path), rec.actions, rec.path.idle_timeout,
+                              ofp.OFPFF_SEND_FLOW_REM)
+
+    def next_hop_mac(self, session: Session, now: float) -> str | None:
+        """The MAC the session's packets go out to: fresh from the ARP cache,
+        else the one its flows use (an ARP entry ages out while a session lives)."""
+        mac = self.next_hops.lookup(self.next_hop(str(session.remote_ip)) or "", now)
+        rec = self.records.get(session.id)
+        return mac or (rec.path.next_hop_mac if rec is not None else None)
+
     def _arp_request(self, ip: str) -> object:
         frame = replies.arp_request(self.config.gateway_mac, self._external, ip)
         return flows.packet_out(self.uplink, frame)
@@ -195,7 +234,7 @@ class NatService:
         if info.protocol == ICMP:
             if info.is_echo_reply:
                 return self.echo.inbound(info, data, now)
-            if info.icmp_type in ICMP_ERRORS:
+            if info.icmp_type in ERROR_TYPES:
                 return self.icmp.inbound_error(data)
             return self._drop("icmp_unsupported")
         return self.inbound.packet(eth_src, info, data, now)
@@ -282,18 +321,22 @@ class NatService:
         rec.revived.discard(kind)
         session = self.ct.get(sid)
         if session is not None:
-            self.ct.set_counters(sid, *rec.totals())
+            self.ct.set_counters(sid, *self.totals(rec))
         if session is None or rec.ending:
             return self._forget(sid) if not rec.installed else []
         other = OTHER_FLOW[kind]
-        if reason == ofp.OFPRR_IDLE_TIMEOUT and other in rec.installed \
-                and other not in rec.revived \
-                and (other == CookieKind.SESSION_OUT or session.replied):
-            # The other direction is active and may keep the session:
-            # re-add this one now, standing in until it carries traffic.
-            rec.installed.add(kind)
-            rec.revived.add(kind)
-            return [flows.session_flow(rec.path, kind)]
+        if reason == ofp.OFPRR_IDLE_TIMEOUT:
+            timeout = session.timeout
+            if rec.active(kind, now, timeout):      # its fragments went through the controller
+                rec.installed.add(kind)
+                return [flows.session_flow(rec.path, kind)]
+            if rec.active(other, now, timeout) and (
+                    other == CookieKind.SESSION_OUT or session.replied):
+                # The other direction is active and may keep the session:
+                # re-add this one now, standing in until it carries traffic.
+                rec.installed.add(kind)
+                rec.revived.add(kind)
+                return [flows.session_flow(rec.path, kind)]
         why = "idle" if reason == ofp.OFPRR_IDLE_TIMEOUT else "flow_deleted"
         return self.end(session, why, now)
 
@@ -336,9 +379,8 @@ class NatService:
                 self.records[ident].update(kind, packets, octets)
         msgs: list = []
         for sid, rec in list(self.records.items()):
-            session = self.ct.set_counters(sid, *rec.totals(), now=now)
-            if session is not None and session.protocol == TCP and not rec.ending \
-                    and not rec.hairpin:
+            session = self.ct.set_counters(sid, *self.totals(rec), now=now)
+            if session is not None and session.protocol == TCP and not rec.ending:
                 msgs += self.tcp.counters_seen(session, rec, now)
         return msgs
 

@@ -1,5 +1,7 @@
-"""A token bucket: the gateway's own ICMP errors must never become a flood."""
+"""Token buckets: the gateway's own ICMP errors must never become a flood."""
 from __future__ import annotations
+
+from collections import OrderedDict
 
 
 class TokenBucket:
@@ -18,3 +20,24 @@ class TokenBucket:
             self.tokens -= 1
             return True
         return False
+
+
+class PerKeyBuckets:
+    """One bucket per key (an inside host), at most ``max_keys`` of them
+    (the least recently used goes), under one shared bucket for all: no key
+    can use up the others' share, and all together stay bounded."""
+
+    def __init__(self, rate: float, burst: float, total_rate: float, total_burst: float,
+                 max_keys: int = 1024) -> None:
+        self.rate, self.burst, self.max_keys = rate, burst, max_keys
+        self.total = TokenBucket(total_rate, total_burst)
+        self._buckets: OrderedDict[object, TokenBucket] = OrderedDict()
+
+    def take(self, key: object, now: float) -> bool:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(key)
+        return bucket.take(now) and self.total.take(now)

@@ -95,8 +95,9 @@ class SnatApp(app_manager.RyuApp):
         """Validate and add a forward on every switch; ValueError -> 400."""
         cfg = self.config
         fwd = forwards.from_json(body, cfg.internal_subnet, cfg.internal_gateway_ip)
-        if fwd.key in self.gateway.forwards:
-            raise ValueError(f"{fwd.protocol} port {fwd.external_port} is already forwarded")
+        clash = forwards.conflict(fwd, self.gateway.forwards.values())
+        if clash:
+            raise ValueError(clash)
         try:
             per_switch = self.gateway.add_forward(fwd)
         except Refused as refused:

@@ -13,7 +13,6 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from conntrack import INBOUND, OUTBOUND, Session, State, TcpFlags
-from ryu_app import flows
 from ryu_app.flow_record import FLAG_DIRECTIONS, FlowRecord
 from ryu_app.flows import CookieKind
 from ryu_app.packet_info import tcp_flags_of
@@ -35,11 +34,21 @@ class TcpTracking:
         flags = tcp_flags_of(data)
         if session is None or rec is None or flags is None or rec.ending:
             return []
-        changed = self.nat.ct.observe(session, FLAG_DIRECTIONS[kind], flags, now)
+        direction = FLAG_DIRECTIONS[kind]
+        msgs = self._observe(session, rec, direction, flags, now)
+        peer = self.nat.ct.get(rec.peer) if rec.peer is not None else None
+        if peer is not None and rec.peer in self.nat.records:   # hairpinned: the other end's
+            other = INBOUND if direction == OUTBOUND else OUTBOUND   # view of the same packet
+            msgs += self._observe(peer, self.nat.records[rec.peer], other, flags, now)
+        return msgs
+
+    def _observe(self, session: Session, rec: FlowRecord, direction, flags: int,
+                 now: float) -> list:
+        changed = self.nat.ct.observe(session, direction, flags, now)
         if flags & TcpFlags.RST and session.state == State.CLOSING:
             rec.after_rst = ()    # the baseline is taken at the next poll: the
                                   # counters now may be an interval old
-        return follow_timeout(rec, changed)
+        return self.follow_timeout(rec, changed)
 
     def counters_seen(self, session: Session, rec: FlowRecord, now: float) -> list:
         """TCP state the counters reveal.
@@ -66,12 +75,11 @@ class TcpTracking:
                 if out1 > out0 and in1 > in0:
                     rec.after_rst = None
                     changed = ct.observe(session, OUTBOUND, TcpFlags.ACK, now)
-        return follow_timeout(rec, changed)
+        return self.follow_timeout(rec, changed)
 
-
-def follow_timeout(rec: FlowRecord, changed: float | None) -> list:
-    """Re-add the session's flows when its timeout changed."""
-    if changed is None or int(changed) == rec.path.idle_timeout:
-        return []
-    rec.path = dataclasses.replace(rec.path, idle_timeout=int(changed))
-    return [flows.session_flow(rec.path, k) for k in sorted(rec.installed)]
+    def follow_timeout(self, rec: FlowRecord, changed: float | None) -> list:
+        """Re-add the session's flows when its timeout changed."""
+        if changed is None or int(changed) == rec.path.idle_timeout:
+            return []
+        rec.path = dataclasses.replace(rec.path, idle_timeout=int(changed))
+        return [self.nat.flow_of(rec, k) for k in sorted(rec.installed)]

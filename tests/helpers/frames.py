@@ -1,7 +1,7 @@
 """Frames that hosts in the lab would send, built with ryu.lib.packet."""
 from __future__ import annotations
 
-from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
+from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet, packet_utils
 from ryu.ofproto import ether, inet
 
 H1_MAC, H1_IP = "00:00:00:00:00:01", "10.0.0.11"
@@ -36,5 +36,20 @@ def arp_reply(src_mac: str, src_ip: str, dst_mac: str, dst_ip: str) -> bytes:
     pkt.add_protocol(ethernet.ethernet(dst=dst_mac, src=src_mac, ethertype=ether.ETH_TYPE_ARP))
     pkt.add_protocol(arp.arp(opcode=arp.ARP_REPLY, src_mac=src_mac, src_ip=src_ip,
                              dst_mac=dst_mac, dst_ip=dst_ip))
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+def icmp_message(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, type_: int,
+                 code: int = 0, body: bytes = b"\0" * 16) -> bytes:
+    """Any ICMP message, raw: type, code, checksum, then ``body`` as given
+    (an error's 4 unused/MTU bytes and its quote are the caller's)."""
+    header = bytes([type_, code, 0, 0])
+    csum = packet_utils.checksum(header + body)
+    message = bytes([type_, code]) + csum.to_bytes(2, "big") + body
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst=dst_mac, src=src_mac, ethertype=ether.ETH_TYPE_IP))
+    pkt.add_protocol(ipv4.ipv4(src=src_ip, dst=dst_ip, proto=inet.IPPROTO_ICMP, ttl=64))
+    pkt.add_protocol(message)
     pkt.serialize()
     return bytes(pkt.data)

@@ -134,6 +134,8 @@ def test_good_values(tmp_path, option, value, expected):
     ("filtering", "full-cone", "must be one of endpoint-independent"),
     ("tcp_filtering", "full-cone", "must be one of endpoint-independent"),
     ("udp_filtering", "restricted-cone", "must be one of endpoint-independent"),
+    ("forwards", "tcp:80=10.0.0.11:80,tcp:80=10.0.0.12:80", "already forwarded to 10.0.0.11:80"),
+    ("forwards", "tcp:80=10.0.0.11:80,tcp:81=10.0.0.11:80", "already forwarded from port 80"),
     ("port_quarantine", "-1", "must be 0..86400"),
     ("dpid", "0x10000000000000000", "outside"),
 ])

@@ -111,3 +111,85 @@ def test_fragment_flood_is_bounded_and_unfragmented_traffic_still_flows():
     assert nat.fragments.held == 0 and not nat.fragments.table
     ok = udp_fragments(H1.mac, H1.ip, 6000, S1.ip, 53, b"ok", ident=1, size=64)
     assert [p for p, _ in lab.send(H1.port, ok[0])] == [UPLINK]
+
+
+S2 = SimpleNamespace(mac="00:00:00:00:00:20", ip="198.51.100.20")
+
+
+def tcp_first_fragment(src_mac, src_ip, dst_ip, l4: bytes, ident: int = 5,
+                       offset: int = 0, more: bool = True) -> bytes:
+    """An IP fragment of protocol TCP carrying exactly ``l4`` (possibly a partial header)."""
+    ip = ipv4.ipv4(src=src_ip, dst=dst_ip, proto=inet.IPPROTO_TCP, identification=ident,
+                   flags=0x1 if more else 0, offset=offset, ttl=64, total_length=20 + len(l4))
+    eth = ethernet.ethernet(dst=GW_MAC, src=src_mac, ethertype=ether.ETH_TYPE_IP)
+    return bytes(eth.serialize(bytearray(), None)) + bytes(ip.serialize(bytearray(l4), None)) + l4
+
+
+def test_a_first_fragment_without_its_whole_l4_header_is_dropped():
+    """RFC 1858: a tiny first fragment (the TCP flags or ports in a later one)."""
+    lab = make_lab()
+    for size in (8, 16, 19):
+        l4 = struct.pack("!HHII", 5000, 80, 1, 0)[:size] + b"\0" * max(0, size - 12)
+        assert lab.send(H1.port, tcp_first_fragment(H1.mac, H1.ip, S1.ip, l4[:size])) == []
+    long_options = struct.pack("!HHIIBBHHH", 5000, 80, 1, 0, 0xF0, 0x02, 1000, 0, 0)  # offset 15
+    assert lab.send(H1.port, tcp_first_fragment(H1.mac, H1.ip, S1.ip, long_options)) == []
+    at_eight = tcp_first_fragment(S1.mac, S1.ip, NAT_IP, b"\x00" * 16, offset=1)
+    assert lab.send(UPLINK, at_eight) == []
+    assert lab.gateway.counters.drops["fragment_tiny"] == 5
+    assert len(lab.gateway.switches[1].nat.ct) == 0
+
+
+def test_a_padded_short_first_fragment_gets_its_checksum_fixed_in_the_header():
+    """Real NICs pad short frames to 60 bytes; the fragment ends where IP says."""
+    lab = make_lab()
+    frames = udp_fragments(H1.mac, H1.ip, 5000, S1.ip, 53, b"z" * 40, ident=3, size=8)
+    padded = [f + b"\0" * max(0, 60 - len(f)) for f in frames]
+    out = send_all(lab, H1.port, padded)
+    src, dst, body = reassemble([f for _, f in out])
+    assert udp_checksum_ok(src, dst, body) and body[8:] == b"z" * 40
+
+
+def test_fragmented_traffic_alone_keeps_its_session():
+    """RFC 4787 REQ-6: fragments go through the controller, not the flows,
+    yet they refresh the session and keep its flows from ending it."""
+    lab = make_lab()
+    first = udp_fragments(H1.mac, H1.ip, 5000, S1.ip, 53, b"a" * 200, ident=1)
+    send_all(lab, H1.port, first)
+    [s] = lab.gateway.switches[1].nat.ct.sessions()
+    for n in range(2, 12):                        # a datagram a minute for ten minutes
+        lab.advance(60)
+        frames = udp_fragments(H1.mac, H1.ip, 5000, S1.ip, 53, b"a" * 200, ident=n)
+        assert [p for p, _ in send_all(lab, H1.port, frames)] == [UPLINK] * len(frames)
+        reply = udp_fragments(S1.mac, S1.ip, 53, NAT_IP, s.external_port, b"b" * 200,
+                              ident=100 + n)
+        assert [p for p, _ in send_all(lab, UPLINK, reply)] == [H1.port] * len(reply)
+    assert lab.gateway.switches[1].nat.ct.sessions() and s.alive, "one session all along"
+    lab.advance(400)
+    assert not s.alive, "and it ends once the fragments stop"
+
+
+def test_fragments_may_open_a_forward_like_whole_packets():
+    lab = Wire(Gateway(make_config(forwards="udp:5300=10.0.0.11:53")))
+    lab.connect({"s1-eth1": UPLINK, "s1-eth2": H1.port})
+    lab.send(H1.port, arp_request(H1.mac, H1.ip, "10.0.0.1"))
+    frames = udp_fragments(S1.mac, S1.ip, 40000, NAT_IP, 5300, b"q" * 300, ident=4)
+    out = send_all(lab, UPLINK, frames)
+    assert [p for p, _ in out] == [H1.port] * len(frames)
+    src, dst, body = reassemble([f for _, f in out])
+    assert (src, dst) == (S1.ip, H1.ip) and struct.unpack_from("!HH", body) == (40000, 53)
+    assert udp_checksum_ok(src, dst, body)
+
+
+def test_one_flooding_source_cannot_crowd_out_another():
+    lab = make_lab()
+    nat = lab.gateway.switches[1].nat
+    lab.send(H1.port, udp_fragments(H1.mac, H1.ip, 5000, S2.ip, 53, b"q", ident=1)[0])
+    nat.next_hops.learn(S2.ip, S2.mac, 0.0)
+    [s] = nat.ct.sessions()
+    for ident in range(3000):                    # S1 floods: later fragments only
+        lab.send(UPLINK, udp_fragments(S1.mac, S1.ip, 53, NAT_IP, 4000, b"x" * 128,
+                                       ident=ident)[1])
+    assert len(nat.fragments.table) <= 64, "one source holds at most 64 datagrams"
+    frames = udp_fragments(S2.mac, S2.ip, 53, NAT_IP, s.external_port, b"r" * 300, ident=9)
+    out = send_all(lab, UPLINK, frames[::-1])    # S2's datagram, out of order, gets through
+    assert [p for p, _ in out] == [H1.port] * len(frames)

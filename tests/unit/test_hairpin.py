@@ -77,3 +77,33 @@ def test_hairpin_to_a_dynamic_mapping_under_eif():
     [(port, there)] = lab.send(H1.port, frame(H1, 5000, NAT_IP, h3.external_port,
                                               proto=inet.IPPROTO_UDP))
     assert port == H3.port and seen(there)[1:] == (NAT_IP, 5000, H3.ip, 7000)
+
+
+def idle_timeouts(lab, *sessions) -> set[int]:
+    from ryu_app import flows
+    return {f.idle_timeout for f in lab.switch.flows
+            if (flows.parse_cookie(f.cookie) or (0, 0))[1] in {s.id for s in sessions}
+            and f.idle_timeout}
+
+
+def test_a_hairpinned_tcp_connection_lives_by_tcp_state():
+    """Established: both sessions get the established timeout (RFC 5382
+    REQ-5), not the 4 minutes of an opening one; FINs both ways close both."""
+    lab = make_lab(forwards="tcp:8081=10.0.0.13:80")
+    lab.send(H1.port, frame(H1, 5555, NAT_IP, 8081))                       # SYN
+    nat = lab.gateway.switches[1].nat
+    [a] = [s for s in nat.ct.sessions() if str(s.inside_ip) == H1.ip]
+    [b] = [s for s in nat.ct.sessions() if str(s.inside_ip) == H3.ip]
+    lab.send(H3.port, frame(H3, 80, NAT_IP, a.external_port, bits=0x12))   # SYN-ACK
+    lab.send(H1.port, frame(H1, 5555, NAT_IP, 8081, bits=0x10))            # ACK
+    lab.poll_stats()
+    assert (a.state.value, b.state.value) == ("ESTABLISHED", "ESTABLISHED")
+    assert idle_timeouts(lab, a, b) == {7440}
+    assert (a.packets_out, a.packets_in) == (2, 1), "replies are counted from the other flow"
+    lab.advance(600)
+    assert a.alive and b.alive, "a quiet hairpinned connection stays open"
+    [(port, _)] = lab.send(H1.port, frame(H1, 5555, NAT_IP, 8081, bits=0x11))   # FIN, forwarded
+    assert port == H3.port
+    lab.send(H3.port, frame(H3, 80, NAT_IP, a.external_port, bits=0x11))
+    assert (a.state.value, b.state.value) == ("CLOSING", "CLOSING")
+    assert idle_timeouts(lab, a, b) == {240}

@@ -17,13 +17,14 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from helpers.fake_switch import Wire
+from helpers import frames
 from helpers.frames import echo_request
 from ryu_app import flows
 from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
 from ryu_app.flows import CookieKind
 
 from helpers.nat_lab import (
-    TCP, UDP, SYN, ACK, UPLINK, H1_PORT, NAT_IP, H1, H2, S1, S2, ROUTER, ip_frame,
+    TCP, UDP, SYN, ACK, UPLINK, H1_PORT, H2_PORT, NAT_IP, H1, H2, S1, S2, ROUTER, ip_frame,
     out_frame, in_frame, arp_reply, look, is_arp_request_for, make_lab, nat, session_kind,
     session_flows, flows_of, open_flow,
 )
@@ -393,6 +394,16 @@ def test_refusal_notices_are_rate_limited():
     assert len(lab.send(H1_PORT, out_frame(H1, 7000, S1, 53))) == 1, "the bucket refills"
 
 
+def test_one_hosts_refusals_do_not_use_up_anothers_notices():
+    lab = make_lab(max_connections_per_host="1", max_connections="3")
+    open_flow(lab, H1, 5000, S1, 53)
+    open_flow(lab, H2, 5000, S1, 53)
+    for i in range(50):                               # h1 hammers away at its quota
+        lab.send(H1_PORT, out_frame(H1, 6000 + i, S1, 53))
+    [(port, frame)] = lab.send(H2_PORT, out_frame(H2, 6000, S1, 53))
+    assert port == H2_PORT and is_prohibited_about(frame, H2, out_frame(H2, 6000, S1, 53))
+
+
 # -- hostile input ---------------------------------------------------------------------------
 HOSTILE = {
     "spoofed_source": ip_frame(H1.mac, "203.0.113.9", 4000, S1.ip, 53),
@@ -403,7 +414,7 @@ HOSTILE = {
     "tcp_not_syn ": out_frame(H1, 4000, S1, 80, proto=TCP, bits=SYN | ACK),
     "inside_destination": ip_frame(H1.mac, H1.ip, 4000, H2.ip, 53),
     "hairpin_no_mapping": ip_frame(H1.mac, H1.ip, 4000, NAT_IP, 53),
-    "icmp_unsupported": echo_request(H1.mac, GW_MAC, H1.ip, S1.ip, type_=icmp.ICMP_TIME_EXCEEDED),
+    "icmp_unsupported": frames.icmp_message(H1.mac, GW_MAC, H1.ip, S1.ip, 13),  # timestamp
 }
 
 

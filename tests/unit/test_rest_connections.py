@@ -101,3 +101,30 @@ def test_stats_count_packet_ins_drops_and_ports(rig):
     assert stats["drops"] == {"tcp_not_syn": 1}
     assert stats["ports_in_use"] == {"tcp": 0, "udp": 1, "icmp": 0}
     assert nat(wire).ct.stats().active == 1
+
+
+def post(wsgi, path: str, body: dict) -> tuple[int, dict]:
+    resp = Request.blank(path, method="POST", body=json.dumps(body).encode()).get_response(wsgi)
+    return resp.status_int, json.loads(resp.body)
+
+
+@pytest.mark.parametrize("connected", [True, False])
+def test_forwards_that_clash_are_refused_with_or_without_a_switch(connected):
+    with snat_app(forwards="tcp:8080=10.0.0.11:80") as (app, wsgi):
+        if connected:
+            wire = Wire(app.gateway)
+            wire.connect(PORTS)
+            app.datapaths[1] = WireDatapath(wire)
+        same_port = {"protocol": "tcp", "external_port": 8080, "internal_ip": "10.0.0.12",
+                     "internal_port": 80}
+        same_inside = {"protocol": "tcp", "external_port": 8081, "internal_ip": "10.0.0.11",
+                       "internal_port": 80}
+        status, body = post(wsgi, "/nat/forwards", same_port)
+        assert status == 400 and "already forwarded to 10.0.0.11:80" in body["error"]
+        status, body = post(wsgi, "/nat/forwards", same_inside)
+        assert status == 400 and "already forwarded from port 8080" in body["error"]
+        other = {**same_inside, "internal_port": 81}
+        assert post(wsgi, "/nat/forwards", other) == (200, other)
+        assert rest(wsgi, "GET", "/nat/forwards")[1] == [
+            {"protocol": "tcp", "external_port": 8080, "internal_ip": "10.0.0.11",
+             "internal_port": 80}, other]
