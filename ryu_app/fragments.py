@@ -12,8 +12,9 @@ counts as traffic of its direction when a session flow idles out.
 Hostile fragments cost only a bounded table: a first fragment too short to
 hold its whole L4 header, and TCP fragments at offset 8, are dropped (RFC
 1858); fragments that come before their first wait, at most 64 per datagram,
-2048 in all, 64 datagrams per source, for 5 s; when the table is full the
-oldest datagram still waiting for its first fragment makes room.
+2048 in all, 64 datagrams per source, for 5 s; when the table (or a
+source's share) is full, the oldest datagram still waiting for its first
+fragment makes room for one whose first fragment matched a session.
 Unfragmented traffic never comes here: it stays on the switch flows.
 """
 from __future__ import annotations
@@ -118,8 +119,8 @@ class Fragments:
         session, msgs = self._session(in_port, eth_src, frag, outside, now)
         if session is None:
             return msgs
-        if dgram is None:
-            dgram = self._new(key, (outside, frag.src), now)
+        if dgram is None:           # a first fragment proves a session: it may push out
+            dgram = self._new(key, (outside, frag.src), now, proven=True)   # junk
         out = msgs + self._translate(session, frag, outside, first=True, now=now)
         if dgram is not None:
             dgram.sid = session.id
@@ -130,9 +131,13 @@ class Fragments:
             dgram.held = []
         return out
 
-    def _new(self, key: tuple, source: tuple, now: float) -> _Datagram | None:
+    def _new(self, key: tuple, source: tuple, now: float, proven: bool = False) -> _Datagram | None:
+        """A table entry; ``proven`` (its first fragment matched a session)
+        may evict a waiting entry, even one of its own source: so fragments
+        forged in a source's name cannot lock that source out."""
         if self.per_source.get(source, 0) >= MAX_PER_SOURCE:
-            return None
+            if not (proven and self._evict_waiting(source)):
+                return None
         if len(self.table) >= MAX_DATAGRAMS and not self._evict_waiting():
             return None
         dgram = self.table[key] = _Datagram(now, source)
@@ -140,11 +145,12 @@ class Fragments:
         self.per_source[source] = self.per_source.get(source, 0) + 1
         return dgram
 
-    def _evict_waiting(self) -> bool:
-        """Make room: drop the oldest datagram whose first fragment never came."""
-        if not self.waiting:
+    def _evict_waiting(self, source: tuple | None = None) -> bool:
+        """Make room: drop the oldest datagram (of ``source``, if given)
+        whose first fragment never came."""
+        key = next((k for k in self.waiting if source is None or k[:2] == source), None)
+        if key is None:
             return False
-        key, _ = self.waiting.popitem(last=False)
         self._forget(key, "fragment_evicted")
         return True
 

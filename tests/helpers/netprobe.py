@@ -10,7 +10,10 @@ clients print JSON results.  Every loop is bounded in count and time.
   netprobe.py tcp-client --to HOST:PORT [--sport P] [--send N] [--hold S]
   netprobe.py echo --to HOST --ident ID [--count N]   (raw socket: needs root)
   netprobe.py frag-udp --to HOST:PORT --sport P --size N [--reverse]   (raw: root)
-  netprobe.py frag-flood --to HOST --count N                            (raw: root)
+  netprobe.py frag-flood --to HOST --count N [--seconds S]              (raw: root)
+  netprobe.py udp-probe --to HOST:PORT --sport P [--tries N]  (was it refused by ICMP?)
+  netprobe.py icmp-error --to NAT --quote-src IP:PORT [--quote-dst IP] --quote-dport P
+                         [--bad-checksum]
 """
 from __future__ import annotations
 
@@ -57,11 +60,16 @@ def tcp_server(port: int, log: str, seconds: float) -> None:
                 conns[conn] = peer
                 log_line(log, proto="tcp", event="accept", peer_ip=peer[0], peer_port=peer[1])
                 continue
+            peer = conns[sock]
             try:
                 data = sock.recv(65535)
+            except ConnectionResetError:        # the peer's (translated) RST
+                log_line(log, proto="tcp", event="reset", peer_ip=peer[0], peer_port=peer[1])
+                del conns[sock]
+                sock.close()
+                continue
             except OSError:
                 data = b""
-            peer = conns[sock]
             if not data:
                 log_line(log, proto="tcp", event="close", peer_ip=peer[0], peer_port=peer[1])
                 del conns[sock]
@@ -192,16 +200,68 @@ def frag_udp(target: str, sport: int, size: int, reverse: bool) -> None:
     print(json.dumps({"sent": size, "echoed": echoed}))
 
 
-def frag_flood(target: str, count: int) -> None:
-    """``count`` later fragments that belong to no datagram (bounded, ~1 s)."""
+def frag_flood(target: str, count: int, seconds: float) -> None:
+    """Later fragments that belong to no datagram: ``count`` of them, spread
+    over ``seconds`` (0: as fast as they go)."""
     raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     src = "0.0.0.0"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.connect((target, 9))
         src = probe.getsockname()[0]
+    gap = seconds / count if seconds else 0.0
+    start = time.monotonic()
     for i in range(count):
         raw.sendto(_ip_header(src, target, i & 0xFFFF, 800, True, 64) + b"z" * 64, (target, 0))
-    print(json.dumps({"sent": count}))
+        if gap:
+            time.sleep(max(0.0, start + (i + 1) * gap - time.monotonic()))
+    print(json.dumps({"sent": count, "seconds": round(time.monotonic() - start, 2)}))
+
+
+def udp_probe(target: str, sport: int, tries: int) -> None:
+    """Send from a connected UDP socket until an ICMP error makes the kernel
+    refuse it (it matched the error to this very socket), or ``tries`` run out."""
+    host, port = target.rsplit(":", 1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", sport))
+    sock.connect((host, int(port)))
+    sock.settimeout(1.0)
+    result = {"refused": False, "replies": 0, "tries": 0}
+    for _ in range(tries):
+        result["tries"] += 1
+        try:
+            sock.send(b"are you there?")
+            sock.recv(65535)
+            result["replies"] += 1
+        except ConnectionRefusedError:
+            result["refused"] = True
+            break
+        except socket.timeout:
+            pass
+    print(json.dumps(result))
+
+
+def icmp_error(target: str, quote_src: str, quote_dst: str, quote_dport: int,
+               bad_checksum: bool) -> None:
+    """Port unreachable from this host to ``target`` (the NAT address), about
+    the UDP datagram ``quote_src`` -> ``quote_dst``:``quote_dport`` (default:
+    this host) that it claims to have seen, as a router or host quotes it."""
+    qhost, qport = quote_src.rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((target, 9))
+        me = quote_dst or probe.getsockname()[0]
+    body = b"quoted!!"
+    udp = struct.pack("!HHHH", int(qport), quote_dport, 8 + len(body), 0)
+    pseudo = socket.inet_aton(qhost) + socket.inet_aton(me) + struct.pack("!BBH", 0, 17, 8 + len(body))
+    udp = udp[:6] + (_checksum(pseudo + udp + body) or 0xFFFF).to_bytes(2, "big")
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + 8 + len(body), 4242, 0, 63, 17, 0,
+                     socket.inet_aton(qhost), socket.inet_aton(me))
+    ip = ip[:10] + _checksum(ip).to_bytes(2, "big") + ip[12:]
+    message = bytes([3, 3, 0, 0, 0, 0, 0, 0]) + ip + udp + body
+    csum = _checksum(message) ^ (0x5A5A if bad_checksum else 0)
+    message = message[:2] + csum.to_bytes(2, "big") + message[4:]
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    raw.sendto(message, (target, 0))
+    print(json.dumps({"sent": True, "bad_checksum": bad_checksum}))
 
 
 def main() -> None:
@@ -231,6 +291,17 @@ def main() -> None:
     p = sub.add_parser("frag-flood")
     p.add_argument("--to", required=True)
     p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--seconds", type=float, default=0)
+    p = sub.add_parser("udp-probe")
+    p.add_argument("--to", required=True)
+    p.add_argument("--sport", type=int, required=True)
+    p.add_argument("--tries", type=int, default=3)
+    p = sub.add_parser("icmp-error")
+    p.add_argument("--to", required=True)
+    p.add_argument("--quote-src", required=True)
+    p.add_argument("--quote-dst", default="")
+    p.add_argument("--quote-dport", type=int, required=True)
+    p.add_argument("--bad-checksum", action="store_true")
     p = sub.add_parser("echo")
     p.add_argument("--to", required=True)
     p.add_argument("--ident", type=int, required=True)
@@ -245,7 +316,11 @@ def main() -> None:
     elif a.mode == "frag-udp":
         frag_udp(a.to, a.sport, min(a.size, 60000), a.reverse)
     elif a.mode == "frag-flood":
-        frag_flood(a.to, min(a.count, 20000))
+        frag_flood(a.to, min(a.count, 20000), min(a.seconds, 30))
+    elif a.mode == "udp-probe":
+        udp_probe(a.to, a.sport, min(a.tries, 20))
+    elif a.mode == "icmp-error":
+        icmp_error(a.to, a.quote_src, a.quote_dst, a.quote_dport, a.bad_checksum)
     elif a.mode == "echo":
         echo(a.to, a.ident, min(a.count, 100))
     else:

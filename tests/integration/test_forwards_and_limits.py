@@ -1,6 +1,8 @@
 """Port forwards (DNAT) and refused sessions, with real hosts."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -104,3 +106,40 @@ def test_quota_refusal_is_told_to_the_host_and_evicts_nothing(lab):
     assert {c["id"] for c in after} == {c["id"] for c in held} >= before, "nothing evicted"
     stats = lab.controller.get("/nat/stats")
     assert stats["refused"].get("host_quota", 0) >= 1
+
+
+def test_an_inside_servers_port_unreachable_reaches_the_remote(lab):
+    """RFC 5508 REQ-5: o1's datagram to a forward with no socket behind it
+    is refused by h2's kernel; the error leaves as the NAT address's, about
+    o1's own datagram, so o1's kernel refuses o1's socket."""
+    ctl = lab.controller
+    body = {"protocol": "udp", "external_port": 5400, "internal_ip": "10.0.0.12",
+            "internal_port": 5400}
+    assert ctl.request("POST", "/nat/forwards", body)[0] == 200
+    before = ctl.get("/nat/stats")["icmp_errors_translated"]
+    try:
+        result = client(lab.host("o1"), "udp-probe", f"--to {NAT_IP}:5400", "--sport 45500",
+                        "--tries 3")
+    finally:
+        ctl.request("DELETE", "/nat/forwards/udp/5400")
+    assert result["refused"], result
+    assert ctl.get("/nat/stats")["icmp_errors_translated"] > before
+
+
+def test_refusal_notices_are_rate_limited_per_host(lab):
+    """RFC 5508 REQ-8 without becoming a flood: a host at its quota that
+    tries 40 new flows at once hears 3/13 about 20 of them (the burst)."""
+    h2 = lab.host("h2")
+    with Server(lab.host("o2"), "udp-server", 9300):
+        for port in range(47300, 47303):               # h2 reaches its quota of 3
+            client(h2, "udp-client", f"--sport {port}", f"--to {O2}:9300", "--count 1")
+    dump = h2.popen("timeout 5 tcpdump -n -l -i h2-eth0 'icmp[icmptype] == 3 and icmp[icmpcode] == 13'",
+                    shell=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(1)
+    h2.cmd(f"{sys.executable} -c \"import socket\n"
+           f"for p in range(47400, 47440):\n"
+           f"    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', p))\n"
+           f"    s.sendto(b'x', ('{O2}', 9301)); s.close()\"")
+    notices = [line for line in dump.communicate(timeout=15)[0].splitlines() if "ICMP" in line]
+    assert 15 <= len(notices) <= 25, notices
+    assert lab.controller.get("/nat/stats")["drops"].get("icmp_error_rate_limited", 0) >= 15

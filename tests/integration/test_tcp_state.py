@@ -53,6 +53,9 @@ def test_closed_connection_moves_to_the_transitory_timeout(lab, how, sport):
     assert closing["timeout"] == TRANSITORY
     assert {f["idle_timeout"] for f in session_flows(lab, closing["id"])} == {TRANSITORY}
     assert events[0] == "accept" and "data" in events
+    # From the far side: the server saw the end the client chose, translated
+    # (RFC 7857 s2.2: a matching RST is translated, not dropped).
+    assert events[-1] == ("reset" if how == "reset" else "close"), events
 
 
 def connect_script(bind_port: int, peer: str, peer_port: int) -> str:

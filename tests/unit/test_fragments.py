@@ -193,3 +193,17 @@ def test_one_flooding_source_cannot_crowd_out_another():
     frames = udp_fragments(S2.mac, S2.ip, 53, NAT_IP, s.external_port, b"r" * 300, ident=9)
     out = send_all(lab, UPLINK, frames[::-1])    # S2's datagram, out of order, gets through
     assert [p for p, _ in out] == [H1.port] * len(frames)
+
+
+def test_fragments_forged_in_a_sources_name_do_not_lock_it_out():
+    lab = make_lab()
+    nat = lab.gateway.switches[1].nat
+    lab.send(H1.port, udp_fragments(H1.mac, H1.ip, 5000, S1.ip, 53, b"q", ident=1)[0])
+    [s] = nat.ct.sessions()
+    for ident in range(200):                     # "S1" floods: later fragments only
+        lab.send(UPLINK, udp_fragments(S1.mac, S1.ip, 53, NAT_IP, 4000, b"x" * 128,
+                                       ident=ident)[1])
+    frames = udp_fragments(S1.mac, S1.ip, 53, NAT_IP, s.external_port, b"r" * 300, ident=999)
+    out = send_all(lab, UPLINK, frames)          # the real S1, first fragment first
+    assert [p for p, _ in out] == [H1.port] * len(frames)
+    assert lab.gateway.counters.drops["fragment_evicted"] >= 1
