@@ -27,13 +27,13 @@ import logging
 import random
 import time
 from array import array
-from ipaddress import IPv4Address
 from typing import Callable, Iterator, Optional, Union
 
 from .config import ConntrackConfig
-from .events import Event, EventHook, EventKind, Refused, RefuseReason, Stats
+from .events import Event, EventHook, EventKind, RefuseReason, Stats
 from .keys import ICMP, MAX_IP, MAX_PORT, PROTOCOL_NAMES, PROTOCOLS, TCP, Direction, IPLike, ip_to_int
 from .inbound import Inbound
+from .limits import Limits
 from .policy import ProtoPolicy
 from .ports import PortPool
 from .refresh import Refresh
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 SessionRef = Union[Session, int]
 
 
-class ConnTrack(Inbound, Refresh, StaticEntries):
+class ConnTrack(Inbound, Refresh, StaticEntries, Limits):
     """Source-NAT connection table for one external address.
 
     ``config``: a :class:`ConntrackConfig`. ``on_event(Event)`` is called after
@@ -83,23 +83,15 @@ class ConnTrack(Inbound, Refresh, StaticEntries):
         self._sessions: dict[int, Session] = {}
         self._by_id: dict[int, Session] = {}
         self._mappings: dict[int, Mapping] = {}
-        self._per_host: dict[int, int] = {}
-        # Inbound-initiated sessions of each inside host: they may take only a
-        # share of its quota, so outsiders (EIF filtering, a forward) can never
-        # leave the host unable to open its own connections.
-        self._per_host_in: dict[int, int] = {}
         self._wheel: TimerWheel[Session] = TimerWheel()
         self._next_id = 1
-        self._max = config.max_connections
-        self._max_host = config.max_connections_per_host
-        self._max_host_in = max(1, (3 * config.max_connections_per_host) // 4)
+        self._init_limits(config)
         self._lookups = 0
         self._created = 0
         self._restored = 0
         self._expired = 0
         self._removed = 0
         self._hook_errors = 0
-        self._refused: dict[str, int] = {}
         StaticEntries.__init__(self)
 
     # -- lookups (hot path: no validation, never refresh) ------------------
@@ -331,20 +323,6 @@ class ConnTrack(Inbound, Refresh, StaticEntries):
         self._next_id = sid + 1 if sid < MAX_SESSION_ID else 1
         return sid
 
-    def _check_limits(self, inside_ip: int, inbound: bool = False) -> None:
-        if len(self._by_id) >= self._max:
-            raise self._refuse(RefuseReason.TABLE_FULL, f"{self._max} sessions")
-        if self._per_host.get(inside_ip, 0) >= self._max_host:
-            raise self._refuse(RefuseReason.HOST_QUOTA, f"{self._max_host} sessions for {IPv4Address(inside_ip)}")
-        if inbound and self._per_host_in.get(inside_ip, 0) >= self._max_host_in:
-            raise self._refuse(
-                RefuseReason.HOST_QUOTA, f"{self._max_host_in} inbound-initiated sessions for {IPv4Address(inside_ip)}"
-            )
-
-    def _refuse(self, reason: RefuseReason, detail: str = "") -> Refused:
-        self._refused[reason.value] = self._refused.get(reason.value, 0) + 1
-        return Refused(reason, detail)
-
     def _new_mapping(self, policy: ProtoPolicy, ikey: int, inside_port: int, now: float) -> Mapping:
         port = self._pools[policy.protocol].allocate(ikey, inside_port, now)
         if port is None:
@@ -377,10 +355,7 @@ class ConnTrack(Inbound, Refresh, StaticEntries):
             s._next = head
         mapping.head = s
         mapping.count += 1
-        per_host = self._per_host
-        per_host[inside_ip] = per_host.get(inside_ip, 0) + 1
-        if code & INBOUND_INIT:
-            self._per_host_in[inside_ip] = self._per_host_in.get(inside_ip, 0) + 1
+        self._count_host(inside_ip, bool(code & INBOUND_INIT))
         self._wheel.add(s, last_seen + mapping.policy.timeouts[code])
         if kind is EventKind.CREATED:
             self._created += 1
@@ -405,18 +380,7 @@ class ConnTrack(Inbound, Refresh, StaticEntries):
             nxt._prev = prev
         s._prev = s._next = None
         mapping.count -= 1
-        inside_ip = (s.okey >> 64) & MAX_IP
-        left = self._per_host[inside_ip] - 1
-        if left:
-            self._per_host[inside_ip] = left
-        else:
-            del self._per_host[inside_ip]
-        if s.code & INBOUND_INIT:
-            left = self._per_host_in[inside_ip] - 1
-            if left:
-                self._per_host_in[inside_ip] = left
-            else:
-                del self._per_host_in[inside_ip]
+        self._uncount_host((s.okey >> 64) & MAX_IP, bool(s.code & INBOUND_INIT))
         if mapping.head is None and not mapping.static:
             self._drop_mapping(mapping, now)
 

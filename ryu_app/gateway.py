@@ -114,7 +114,7 @@ class Gateway:
         ]
         return (rules + flows.uplink_filters(up, cfg.external_address, cfg.internal_subnet) + flows.inside_rules()
                 + flows.fragment_rules(up, cfg.internal_subnet, cfg.external_address)
-                + state.nat.probes())
+                + state.nat.probes.all())
 
     @staticmethod
     def _update_inside_ports(state: SwitchState) -> None:

@@ -40,7 +40,7 @@ class Inbound:
                              f"{self.forwards[fwd.key].internal_port}")
         self.nat.ct.add_forward(fwd.proto, fwd.external_port, fwd.internal_ip, fwd.internal_port)
         self.forwards[fwd.key] = fwd
-        return self.nat.probe(fwd.proto, fwd.external_port, add=True)
+        return self.nat.probes.set(fwd.proto, fwd.external_port, add=True)
 
     def remove_forward(self, protocol: str, port: int) -> list | None:
         fwd = self.forwards.pop((protocol, port), None)
@@ -49,7 +49,7 @@ class Inbound:
         mapping = self.nat.ct.remove_forward(fwd.proto, port)
         if mapping is not None and mapping.count:
             return []          # its live sessions keep the probe until they end
-        return self.nat.probe(fwd.proto, port, add=False)
+        return self.nat.probes.set(fwd.proto, port, add=False)
 
     # -- packets ----------------------------------------------------------------------
     def packet(self, eth_src: str, info: PacketInfo, data: bytes, now: float) -> list:

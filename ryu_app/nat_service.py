@@ -34,6 +34,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 
 from conntrack import OUTBOUND, Refused, Session, TCP, TcpFlags
 from ryu_app import flows, replies
+from ryu_app.admission import outbound_problem
 from ryu_app.config import NatConfig
 from ryu_app.counters import GatewayCounters
 from ryu_app.engine import make_engine
@@ -46,9 +47,6 @@ from ryu_app.neighbors import InsideHosts, NextHops
 from ryu_app.packet_info import ICMP, PacketInfo
 
 LOG = logging.getLogger(__name__)
-_NOT_UNICAST = [ipaddress.IPv4Network(n) for n in
-                ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4")]
-
 
 class NatService:
     """Sessions and flows of one switch, given its uplink port number."""
@@ -63,15 +61,16 @@ class NatService:
         self.hosts = InsideHosts()
         self.switch_drops: dict[str, int] = {}
         self._external = str(config.external_address)
-        self._probes: set[tuple[int, int]] = set()
         from ryu_app.echo_paths import EchoPaths   # these two use the records above
         from ryu_app.fragments import Fragments
         from ryu_app.hairpin import Hairpin
         from ryu_app.icmp_signals import IcmpSignals
         from ryu_app.inbound import Inbound
+        from ryu_app.probes import MappingProbes
         from ryu_app.tcp_tracking import TcpTracking
         self.echo = EchoPaths(self)
         self.tcp = TcpTracking(self)
+        self.probes = MappingProbes(self)
         self.inbound = Inbound(self)
         self.icmp = IcmpSignals(self)
         self.hairpin = Hairpin(self)
@@ -112,7 +111,7 @@ class NatService:
         dropped and counted, answered (Time Exceeded, 3/13), or hairpinned.
         """
         src, dst = ipaddress.IPv4Address(info.src), ipaddress.IPv4Address(info.dst)
-        reason = self._outbound_problem(src, dst, info)
+        reason = outbound_problem(self.config, src, dst, info)
         if reason == "ttl_expired" and src in self.config.internal_subnet:
             return None, self.icmp.ttl_expired(in_port, eth_src, data, now)
         if reason:
@@ -150,23 +149,6 @@ class NatService:
                 if rec.flag_flows:
                     msgs += flows.tcp_flag_flows(rec.path)
         return msgs
-
-    def _outbound_problem(self, src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address,
-                          info: PacketInfo) -> str:
-        cfg = self.config
-        if src not in cfg.internal_subnet or src == cfg.internal_gateway_ip:
-            return "spoofed_source"
-        if dst in cfg.internal_subnet:
-            return "inside_destination"
-        ext_net = cfg.external_ip.network
-        if dst == ipaddress.IPv4Address("255.255.255.255") or any(dst in n for n in _NOT_UNICAST) \
-                or dst in (ext_net.network_address, ext_net.broadcast_address):
-            return "not_unicast"
-        if info.ttl <= 1:
-            return "ttl_expired"
-        if info.protocol == ICMP and not info.is_echo_request:
-            return "icmp_unsupported"
-        return ""
 
     def next_hop(self, remote: str) -> str | None:
         """Remotes on the external prefix directly, others via the gateway."""
@@ -280,31 +262,8 @@ class NatService:
         if session.protocol == TCP and not rec.flag_flows:
             rec.flag_flows = True
             msgs += flows.tcp_flag_flows(path)
-        msgs += self._probe_for(session, add=True)
+        msgs += self.probes.for_session(session, add=True)
         return msgs
-
-    def _probe_for(self, session: Session, add: bool) -> list:
-        """Mapping probe for EIF/ADF filtering: one per live dynamic mapping."""
-        if session.protocol == ICMP or session.mapping.static:
-            return []
-        if add and self.config.filtering_for(session.protocol) != "address-and-port-dependent":
-            return self.probe(session.protocol, session.external_port, add=True)
-        if not add and session.mapping.count == 0:
-            return self.probe(session.protocol, session.external_port, add=False)
-        return []
-
-    def probe(self, protocol: int, port: int, add: bool) -> list:
-        """Add or remove the probe flow of an external port (idempotent)."""
-        key = (protocol, port)
-        if add == (key in self._probes):
-            return []
-        (self._probes.add if add else self._probes.discard)(key)
-        return [flows.mapping_probe(self.uplink, self._external, protocol, port, add=add)]
-
-    def probes(self) -> list:
-        """The probe flows that should be in the switch (after a connect)."""
-        return [flows.mapping_probe(self.uplink, self._external, p, port)
-                for p, port in sorted(self._probes)]
 
     def flow_removed(self, cookie: int, reason: int, packets: int, octets: int,
                      now: float) -> list:
@@ -348,7 +307,7 @@ class NatService:
         return self._after_end(session)
 
     def _after_end(self, session: Session) -> list:
-        msgs = self._probe_for(session, add=False)
+        msgs = self.probes.for_session(session, add=False)
         rec = self.records.get(session.id)
         if rec is None:
             return msgs

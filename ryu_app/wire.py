@@ -3,10 +3,12 @@
 Ryu's parsers trust the bytes they are given.  Two ways hostile traffic
 exploits that, both closed here before Ryu sees the bytes:
 
-* A TCP option whose length byte is 0 makes Ryu's option loop spin forever,
-  allocating an option object each turn (the controller hangs, then runs out
-  of memory).  One SYN from inside, one FIN to a session or one fragment to
-  the NAT address would do.  TCP options are walked here first.
+* A TCP option whose length byte is 0 (of a kind Ryu does not know, or
+  hidden after one Ryu skips by its fixed size) makes Ryu's option loop spin
+  forever, allocating an option object each turn: the controller hangs, then
+  runs out of memory.  One SYN from inside, one FIN to a session or one
+  fragment to the NAT address would do.  The options are walked here first,
+  with Ryu's own option parser and a check that every step moves on.
 * A non-first IPv4 fragment carries no L4 header, but Ryu parses its payload
   as one anyway.  Fragments are parsed down to IPv4 only.
 
@@ -22,7 +24,6 @@ from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet, tcp, udp
 from ryu.ofproto import ether, inet
 
 _L4 = {inet.IPPROTO_TCP: tcp.tcp, inet.IPPROTO_UDP: udp.udp, inet.IPPROTO_ICMP: icmp.icmp}
-_TCP_EOL, _TCP_NOP = 0, 1
 
 
 class Malformed(ValueError):
@@ -102,28 +103,25 @@ def ipv4_problem(buf: bytes) -> str:
 def tcp_options_problem(seg: bytes) -> str:
     """Why the options of the TCP header at the start of ``seg`` are unsafe, or "".
 
-    Each option other than EOL/NOP needs a length of at least 2 that stays
-    within the header.  A copy cut short in the middle of the options is
-    fine: what is missing cannot make Ryu loop.
+    Runs Ryu's own option parser over them one option at a time, as
+    ``tcp.tcp.parser`` would, and refuses the header as soon as a step does
+    not move forward: that is the step Ryu would repeat forever.  (Ryu
+    advances known options by their fixed size and others by their length
+    byte, so only Ryu's own walk can tell.)  Options Ryu cannot parse at all
+    it skips whole, which is safe.
     """
     if len(seg) < 20:
         return ""
     declared = (seg[12] >> 4) * 4
     if declared < 20:
         return "tcp data offset"
-    end = min(declared, len(seg))
-    i = 20
-    while i < end:
-        kind = seg[i]
-        if kind == _TCP_EOL:
+    buf = bytes(seg[20:declared])
+    while buf:
+        try:
+            _, rest = tcp.TCPOption.parser(buf)
+        except struct.error:
             return ""
-        if kind == _TCP_NOP:
-            i += 1
-            continue
-        if i + 1 >= end:
-            return "" if end < declared else "tcp option truncated"
-        length = seg[i + 1]
-        if length < 2 or i + length > declared:
+        if len(rest) >= len(buf):
             return "tcp option length"
-        i += length
+        buf = rest
     return ""

@@ -92,10 +92,11 @@ def test_forward_onto_a_port_in_use_is_refused(lab):
 def test_quota_refusal_is_told_to_the_host_and_evicts_nothing(lab):
     """RFC 6888 REQ-4/5 and RFC 5508 REQ-8: quota 3 per host; the 4th fails fast."""
     h1 = lab.host("h1")
-    before = {c["id"] for c in lab.controller.get("/nat/connections?internal_ip=10.0.0.11")}
+    for c in lab.controller.get("/nat/connections?internal_ip=10.0.0.11"):  # start from none
+        lab.controller.request("DELETE", f"/nat/connections/{c['id']}")
     with Server(lab.host("o2"), "udp-server", 9200):
-        client(h1, "udp-client", "--sport 47000", f"--to {O2}:9200", "--count 1")
-        client(h1, "udp-client", "--sport 47001", f"--to {O2}:9200", "--count 1")
+        for port in (47000, 47001, 47002):
+            client(h1, "udp-client", f"--sport {port}", f"--to {O2}:9200", "--count 1")
     held = lab.controller.get("/nat/connections?internal_ip=10.0.0.11")
     assert len(held) == 3, held
     started = time.monotonic()
@@ -103,7 +104,13 @@ def test_quota_refusal_is_told_to_the_host_and_evicts_nothing(lab):
     elapsed = time.monotonic() - started
     assert "rc=7" in out and elapsed < 5, (out, elapsed)   # "No route to host", at once
     after = lab.controller.get("/nat/connections?internal_ip=10.0.0.11")
-    assert {c["id"] for c in after} == {c["id"] for c in held} >= before, "nothing evicted"
+    assert {c["id"] for c in after} == {c["id"] for c in held}, "nothing evicted"
+    with Server(lab.host("o2"), "udp-server", 9200) as server:   # and they still carry traffic
+        again = client(h1, "udp-client", "--sport 47000", f"--to {O2}:9200", "--count 2")
+        peers = server.peers()
+    assert again["replies"] == {f"{O2}:9200": 2}, again
+    mapped = [c["external_port"] for c in after if c["internal_port"] == 47000]
+    assert peers == {(NAT_IP, mapped[0])}, (peers, mapped)
     stats = lab.controller.get("/nat/stats")
     assert stats["refused"].get("host_quota", 0) >= 1
 

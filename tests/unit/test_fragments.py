@@ -4,7 +4,7 @@ from __future__ import annotations
 import struct
 from types import SimpleNamespace
 
-from ryu.lib.packet import ethernet, ipv4, packet, packet_utils, udp
+from ryu.lib.packet import ethernet, ipv4, packet, packet_utils, tcp, udp
 from ryu.ofproto import ether, inet
 
 from helpers.fake_switch import Wire
@@ -207,3 +207,26 @@ def test_fragments_forged_in_a_sources_name_do_not_lock_it_out():
     out = send_all(lab, UPLINK, frames)          # the real S1, first fragment first
     assert [p for p, _ in out] == [H1.port] * len(frames)
     assert lab.gateway.counters.drops["fragment_evicted"] >= 1
+
+
+def test_tcp_fragments_are_translated_with_their_checksum():
+    """A TCP SYN with data, fragmented (a stack without PMTU discovery)."""
+    lab = make_lab()
+    seg = packet.Packet()
+    seg.add_protocol(ipv4.ipv4(src=H1.ip, dst=S1.ip, proto=inet.IPPROTO_TCP))
+    seg.add_protocol(tcp.tcp(src_port=5000, dst_port=80, seq=1, bits=tcp.TCP_SYN,
+                             window_size=1000))
+    seg.add_protocol(bytes(range(160)))
+    seg.serialize()
+    body = bytes(seg.data)[20:]                   # TCP header + data, checksum set
+    frames = [tcp_first_fragment(H1.mac, H1.ip, S1.ip, body[off:off + 64], ident=8,
+                                 offset=off // 8, more=off + 64 < len(body))
+              for off in range(0, len(body), 64)]
+    out = send_all(lab, H1.port, frames[::-1])
+    assert [p for p, _ in out] == [UPLINK] * len(frames)
+    src, dst, got = reassemble([f for _, f in out])
+    [s] = lab.gateway.switches[1].nat.ct.sessions()
+    assert (src, dst) == (NAT_IP, S1.ip) and struct.unpack_from("!HH", got) == (s.external_port, 80)
+    pseudo = bytes(map(int, src.split("."))) + bytes(map(int, dst.split("."))) + \
+        struct.pack("!BBH", 0, 6, len(got))
+    assert packet_utils.checksum(pseudo + got) == 0, "TCP checksum over the whole segment"

@@ -123,13 +123,18 @@ def udp_frame(eth_src: str, eth_dst: str, src: str, sport: int, dst: str, dport:
     return bytes(pkt.data)
 
 
-def test_replies_follow_an_inside_host_that_moved_port():
+def h1_talking_on_port_2() -> tuple[Wire, bytes]:
+    """A lab where h1 (port 2) has a UDP session to S1; and S1's reply to it."""
     lab = Wire(Gateway(make_config()))
     lab.connect({"s1-eth1": 1, "s1-eth2": 2, "s1-eth3": 3})
     lab.gateway.switches[1].nat.next_hops.learn(S1.ip, S1.mac, 0.0)
     lab.send(2, udp_frame(H1_MAC, GW_MAC, H1_IP, 5000, S1.ip, 53))
     [s] = lab.gateway.switches[1].nat.ct.sessions()
-    reply = udp_frame(S1.mac, GW_MAC, S1.ip, 53, "198.51.100.1", s.external_port)
+    return lab, udp_frame(S1.mac, GW_MAC, S1.ip, 53, "198.51.100.1", s.external_port)
+
+
+def test_replies_follow_an_inside_host_that_moved_port():
+    lab, reply = h1_talking_on_port_2()
     assert [p for p, _ in lab.send(1, reply)] == [2]
     # h1 is re-cabled to port 3 and keeps talking on the same socket: its
     # packets still match the session's forward flow (any inside port)...
@@ -144,12 +149,7 @@ def test_a_dropped_packet_still_tells_the_gateway_where_its_host_went():
     """h1 moves, and the first thing it sends from there is refused (a TCP
     segment of no session): the move is learned all the same, and so the
     replies of its live sessions follow it."""
-    lab = Wire(Gateway(make_config()))
-    lab.connect({"s1-eth1": 1, "s1-eth2": 2, "s1-eth3": 3})
-    lab.gateway.switches[1].nat.next_hops.learn(S1.ip, S1.mac, 0.0)
-    lab.send(2, udp_frame(H1_MAC, GW_MAC, H1_IP, 5000, S1.ip, 53))
-    [s] = lab.gateway.switches[1].nat.ct.sessions()
-    reply = udp_frame(S1.mac, GW_MAC, S1.ip, 53, "198.51.100.1", s.external_port)
+    lab, reply = h1_talking_on_port_2()
     pkt = packet.Packet()
     pkt.add_protocol(ethernet.ethernet(dst=GW_MAC, src=H1_MAC, ethertype=ether.ETH_TYPE_IP))
     pkt.add_protocol(ipv4.ipv4(src=H1_IP, dst=S1.ip, proto=inet.IPPROTO_TCP, ttl=64))
