@@ -2,7 +2,7 @@
 
 A lab owns the processes that run in its Mininet hosts' network namespaces
 (host shells and whatever tests start in them) and the bridges it tags with
-its own PID.  A lab that was killed outright (SIGKILL, a CI timeout) cannot
+its own identity (PID, start time, PID namespace).  A lab that was killed outright (SIGKILL, a CI timeout) cannot
 clean up; the next one removes what the dead one tagged, and nothing else.
 """
 from __future__ import annotations
@@ -35,6 +35,25 @@ def pids_in(namespaces: Iterable[int]) -> list[int]:
         if entry.name.isdigit() and netns_of(int(entry.name)) in wanted:
             found.append(int(entry.name))
     return sorted(found)
+
+
+def hold_namespaces(pids: Iterable[int]) -> list[int]:
+    """Open fds on the network namespaces of ``pids`` (see :func:`release`)."""
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.open(f"/proc/{pid}/ns/net", os.O_RDONLY))
+        except OSError:
+            pass
+    return fds
+
+
+def release(fds: Iterable[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def command_line(pid: int) -> str:
@@ -86,18 +105,40 @@ def _vsctl(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["ovs-vsctl", "--timeout=5", *args], capture_output=True, text=True)
 
 
+def identity(pid: int) -> str | None:
+    """``pid:start-time:pid-namespace`` of a live process: a PID alone may be
+    reused, or mean another process in another PID namespace."""
+    try:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        pidns = os.stat(f"/proc/{pid}/ns/pid").st_ino
+    except (OSError, IndexError):
+        return None
+    return f"{pid}:{start}:{pidns}"
+
+
 def tag_bridges(bridges: Iterable[str], owner: int | None = None) -> None:
     """Mark ``bridges`` as created by the lab running in process ``owner``."""
-    owner = os.getpid() if owner is None else owner
+    tag = identity(os.getpid() if owner is None else owner)
     for bridge in bridges:
-        _vsctl("set", "bridge", bridge, f"external_ids:{OWNER_KEY}={owner}")
+        done = _vsctl("set", "bridge", bridge, f'external_ids:{OWNER_KEY}="{tag}"')
+        if done.returncode != 0:
+            raise RuntimeError(f"could not tag bridge {bridge}: {done.stderr.strip()}")
 
 
-def bridge_owner(bridge: str) -> int | None:
-    """PID of the lab that created ``bridge``; None if it is not a lab's."""
+def bridge_owner(bridge: str) -> str | None:
+    """The identity of the lab that created ``bridge``; None if no lab did."""
     out = _vsctl("--if-exists", "get", "bridge", bridge, f"external_ids:{OWNER_KEY}")
     value = out.stdout.strip().strip('"')
-    return int(value) if out.returncode == 0 and value.isdigit() else None
+    return value if out.returncode == 0 and value.count(":") == 2 else None
+
+
+def owner_gone(owner: str) -> bool:
+    """True only when ``owner`` is a lab of this PID namespace that has ended:
+    the process is gone, or its PID now belongs to a newer process."""
+    pid, _start, pidns = owner.split(":")
+    if not pid.isdigit() or str(os.stat("/proc/self/ns/pid").st_ino) != pidns:
+        return False       # another PID namespace (or garbage): not ours to judge
+    return identity(int(pid)) != owner
 
 
 def claim_bridge_names(bridges: Iterable[str]) -> list[str]:
@@ -111,8 +152,8 @@ def claim_bridge_names(bridges: Iterable[str]) -> list[str]:
         if _vsctl("br-exists", bridge).returncode != 0:
             continue
         owner = bridge_owner(bridge)
-        if owner is None or alive(owner):
-            who = "not made by a ryu-snat lab" if owner is None else f"lab pid {owner} runs"
+        if owner is None or not owner_gone(owner):
+            who = "not made by a ryu-snat lab" if owner is None else f"lab {owner} runs"
             raise RuntimeError(f"bridge {bridge} already exists ({who}): is another lab running?")
         ports = _vsctl("list-ports", bridge).stdout.split()
         _vsctl("--if-exists", "del-br", bridge)

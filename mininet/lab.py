@@ -207,6 +207,7 @@ class Lab:
         self.namespaces: set[int] = set()     # of our hosts: what runs there is ours
         self.switch_ports: set[str] = set()   # the bridges' interfaces, in the root namespace
         self.swept: list[tuple[int, str]] = []  # (pid, command) still running at stop
+        self._namespace_fds: list[int] = []
 
     def __enter__(self) -> "Lab":
         try:
@@ -238,6 +239,9 @@ class Lab:
         self.net.build()
         root = hygiene.netns_of(os.getpid())
         self.namespaces = {hygiene.netns_of(h.pid) for h in self.net.hosts} - {None, root}
+        # Held open until the sweep: a namespace's number cannot be reused by
+        # another one while anything refers to it.
+        self._namespace_fds = hygiene.hold_namespaces(h.pid for h in self.net.hosts)
         self.switch_ports = {i.name for sw in self.net.switches for i in sw.intfList()
                              if i.name != "lo"}
         self.net.start()                  # creates the bridges
@@ -271,9 +275,18 @@ class Lab:
 
     def _stop(self) -> None:
         try:
-            if self.net is not None:
-                self.net.stop()
-                self.net = None
+            try:
+                if self.net is not None:
+                    net, self.net = self.net, None
+                    net.stop()
+            finally:
+                self._sweep()
+        finally:
+            self.controller.stop()
+
+    def _sweep(self) -> None:
+        """Stop what still runs in our hosts' namespaces, by PID."""
+        try:
             if self.namespaces:
                 deadline = time.monotonic() + 1.0
                 while hygiene.pids_in(self.namespaces) and time.monotonic() < deadline:
@@ -282,7 +295,8 @@ class Lab:
                 self.swept += [(pid, hygiene.command_line(pid)) for pid in left]
                 hygiene.stop_pids(left)
         finally:
-            self.controller.stop()
+            hygiene.release(self._namespace_fds)
+            self._namespace_fds = []
 
     def host(self, name: str):
         return self.net.get(name)

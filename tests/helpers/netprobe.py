@@ -35,6 +35,7 @@ def udp_server(port: int, log: str, seconds: float) -> None:
     """Echo every datagram back; log who sent it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("0.0.0.0", port))
+    log_line(log, event="ready")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         ready, _, _ = select.select([sock], [], [], 0.2)
@@ -50,6 +51,7 @@ def tcp_server(port: int, log: str, seconds: float) -> None:
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind(("0.0.0.0", port))
     lsock.listen(64)
+    log_line(log, event="ready")
     conns: dict[socket.socket, tuple] = {}
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

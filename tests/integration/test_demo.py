@@ -32,7 +32,10 @@ def test_ctrl_c_in_the_middle_of_the_demo_tears_everything_down():
             seen.append(line)
             if line.startswith("=== the gateway answers"):
                 break
+        assert seen and seen[-1].startswith("=== the gateway answers"), "".join(seen)
         time.sleep(0.5)
+        demo.send_signal(signal.SIGINT)
+        time.sleep(0.3)                 # a second Ctrl-C, during the teardown
         demo.send_signal(signal.SIGINT)
         rest, _ = demo.communicate(timeout=60)
     finally:

@@ -56,11 +56,12 @@ def test_big_ping_both_ways(lab):
 def test_fragment_flood_leaves_unfragmented_traffic_unharmed(lab):
     """Bogus later fragments at 1000/s for 6 s: h1's traffic, measured while
     the flood runs, all gets through; the flood costs only the bounded table."""
-    flood = lab.host("o1").popen(
-        f"timeout 20 {sys.executable} {NETPROBE} frag-flood --to {NAT_IP} --count 6000 "
-        "--seconds 6", shell=True)
-    time.sleep(1)
     with Server(lab.host("o2"), "udp-server", 9502):
+        client(lab.host("h1"), "udp-client", "--sport 49200", f"--to {O2}:9502", "--count 1")
+        flood = lab.host("o1").popen(     # the session is in the switch: now the flood
+            f"timeout 20 {sys.executable} {NETPROBE} frag-flood --to {NAT_IP} --count 6000 "
+            "--seconds 6", shell=True)
+        time.sleep(1)
         result = client(lab.host("h1"), "udp-client", "--sport 49200", f"--to {O2}:9502",
                         "--count 10", "--interval 0.05")
         assert flood.poll() is None, "the flood must still run while we measure"
@@ -90,12 +91,20 @@ def test_fragmented_traffic_alone_keeps_its_mapping(lab):
     """RFC 4787 REQ-6 with fragments only: datagrams of 3000 bytes every 2 s
     for longer than the UDP timeout keep one mapping; the server sees one
     external port throughout."""
+    before = lab.controller.get("/nat/stats")
+    started = time.time()
     with Server(lab.host("o1"), "udp-server", 9700) as server:
         result = client(lab.host("h1"), "udp-client", "--sport 49400", f"--to {O1}:9700",
                         "--count 6", "--interval 2", "--size 3000")
         peers = server.peers()
+    after = lab.controller.get("/nat/stats")
     assert result["replies"] == {f"{O1}:9700": 6}, result
+    # One session all along, not one re-made after each timeout (whose port,
+    # the endpoint's own, would look the same from outside).
+    assert after["created"] - before["created"] == 1, (before, after)
+    assert after["expired"] == before["expired"], (before, after)
     assert len(peers) == 1 and next(iter(peers))[0] == NAT_IP, peers
     conns = [c for c in lab.controller.get("/nat/connections?internal_ip=10.0.0.11")
              if c["internal_port"] == 49400]
     assert len(conns) == 1 and conns[0]["external_port"] == next(iter(peers))[1], conns
+    assert conns[0]["created"] < started + 1 and time.time() - conns[0]["created"] > UDP_TIMEOUT

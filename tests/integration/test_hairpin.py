@@ -83,7 +83,7 @@ def test_a_hairpinned_tcp_connection_gets_the_established_timeout(lab):
     with Server(lab.host("h3"), "tcp-server", 80):
         proc = lab.host("h1").popen(
             f"{sys.executable} {NETPROBE} tcp-client --to {NAT_IP}:8081 --sport 48200 "
-            "--send 1000 --hold 5", shell=True, stdout=subprocess.PIPE, text=True)
+            "--send 1000 --hold 15", shell=True, stdout=subprocess.PIPE, text=True)
 
         def pair():
             sender = [c for c in lab.controller.get("/nat/connections?internal_ip=10.0.0.11")
@@ -94,6 +94,6 @@ def test_a_hairpinned_tcp_connection_gets_the_established_timeout(lab):
             return both if len(both) == 2 and {c["state"] for c in both} == {"ESTABLISHED"} \
                 else None
 
-        both = wait_for(pair, 4, what="both hairpinned sessions ESTABLISHED")
+        both = wait_for(pair, 10, what="both hairpinned sessions ESTABLISHED")
         assert {c["timeout"] for c in both} == {7440}, both
-        assert json.loads(proc.communicate(timeout=15)[0])["connected"]
+        assert json.loads(proc.communicate(timeout=30)[0])["connected"]

@@ -1,6 +1,7 @@
 """The SNAT gateway with real hosts: judged from the far side of the NAT."""
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from helpers.peers import NETPROBE, Server, client
+from helpers.peers import NETPROBE, Capture, Server, client
 from helpers.system import assert_left_nothing
 from lab import Lab, wait_for
 
@@ -86,33 +87,42 @@ def test_two_hosts_ping_the_same_server_at_once(lab):
 def test_two_hosts_ping_with_the_same_identifier(lab):
     """OpenFlow cannot rewrite echo identifiers: the controller translates."""
     o1 = lab.host("o1")
-    dump = o1.popen("timeout 8 tcpdump -n -l -i o1-eth0 'icmp[icmptype] == icmp-echo'",
-                    shell=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    time.sleep(1)
-    procs = [lab.host(h).popen(f"{sys.executable} {NETPROBE} echo --to {O1} --ident 4242 --count 5",
-                               shell=True, stdout=subprocess.PIPE, text=True) for h in ("h2", "h3")]
-    results = [json.loads(p.communicate(timeout=30)[0].strip().splitlines()[-1]) for p in procs]
+    with Capture(o1, "icmp[icmptype] == icmp-echo", seconds=8) as cap:
+        procs = [lab.host(h).popen(f"{sys.executable} {NETPROBE} echo --to {O1} --ident 4242 "
+                                   "--count 5", shell=True, stdout=subprocess.PIPE, text=True)
+                 for h in ("h2", "h3")]
+        results = [json.loads(p.communicate(timeout=30)[0].strip().splitlines()[-1])
+                   for p in procs]
     assert results == [{"sent": 5, "received": 5}] * 2, results
-    seen = dump.communicate(timeout=15)[0]
-    ids = set(re.findall(r"id (\d+), seq", seen))
-    assert len(ids) == 2 and "4242" in ids, f"the server must see two identifiers: {seen}"
-    assert set(re.findall(r"IP (\S+) >", seen)) == {NAT_IP}
+    ids = set(re.findall(r"id (\d+), seq", cap.text))
+    assert len(ids) == 2 and "4242" in ids, f"the server must see two identifiers: {cap.text}"
+    assert set(re.findall(r"IP (\S+) >", cap.text)) == {NAT_IP}
 
 
 def test_unsolicited_tcp_and_udp_from_outside_reach_nobody(lab):
-    h1, h2, o1 = lab.host("h1"), lab.host("h2"), lab.host("o1")
+    """Address-and-port-dependent filtering (the default): o1 has talked to
+    nobody inside.  Neither to unmapped ports nor to h1's live UDP and TCP
+    mappings (made towards o2) does anything of o1's get in; no RST either."""
+    h1, o1, o2 = lab.host("h1"), lab.host("o1"), lab.host("o2")
+    with Server(o2, "udp-server", 9900):
+        client(h1, "udp-client", "--sport 41500", f"--to {O2}:9900", "--count 1")
+    client(h1, "tcp-client", f"--to {O2}:9901", "--sport 41600")   # refused: mapping only
+    mapped = {c["protocol"]: c["external_port"] for c in connections(lab, internal_ip="10.0.0.11")
+              if c["internal_port"] in (41500, 41600)}
+    assert set(mapped) == {"udp", "tcp"}, mapped
     before = lab.controller.get("/nat/stats")
-    h3 = lab.host("h3")
-    dumps = [h.popen(f"timeout 6 tcpdump -n -l -i {h.name}-eth0 'ip src {O1} and (tcp or udp)'",
-                     shell=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-             for h in (h1, h2, h3)]
-    time.sleep(1)
-    tcp = o1.cmd(f"timeout 8 nc -z -w 7 {NAT_IP} 22; echo rc=$?")
-    o1.cmd(f"for p in 22 80 5353 41000; do echo hi | timeout 1 nc -u -w 0 {NAT_IP} $p; done")
-    seen = [d.communicate(timeout=15)[0].strip() for d in dumps]
-    assert seen == ["", "", ""], seen
+    with contextlib.ExitStack() as stack:
+        caps = [stack.enter_context(Capture(lab.host(h), f"ip src {O1} and (tcp or udp)",
+                                            seconds=12)) for h in ("h1", "h2", "h3")]
+        started = time.monotonic()
+        tcp = o1.cmd(f"timeout 8 nc -z -w 7 {NAT_IP} {mapped['tcp']}; echo rc=$?")
+        waited = time.monotonic() - started
+        o1.cmd(f"for p in 22 80 {mapped['udp']}; do echo hi | timeout 1 nc -u -w 0 {NAT_IP} $p;"
+               " done")
+        o1.cmd(f"timeout 3 nc -z -w 2 {NAT_IP} 22")
+    assert [cap.lines for cap in caps] == [[], [], []], [cap.lines for cap in caps]
     # RFC 5382 REQ-4: no answer at all (no RST), so nc waits out its timeout.
-    assert "rc=0" not in tcp, tcp
+    assert "rc=0" not in tcp and waited >= 6, (tcp, waited)
     time.sleep(STATS_INTERVAL + 1)
     after = lab.controller.get("/nat/stats")
     assert after["switch_drops"]["unsolicited_inbound"] >= \
@@ -142,8 +152,9 @@ def test_iperf3_bytes_show_up_in_connection_counters(lab):
         big = [c for c in conns if c["bytes_out"] >= 0.9 * sent]
         return big[0] if big else None
 
-    # The next flow-stats poll, at most one interval later, brings the counts.
-    conn = wait_for(data_conn, STATS_INTERVAL + 1.5, what="iperf3 bytes in /nat/connections")
+    # The next flow-stats poll, at most one interval later, brings the counts
+    # (one more interval of slack for a loaded machine).
+    conn = wait_for(data_conn, 2 * STATS_INTERVAL + 1, what="iperf3 bytes in /nat/connections")
     # bytes_out counts IP+TCP headers too: within 10% of the payload.
     assert 0.9 * sent <= conn["bytes_out"] <= 1.1 * sent, (conn, sent)
     assert conn["packets_in"] > 0 and conn["state"] in ("ESTABLISHED", "FIN_WAIT", "CLOSING")
@@ -175,20 +186,19 @@ def test_short_udp_timeout_removes_flows_and_entry(lab):
              f["match"].get("tp_src") == 42000 or f["match"].get("tp_dst") == port)]
     assert len(flows) == 2 and all(f["idle_timeout"] == UDP_TIMEOUT for f in flows), flows
     # The switch idles the flows out and its flow-removed ends the session:
-    # on time, not at the engine's backstop (timeout + 2 polls + 2 s).
-    wait_for(lambda: not ours(), UDP_TIMEOUT + 4, interval=0.25, what="UDP session expiry")
+    # on time, not at the engine's backstop (timeout + 2 polls + 2 s, plus
+    # a tick: 7 s later here).
+    wait_for(lambda: not ours(), UDP_TIMEOUT + 5, interval=0.25, what="UDP session expiry")
     lived = time.monotonic() - last_packet
-    assert UDP_TIMEOUT - 0.5 <= lived <= UDP_TIMEOUT + 4, lived
+    assert UDP_TIMEOUT - 0.5 <= lived <= UDP_TIMEOUT + 5, lived
     cookies = {f["cookie"] for f in flows}
     assert not [f for f in lab.flows() if f["cookie"] in cookies], "flows outlived the session"
     after = lab.controller.get("/nat/stats")
     assert after["expired"] >= before["expired"] + 1 and after["removed"] == before["removed"]
     # From the far side: the old mapping leads nowhere now.
-    dump = h2.popen("timeout 4 tcpdump -n -l -i h2-eth0 udp", shell=True,
-                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    time.sleep(1)
-    o1.cmd(f"echo late | timeout 1 nc -u -w 0 -p 6000 {NAT_IP} {port}")
-    assert dump.communicate(timeout=10)[0].strip() == "", "a packet reached h2 after expiry"
+    with Capture(h2, "udp", seconds=3) as cap:
+        o1.cmd(f"echo late | timeout 1 nc -u -w 0 -p 6000 {NAT_IP} {port}")
+    assert cap.lines == [], f"a packet reached h2 after expiry: {cap.lines}"
 
 
 def test_delete_cuts_a_session(lab):

@@ -3,9 +3,9 @@
 h1 opens a mapping with a SYN to o1 (refused there: its RST goes back to h1),
 then listens on that very port.  Who may now connect to NAT:that port depends
 on the configured TCP filtering, judged by whether the connection opens and
-echoes from the outside host's side.  (Address-and-port-dependent filtering,
-the default, refusing everyone new is in test_nat; UDP's modes are measured
-with coturn in test_nat_discovery.)
+echoes from the outside host's side: under address-and-port-dependent
+filtering (the default) not even o1, from another port than h1 used.  (UDP's
+modes are measured with coturn in test_nat_discovery.)
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ O1 = "198.51.100.10"
 PORT = 44400
 
 LABS = [("endpoint-independent", {"o1": True, "o2": True}),
-        ("address-dependent", {"o1": True, "o2": False})]
+        ("address-dependent", {"o1": True, "o2": False}),
+        ("address-and-port-dependent", {"o1": False, "o2": False})]
 
 
 @pytest.fixture(scope="module", params=LABS, ids=[mode for mode, _ in LABS])

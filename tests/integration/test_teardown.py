@@ -51,21 +51,24 @@ def test_a_killed_lab_does_not_block_the_next_one():
     the next lab removes the bridges the dead one tagged as its own."""
     script = ("import sys, time; sys.path.insert(0, sys.argv[1]); import lab\n"
               "l = lab.Lab(inside=1, outside=1); l.start()\n"
-              "print(l.controller.proc.pid, flush=True); time.sleep(120)\n")
+              "print(l.controller.proc.pid, *(h.pid for h in l.net.hosts), flush=True)\n"
+              "time.sleep(120)\n")
     doomed = subprocess.Popen([sys.executable, "-c", script, str(MININET_DIR)],
                               stdout=subprocess.PIPE, text=True)
     try:
-        controller_pid = int(doomed.stdout.readline())
+        controller_pid, *host_pids = map(int, doomed.stdout.readline().split())
         assert {"s1", "s2"} <= bridges()
-        assert hygiene.bridge_owner("s1") == doomed.pid
+        assert hygiene.bridge_owner("s1").startswith(f"{doomed.pid}:")
     finally:
         os.kill(doomed.pid, signal.SIGKILL)
         doomed.wait(timeout=10)
     wait_for(lambda: not pid_alive(controller_pid) and not port_open(6653), 10,
              what="the dead lab's controller to exit")
+    wait_for(lambda: not [p for p in host_pids if pid_alive(p)], 10,
+             what="the dead lab's host shells to go (their terminal closed)")
     with Lab(inside=1, outside=1) as lab:
         out = lab.host("h1").cmd("ping -c 1 -W 2 198.51.100.10")
         assert " 0% packet loss" in out, out
-        assert hygiene.bridge_owner("s1") == os.getpid()
+        assert hygiene.bridge_owner("s1") == hygiene.identity(os.getpid())
     assert not {"s1", "s2"} & bridges()
     assert "s1-eth1" not in links()

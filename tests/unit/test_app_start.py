@@ -45,16 +45,21 @@ def test_the_sample_config_starts_stock_ryu_manager_with_ofctl_rest(tmp_path):
     listening ports are moved to free ones."""
     of_port, rest_port = free_tcp_port(), free_tcp_port()
     conf = tmp_path / "sample.conf"
-    conf.write_text((ROOT / "etc" / "ryu-snat.conf").read_text()
-                    .replace("wsapi_port = 8080", f"wsapi_port = {rest_port}")
-                    .replace("ofp_tcp_listen_port = 6653", f"ofp_tcp_listen_port = {of_port}"))
-    proc = subprocess.Popen([RYU_MANAGER, "--config-file", str(conf), "ryu_app.snat",
-                             "ryu.app.ofctl_rest"], cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sample = (ROOT / "etc" / "ryu-snat.conf").read_text()
+    moved = (sample.replace("wsapi_port = 8080", f"wsapi_port = {rest_port}")
+             .replace("ofp_tcp_listen_port = 6653", f"ofp_tcp_listen_port = {of_port}"))
+    assert moved.count(str(of_port)) == 1 and moved.count(str(rest_port)) == 1, \
+        "the sample's ports moved, so no lab's switch can reach this controller"
+    conf.write_text(moved)
+    log = tmp_path / "ryu-manager.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([RYU_MANAGER, "--config-file", str(conf), "ryu_app.snat",
+                                 "ryu.app.ofctl_rest"], cwd=tmp_path, stdout=out,
+                                stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
         while not (port_open(rest_port) and port_open(of_port)):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
         with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/nat/stats", timeout=5) as r:
             stats = json.loads(r.read())
@@ -64,5 +69,5 @@ def test_the_sample_config_starts_stock_ryu_manager_with_ofctl_rest(tmp_path):
             assert json.loads(r.read()) == []          # ofctl_rest is loaded
     finally:
         proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=15)[0]
-    assert "Traceback" not in out, out
+        proc.wait(timeout=15)
+    assert "Traceback" not in log.read_text(), log.read_text()
