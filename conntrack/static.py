@@ -85,7 +85,7 @@ class StaticEntries:
             raise self._refuse(RefuseReason.MAPPING_CONFLICT, f"inside endpoint holds port {mapping.external_port}")
         if mapping is None:
             self._check_free_port(protocol, external_port)
-        self._check_limits(in_ip)
+        self._check_limits(in_ip, inbound=inbound_initiated)
         if mapping is None:
             self._pools[protocol].claim(external_port)
             mapping = self._add_mapping(policy, ikey, external_port)

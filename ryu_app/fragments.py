@@ -12,9 +12,9 @@ counts as traffic of its direction when a session flow idles out.
 Hostile fragments cost only a bounded table: a first fragment too short to
 hold its whole L4 header, and TCP fragments at offset 8, are dropped (RFC
 1858); fragments that come before their first wait, at most 64 per datagram,
-2048 in all, 64 datagrams per source, for 5 s; when the table (or a
-source's share) is full, the oldest datagram still waiting for its first
-fragment makes room for one whose first fragment matched a session.
+2048 in all, 64 waiting datagrams per source, for 5 s.  A datagram whose
+first fragment matched a session is never refused: when the table is full
+it makes room (the oldest datagram still waiting, else the oldest entry).
 Unfragmented traffic never comes here: it stays on the switch flows.
 """
 from __future__ import annotations
@@ -124,7 +124,8 @@ class Fragments:
         out = msgs + self._translate(session, frag, outside, first=True, now=now)
         if dgram is not None:
             dgram.sid = session.id
-            self.waiting.pop(key, None)
+            if self.waiting.pop(key, False) is None:    # it waited: it is proven now
+                self._uncount(dgram.source)
             for held in dgram.held:
                 out += self._translate(session, _parse(held), outside, first=False, now=now)
             self.held -= len(dgram.held)
@@ -132,23 +133,27 @@ class Fragments:
         return out
 
     def _new(self, key: tuple, source: tuple, now: float, proven: bool = False) -> _Datagram | None:
-        """A table entry; ``proven`` (its first fragment matched a session)
-        may evict a waiting entry, even one of its own source: so fragments
-        forged in a source's name cannot lock that source out."""
-        if self.per_source.get(source, 0) >= MAX_PER_SOURCE:
-            if not (proven and self._evict_waiting(source)):
-                return None
-        if len(self.table) >= MAX_DATAGRAMS and not self._evict_waiting():
+        """A table entry.  Datagrams still waiting for their first fragment
+        are limited per source; one whose first fragment matched a session
+        (``proven``) is not, and when the table is full it makes room (the
+        oldest waiting datagram, else the oldest entry), so fragments forged
+        in anyone's name can neither lock a source out nor crowd out a session."""
+        if not proven and self.per_source.get(source, 0) >= MAX_PER_SOURCE:
             return None
+        if len(self.table) >= MAX_DATAGRAMS:
+            if not proven:
+                return None
+            if not self._evict_waiting():
+                self._forget(next(iter(self.table)), "fragment_evicted")
         dgram = self.table[key] = _Datagram(now, source)
-        self.waiting[key] = None
-        self.per_source[source] = self.per_source.get(source, 0) + 1
+        if not proven:
+            self.waiting[key] = None
+            self.per_source[source] = self.per_source.get(source, 0) + 1
         return dgram
 
-    def _evict_waiting(self, source: tuple | None = None) -> bool:
-        """Make room: drop the oldest datagram (of ``source``, if given)
-        whose first fragment never came."""
-        key = next((k for k in self.waiting if source is None or k[:2] == source), None)
+    def _evict_waiting(self) -> bool:
+        """Make room: drop the oldest datagram whose first fragment never came."""
+        key = next(iter(self.waiting), None)
         if key is None:
             return False
         self._forget(key, "fragment_evicted")
@@ -156,15 +161,18 @@ class Fragments:
 
     def _forget(self, key: tuple, reason: str) -> None:
         dgram = self.table.pop(key)
-        self.waiting.pop(key, None)
-        left = self.per_source[dgram.source] - 1
-        if left:
-            self.per_source[dgram.source] = left
-        else:
-            del self.per_source[dgram.source]
+        if self.waiting.pop(key, False) is None:
+            self._uncount(dgram.source)
         self.held -= len(dgram.held)
         for _ in dgram.held:
             self.nat._drop(reason)
+
+    def _uncount(self, source: tuple) -> None:
+        left = self.per_source[source] - 1
+        if left:
+            self.per_source[source] = left
+        else:
+            del self.per_source[source]
 
     def tick(self, now: float) -> None:
         """Forget datagrams older than TIMEOUT; count fragments that never matched."""
@@ -219,13 +227,14 @@ class Fragments:
         except Refused as refused:
             return None, nat._drop(f"inbound_{refused.reason.value}")
         hop = nat.next_hop(frag.src)
-        if hop is not None:
-            nat.next_hops.learn(hop, eth_src, now)
+        msgs = nat.learn_next_hop(hop, eth_src, now) if hop is not None else []
         if nat.hosts.get(str(session.inside_ip)) is None:
             # Ask for the host; the sender's next datagram gets through.
+            # No flowless session is left behind meanwhile.
             nat._drop("inbound_unresolved")
-            return None, [nat.inbound.arp_request(str(session.inside_ip))]
-        return session, nat._ensure_flows(session, eth_src)
+            return None, (msgs + nat.end(session, "inside_host_unresolved", now)
+                          + [nat.inbound.arp_request(str(session.inside_ip))])
+        return session, msgs + nat._ensure_flows(session, eth_src)
 
     def _translate(self, session: Session, frag: _Fragment, outside: bool, first: bool,
                    now: float) -> list:

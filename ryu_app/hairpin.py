@@ -85,6 +85,7 @@ class Hairpin:
         nat = self.nat
         rec = nat.records.get(session.id)
         if rec is not None and CookieKind.SESSION_OUT in rec.installed:
+            rec.peer = peer          # the other end may be a new session by now
             return []
         path = nat.path(session, next_mac)
         if rec is None:

@@ -115,6 +115,8 @@ def translate_outbound_error(data: bytes, *, nat_ip: str,
     inside = bytes(frame[ip_off + 12:ip_off + 16])
     if frame[inner_off + 16:inner_off + 20] != inside:
         return "icmp_error_not_ours"         # not about a packet this host received
+    if frame[ip_off + 16:ip_off + 20] != frame[inner_off + 12:inner_off + 16]:
+        return "icmp_error_not_ours"         # an error goes back to whoever sent the packet
     if proto not in (TCP, UDP):
         return "icmp_error_no_session"       # only TCP/UDP come in to inside hosts
     remote = _ntoa(frame[inner_off + 12:inner_off + 16])

@@ -61,9 +61,10 @@ class Inbound:
         except Refused as refused:
             return nat._drop(f"inbound_{refused.reason.value}")
         hop = nat.next_hop(info.src)
-        if hop is not None:     # accepted: it came from its next hop, remember that MAC
-            nat.next_hops.learn(hop, eth_src, now)
-        return self.deliver(session, data, now)
+        # Accepted: it came from its next hop; remember that MAC (and send
+        # what waited for it).
+        msgs = nat.learn_next_hop(hop, eth_src, now) if hop is not None else []
+        return msgs + self.deliver(session, data, now)
 
     def deliver(self, session: Session, data: bytes, now: float) -> list:
         """Install the session's flows and send ``data`` in through them."""

@@ -186,6 +186,13 @@ class NatService:
             in_p, in_b = peer.totals()[:2]
         return out_p, out_b, in_p, in_b
 
+    def plain_packets(self, rec: FlowRecord) -> tuple[int, int]:
+        """Packets out and in without FIN or RST (a hairpinned session's
+        inbound ones are its peer's outbound)."""
+        out_p, in_p = rec.plain_packets()
+        peer = self.records.get(rec.peer) if rec.peer is not None else None
+        return (out_p, peer.plain_packets()[0]) if peer is not None else (out_p, in_p)
+
     def flow_of(self, rec: FlowRecord, kind: CookieKind):
         """One of a session's flows as it is now (path, idle timeout), to re-add."""
         if rec.actions is None:
@@ -283,34 +290,46 @@ class NatService:
             self.ct.set_counters(sid, *self.totals(rec))
         if session is None or rec.ending:
             return self._forget(sid) if not rec.installed else []
-        other = OTHER_FLOW[kind]
-        if reason == ofp.OFPRR_IDLE_TIMEOUT:
-            timeout = session.timeout
-            if rec.active(kind, now, timeout):      # its fragments went through the controller
-                rec.installed.add(kind)
-                return [flows.session_flow(rec.path, kind)]
-            if rec.active(other, now, timeout) and (
-                    other == CookieKind.SESSION_OUT or session.replied):
-                # The other direction is active and may keep the session:
-                # re-add this one now, standing in until it carries traffic.
-                rec.installed.add(kind)
-                rec.revived.add(kind)
-                return [flows.session_flow(rec.path, kind)]
+        if reason == ofp.OFPRR_IDLE_TIMEOUT and (
+                rec.active(kind, now, session.timeout)      # its fragments passed the controller
+                or self._other_keeps(session, rec, kind, now)):
+            # Re-added at once, standing in until it carries traffic itself.
+            rec.installed.add(kind)
+            rec.revived.add(kind)
+            return [self.flow_of(rec, kind)]
         why = "idle" if reason == ofp.OFPRR_IDLE_TIMEOUT else "flow_deleted"
         return self.end(session, why, now)
+
+    def _other_keeps(self, session: Session, rec: FlowRecord, kind: CookieKind,
+                     now: float) -> bool:
+        """Is the session's other direction active, and may it keep the
+        session alive (outbound always; inbound once replied)?  A hairpinned
+        session's other direction is its peer's one flow."""
+        timeout = session.timeout
+        if rec.peer is not None:
+            peer = self.records.get(rec.peer)
+            return peer is not None and peer.active(CookieKind.SESSION_OUT, now, timeout)
+        other = OTHER_FLOW[kind]
+        return rec.active(other, now, timeout) and (
+            other == CookieKind.SESSION_OUT or session.replied)
 
     def end(self, session: Session, reason: str, now: float) -> list:
         """End a live session now: engine entry, its flows, its mapping probe.
         Idling out in the switch counts as expiry."""
         if session.alive:
             self.ct.remove(session, reason, now, timed_out=reason == "idle")
-        return self._after_end(session)
+        return self._after_end(session, now)
 
-    def _after_end(self, session: Session) -> list:
+    def _after_end(self, session: Session, now: float | None = None) -> list:
         msgs = self.probes.for_session(session, add=False)
         rec = self.records.get(session.id)
         if rec is None:
             return msgs
+        if rec.peer is not None:     # a hairpinned pair is one conversation: both end
+            peer, rec.peer = self.ct.get(rec.peer), None
+            if peer is not None:
+                msgs += self.end(peer, "hairpin_peer_ended", session.last_seen
+                                 if now is None else now)
         if rec.installed:
             rec.ending = True
             return msgs + [flows.delete_session_flows(session.id)]
@@ -360,7 +379,7 @@ class NatService:
             if session is not None and sid not in self.records:
                 msgs += self.end(session, "next_hop_unresolved", now)
         for session in self.ct.expire(now, grace):
-            msgs += self._after_end(session)
+            msgs += self._after_end(session, now)
         self.fragments.tick(now)
         return msgs + self.inbound.tick(now)
 

@@ -40,4 +40,9 @@ class PerKeyBuckets:
             while len(self._buckets) > self.max_keys:
                 self._buckets.popitem(last=False)
         self._buckets.move_to_end(key)
-        return bucket.take(now) and self.total.take(now)
+        if not bucket.take(now):
+            return False
+        if self.total.take(now):
+            return True
+        bucket.tokens += 1          # refused in all: the host's token is not spent
+        return False

@@ -69,9 +69,9 @@ class TcpTracking:
             if session.state != State.CLOSING:
                 rec.after_rst = None
             elif rec.after_rst == ():
-                rec.after_rst = rec.plain_packets()
+                rec.after_rst = self.nat.plain_packets(rec)
             else:
-                (out0, in0), (out1, in1) = rec.after_rst, rec.plain_packets()
+                (out0, in0), (out1, in1) = rec.after_rst, self.nat.plain_packets(rec)
                 if out1 > out0 and in1 > in0:
                     rec.after_rst = None
                     changed = ct.observe(session, OUTBOUND, TcpFlags.ACK, now)

@@ -206,7 +206,17 @@ def test_fragments_forged_in_a_sources_name_do_not_lock_it_out():
     frames = udp_fragments(S1.mac, S1.ip, 53, NAT_IP, s.external_port, b"r" * 300, ident=999)
     out = send_all(lab, UPLINK, frames)          # the real S1, first fragment first
     assert [p for p, _ in out] == [H1.port] * len(frames)
-    assert lab.gateway.counters.drops["fragment_evicted"] >= 1
+    assert nat.fragments.per_source[(True, S1.ip)] == 64, "the forgeries still hold only 64"
+
+
+def test_a_busy_source_of_real_fragmented_datagrams_is_not_capped():
+    """The share per source limits datagrams *waiting* for their first
+    fragment; in-order datagrams of a session pass however many there are."""
+    lab = make_lab()
+    for ident in range(200):                     # 200 datagrams within a second
+        frames = udp_fragments(H1.mac, H1.ip, 5000, S1.ip, 53, b"d" * 200, ident=ident)
+        assert [p for p, _ in send_all(lab, H1.port, frames)] == [UPLINK] * len(frames)
+    assert lab.gateway.counters.drops.get("fragment_queue_full", 0) == 0
 
 
 def test_tcp_fragments_are_translated_with_their_checksum():
@@ -230,3 +240,31 @@ def test_tcp_fragments_are_translated_with_their_checksum():
     pseudo = bytes(map(int, src.split("."))) + bytes(map(int, dst.split("."))) + \
         struct.pack("!BBH", 0, 6, len(got))
     assert packet_utils.checksum(pseudo + got) == 0, "TCP checksum over the whole segment"
+
+
+def test_forged_fragments_cannot_push_out_a_waiting_datagram():
+    lab = make_lab()
+    nat = lab.gateway.switches[1].nat
+    lab.send(H1.port, udp_fragments(H1.mac, H1.ip, 5000, S1.ip, 53, b"q", ident=1)[0])
+    [s] = nat.ct.sessions()
+    frames = udp_fragments(S1.mac, S1.ip, 53, NAT_IP, s.external_port, b"r" * 300, ident=9)
+    assert send_all(lab, UPLINK, frames[1:]) == []           # S1's later fragments wait
+    for n in range(20):                                     # 20 forged sources x 64
+        src = f"198.51.100.{100 + n}"
+        for ident in range(64):
+            lab.send(UPLINK, udp_fragments(S1.mac, src, 53, NAT_IP, 4000, b"x" * 64,
+                                           ident=ident)[1])
+    assert len(nat.fragments.table) <= 1024
+    out = lab.send(UPLINK, frames[0])                         # S1's first fragment, last
+    assert [p for p, _ in out] == [H1.port] * len(frames), "the waiting datagram survived"
+
+
+def test_a_fragmented_datagram_for_an_unknown_inside_host_leaves_no_session():
+    lab = Wire(Gateway(make_config(forwards="udp:5300=10.0.0.12:53")))
+    lab.connect({"s1-eth1": UPLINK, "s1-eth2": H1.port})
+    frames = udp_fragments(S1.mac, S1.ip, 40000, NAT_IP, 5300, b"q" * 300, ident=4)
+    out = send_all(lab, UPLINK, frames)
+    assert out and all(port == H1.port for port, _ in out), "only an ARP request, inside"
+    nat = lab.gateway.switches[1].nat
+    assert len(nat.ct) == 0 and lab.gateway.counters.drops["inbound_unresolved"] == 1
+    assert nat.ct.mapping_of_port(17, 5300) is not None, "the forward stays"

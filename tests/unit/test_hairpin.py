@@ -107,3 +107,23 @@ def test_a_hairpinned_tcp_connection_lives_by_tcp_state():
     lab.send(H3.port, frame(H3, 80, NAT_IP, a.external_port, bits=0x11))
     assert (a.state.value, b.state.value) == ("CLOSING", "CLOSING")
     assert idle_timeouts(lab, a, b) == {240}
+
+
+def test_a_hairpinned_pair_lives_while_either_end_talks_and_ends_together():
+    """h1 sends once to a forward; h3 keeps answering.  h1's session lives on
+    its replies (its flow is re-added as a stand-in), and when the pair ends,
+    both sessions and both flows go: no flow outlives its mapping."""
+    from ryu_app import flows
+    lab = make_lab(forwards="udp:5300=10.0.0.13:53")
+    lab.send(H1.port, frame(H1, 5555, NAT_IP, 5300, proto=inet.IPPROTO_UDP))
+    nat = lab.gateway.switches[1].nat
+    [a] = [s for s in nat.ct.sessions() if str(s.inside_ip) == H1.ip]
+    [b] = [s for s in nat.ct.sessions() if str(s.inside_ip) == H3.ip]
+    for _ in range(40):                          # h3 talks every 10 s for 400 s
+        lab.advance(10)
+        lab.send(H3.port, frame(H3, 53, NAT_IP, a.external_port, proto=inet.IPPROTO_UDP))
+    assert a.alive and b.alive, "h1's session lives on the replies it gets"
+    lab.advance(700)                             # then everyone is quiet
+    assert not a.alive and not b.alive
+    assert not [f for f in lab.switch.flows if (flows.parse_cookie(f.cookie) or (0, 0))[1]
+                in (a.id, b.id) and flows.parse_cookie(f.cookie)[0] != flows.CookieKind.INFRA]

@@ -10,7 +10,7 @@ from ryu.lib.packet import ethernet, icmp, ipv4, packet, packet_utils
 from helpers import frames
 from helpers.fake_switch import Wire
 from helpers.nat_config import make_config
-from helpers.nat_lab import (GW_MAC, H1, H2, NAT_IP, PORTS, S1, UDP, UPLINK, arp_reply,
+from helpers.nat_lab import (GW_MAC, H1, H2, NAT_IP, PORTS, S1, S2, UDP, UPLINK, arp_reply,
                              in_frame, ip_frame, nat, open_flow, out_frame)
 from ryu_app.gateway import Gateway
 
@@ -90,3 +90,15 @@ def test_a_hairpinned_error_goes_back_inside_about_the_senders_own_packet():
     assert int.from_bytes(quoted[20:22], "big") == 5000            # ...and port
     assert int.from_bytes(quoted[22:24], "big") == h2_session.external_port
     assert h1_session.alive
+
+
+def test_an_error_may_only_go_back_to_whoever_sent_the_packet():
+    """The quote names the remote; an error about it sent anywhere else
+    (another host, a broadcast) would leave with the NAT address as source."""
+    lab = Wire(Gateway(make_config(forwards="udp:5300=10.0.0.11:53")))
+    lab.connect(PORTS)
+    lab.send(H1.port, frames.arp_request(H1.mac, H1.ip, "10.0.0.1"))
+    [(_, received)] = lab.send(UPLINK, in_frame(S1, 40000, 5300, payload=b"query"))
+    for dst in ("203.0.113.99", "198.51.100.255", S2.ip):
+        assert lab.send(H1.port, error_about(H1, received, dst)) == []
+    assert lab.gateway.counters.drops["icmp_error_not_ours"] == 3
