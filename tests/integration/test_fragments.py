@@ -100,9 +100,9 @@ def test_fragmented_traffic_alone_keeps_its_mapping(lab):
     after = lab.controller.get("/nat/stats")
     assert result["replies"] == {f"{O1}:9700": 6}, result
     # One session all along, not one re-made after each timeout (whose port,
-    # the endpoint's own, would look the same from outside).
+    # the endpoint's own, would look the same from outside): one creation,
+    # and the session alive at the end is older than the timeout.
     assert after["created"] - before["created"] == 1, (before, after)
-    assert after["expired"] == before["expired"], (before, after)
     assert len(peers) == 1 and next(iter(peers))[0] == NAT_IP, peers
     conns = [c for c in lab.controller.get("/nat/connections?internal_ip=10.0.0.11")
              if c["internal_port"] == 49400]
