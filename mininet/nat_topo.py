@@ -33,6 +33,11 @@ import os
 from mininet.node import Host, OVSBridge, OVSSwitch
 from mininet.topo import Topo
 
+# Mininet's Node.popen(..., shell=True) runs os.environ["SHELL"] and raises
+# KeyError where it is unset (CI runners, cron, `env -i`); Mininet's own host
+# shells are bash, so the same shell is the default here.
+os.environ.setdefault("SHELL", "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh")
+
 INSIDE_NET = ipaddress.IPv4Network("10.0.0.0/24")
 INSIDE_GATEWAY = ipaddress.IPv4Address("10.0.0.1")
 OUTSIDE_NET = ipaddress.IPv4Network("198.51.100.0/24")   # RFC 5737 TEST-NET-2
