@@ -16,6 +16,9 @@ _NOT_UNICAST = [ipaddress.IPv4Network(n) for n in
                 ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4")]
 
 
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
 def outbound_problem(cfg: NatConfig, src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address,
                      info: PacketInfo) -> str:
     """Why an inside packet cannot be translated out (a drop reason), or ""."""
@@ -24,7 +27,7 @@ def outbound_problem(cfg: NatConfig, src: ipaddress.IPv4Address, dst: ipaddress.
     if dst in cfg.internal_subnet:
         return "inside_destination"
     ext_net = cfg.external_ip.network
-    if dst == ipaddress.IPv4Address("255.255.255.255") or any(dst in n for n in _NOT_UNICAST) \
+    if dst == _BROADCAST or any(dst in n for n in _NOT_UNICAST) \
             or dst in (ext_net.network_address, ext_net.broadcast_address):
         return "not_unicast"
     if info.ttl <= 1:

@@ -12,6 +12,7 @@ import configparser
 import difflib
 import ipaddress
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,9 @@ OPTS = [
                 help="static port forwards, PROTOCOL:PORT=INSIDE_IP:PORT, comma-separated"),
     cfg.BoolOpt("log_mappings", default=True,
                 help="log each mapping creation and deletion (RFC 6888 section 4)"),
+    cfg.StrOpt("mapping_log_file", default=None,
+               help="write the mapping log to this file, in batches each second, instead "
+                    "of the ryu_snat.mappings logger (much cheaper per new session)"),
 ]
 
 FILTERING_MODES = ("endpoint-independent", "address-dependent", "address-and-port-dependent")
@@ -112,6 +116,7 @@ class NatConfig:
     udp_filtering: str | None = None
     port_quarantine: int = 120
     log_mappings: bool = True
+    mapping_log_file: str | None = None
     forwards: tuple = ()
     port_parity: bool = False
 
@@ -305,6 +310,16 @@ def _raw_value(exc: Exception) -> str:
     return found[-1] if found else "?"
 
 
+def _writable_file(name: str, path: str | None) -> str | None:
+    """A file we may create or append to, checked now, not at the first event."""
+    if not path:
+        return None
+    target = path if os.path.exists(path) else (os.path.dirname(os.path.abspath(path)))
+    if os.path.isdir(path) or not os.access(target, os.W_OK):
+        raise ConfigError(name, path, "not a writable file")
+    return path
+
+
 def load(conf: cfg.ConfigOpts | None = None,
          warn: Callable[[str], None] | None = None) -> NatConfig:
     """Validate the ``[nat]`` group of ``conf`` into a :class:`NatConfig`.
@@ -375,6 +390,7 @@ def load(conf: cfg.ConfigOpts | None = None,
         udp_filtering=udp_filtering,
         port_quarantine=group.port_quarantine,
         log_mappings=bool(group.log_mappings),
+        mapping_log_file=_writable_file("mapping_log_file", group.mapping_log_file),
         external_ip=external_ip,
         external_port=_external_port(group.external_port),
         external_gateway_ip=ext_gw,

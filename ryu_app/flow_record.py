@@ -1,8 +1,9 @@
 """What the switch holds for one session: its flows and their counters.
 
-A session's packets are counted by up to four flows (forward, reverse and
-their TCP FIN/RST watches), and flows come and go (idle, re-added, replaced)
-while the session lives.  :class:`FlowRecord` keeps the counts of flows that
+A session's packets are counted by its two flows (forward and reverse;
+FIN and RST too, which the shared watch rules copy to the controller on
+their way), and flows come and go (idle, re-added, replaced) while the
+session lives.  :class:`FlowRecord` keeps the counts of flows that
 are gone in ``base`` and the latest stats of live ones in ``current``, so the
 session's totals only ever grow.
 """
@@ -15,7 +16,13 @@ from ryu_app.flows import CookieKind, SessionPath
 
 OTHER_FLOW = {CookieKind.SESSION_OUT: CookieKind.SESSION_IN, CookieKind.SESSION_IN: CookieKind.SESSION_OUT}
 FLAG_DIRECTIONS = {CookieKind.FLAGS_OUT: OUTBOUND, CookieKind.FLAGS_IN: INBOUND}
-COUNTED_KINDS = (*OTHER_FLOW, *FLAG_DIRECTIONS)     # flows whose packets belong to the session
+COUNTED_KINDS = tuple(OTHER_FLOW)     # flows whose packets belong to the session
+SESSION_OF_TAG = {CookieKind.FLAGS_OUT: CookieKind.SESSION_OUT,
+                  CookieKind.FLAGS_IN: CookieKind.SESSION_IN}
+
+
+_ZERO_COUNTS = {k: (0, 0) for k in COUNTED_KINDS}   # copied per record: cheaper than building
+_ZERO_COPIES = {k: 0 for k in COUNTED_KINDS}
 
 
 @dataclass
@@ -24,10 +31,12 @@ class FlowRecord:
 
     path: SessionPath
     installed: set = field(default_factory=set)
-    base: dict = field(default_factory=lambda: {k: (0, 0) for k in COUNTED_KINDS})
-    current: dict = field(default_factory=lambda: {k: (0, 0) for k in COUNTED_KINDS})
+    base: dict = field(default_factory=_ZERO_COUNTS.copy)
+    current: dict = field(default_factory=_ZERO_COUNTS.copy)
     ending: bool = False
-    flag_flows: bool = False      # TCP FIN/RST watch flows are in the switch
+    # FIN/RST copies seen per direction (SESSION_OUT/IN): the flows count
+    # those packets too, and plain_packets() leaves them out.
+    flag_copies: dict = field(default_factory=_ZERO_COPIES.copy)
     hairpin: bool = False         # one flow back inside (ryu_app.hairpin), not the usual pair
     # A hairpinned session's flow actions (they rewrite both ends) and the
     # session of the other inside host, whose flow carries this one's replies.
@@ -41,8 +50,7 @@ class FlowRecord:
     fragments_at: dict = field(default_factory=dict)
     # plain_packets() at the first poll after an RST closed the session (()
     # until then): packets without FIN or RST both ways after that mean the
-    # endpoints ignored it (forged, or out of window); FIN/RST packets are
-    # counted by the watch flows instead.
+    # endpoints ignored it (forged, or out of window).
     after_rst: tuple | None = None
 
     def update(self, kind: CookieKind, packets: int, octets: int) -> None:
@@ -73,14 +81,14 @@ class FlowRecord:
         return kind in self.installed and kind not in self.revived
 
     def plain_packets(self) -> tuple[int, int]:
-        """Packets out and in that carried neither FIN nor RST."""
-        return tuple(self.base[k][0] + self.current[k][0]   # type: ignore[return-value]
-                     for k in (CookieKind.SESSION_OUT, CookieKind.SESSION_IN))
+        """Packets out and in that carried neither FIN nor RST: the flows'
+        counts less the FIN/RST copies the controller was sent."""
+        return tuple(max(0, self.base[k][0] + self.current[k][0] - self.flag_copies[k])
+                     for k in (CookieKind.SESSION_OUT, CookieKind.SESSION_IN))  # type: ignore[return-value]
 
     def totals(self) -> tuple[int, int, int, int]:
         def both(*kinds: CookieKind) -> tuple[int, int]:
             return (sum(self.base[k][0] + self.current[k][0] for k in kinds),
                     sum(self.base[k][1] + self.current[k][1] for k in kinds))
-        out = both(CookieKind.SESSION_OUT, CookieKind.FLAGS_OUT)
-        back = both(CookieKind.SESSION_IN, CookieKind.FLAGS_IN)
+        out, back = both(CookieKind.SESSION_OUT), both(CookieKind.SESSION_IN)
         return out[0], out[1], back[0], back[1]

@@ -31,7 +31,9 @@ APP_COOKIE_MASK = 0xFFFF << _APP_SHIFT
 KIND_COOKIE_MASK = APP_COOKIE_MASK | (0xFF << _KIND_SHIFT)
 ID_MASK = 0xFFFFFFFF
 
-TABLE_NAT = 0   # the only table so far; its owner is this module
+TABLE_NAT = 0        # gateway rules and the sessions' translations
+TABLE_TCP_WATCH = 1  # TCP session flows continue here: FIN/RST copies to the controller
+METADATA_MASK = 0xFFFFFFFFFFFFFFFF
 
 
 class CookieKind(enum.IntEnum):
@@ -40,8 +42,8 @@ class CookieKind(enum.IntEnum):
     INFRA = 0x01        # table-miss, ARP, gateway ICMP, filters
     SESSION_OUT = 0x10  # forward (inside -> outside) flow of a session
     SESSION_IN = 0x11   # reverse (outside -> inside) flow of a session
-    FLAGS_OUT = 0x12    # TCP FIN/RST watch on the forward direction
-    FLAGS_IN = 0x13     # TCP FIN/RST watch on the reverse direction
+    FLAGS_OUT = 0x12    # metadata tag: a TCP forward flow's packet, in TABLE_TCP_WATCH
+    FLAGS_IN = 0x13     # metadata tag: a TCP reverse flow's packet, in TABLE_TCP_WATCH
     MAPPING = 0x20      # inbound probe of a mapping (id = protocol << 16 | port)
 
 
@@ -50,7 +52,6 @@ class Priority(enum.IntEnum):
 
     ANTI_SPOOF = 1003   # from the uplink with an inside source address: dropped
     FRAGMENT = 1002     # IPv4 fragments: only the controller can translate them
-    TCP_FLAGS = 1001    # a session's FIN/RST packets: rewrite as usual, copy headers up
     SESSION = 1000      # per-session forward/reverse rewrites
     MAPPING = 800       # inbound to a mapped port from a new remote (filtering)
     GATEWAY = 500       # traffic addressed to the gateway itself (ARP, ping)
@@ -75,6 +76,9 @@ class InfraRule(enum.IntEnum):
     FRAGMENTS_INSIDE = 10
     FRAGMENTS_OUTSIDE = 11
     SPOOFED_INSIDE_DROP = 12
+    TCP_FIN_WATCH = 13
+    TCP_RST_WATCH = 14
+    TCP_WATCH_PASS = 15
 
 
 def make_cookie(kind: CookieKind, ident: int) -> int:
@@ -278,63 +282,91 @@ def reverse_actions(p: SessionPath) -> list:
                     p.inside_switch_port)
 
 
+def watch_tag(p: SessionPath, kind: CookieKind) -> int | None:
+    """The metadata a TCP session flow writes before TABLE_TCP_WATCH: the
+    cookie layout with kind FLAGS_OUT/FLAGS_IN and the session id, so a
+    FIN/RST copy names its session and direction in the packet-in's match.
+    None for UDP and ICMP, whose flows end in TABLE_NAT."""
+    if p.protocol != inet.IPPROTO_TCP:
+        return None
+    return make_cookie(CookieKind.FLAGS_OUT if kind == CookieKind.SESSION_OUT
+                       else CookieKind.FLAGS_IN, p.session_id)
+
+
+def session_instructions(actions: Sequence, tag: int | None) -> list:
+    """Apply ``actions`` now, or (TCP, ``tag`` given) write them to the action
+    set, tag the packet and go on to TABLE_TCP_WATCH, which copies FIN and RST
+    to the controller before the action set translates and forwards it."""
+    if tag is None:
+        return [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, list(actions))]
+    return [parser.OFPInstructionActions(ofp.OFPIT_WRITE_ACTIONS, list(actions)),
+            parser.OFPInstructionWriteMetadata(tag, METADATA_MASK),
+            parser.OFPInstructionGotoTable(TABLE_TCP_WATCH)]
+
+
+def session_flow(p: SessionPath, kind: CookieKind, actions: Sequence | None = None
+                 ) -> parser.OFPFlowMod:
+    """The forward (SESSION_OUT) or reverse (SESSION_IN) flow of a session;
+    idle timeout = its expiry.  ``actions`` replace the usual rewrite
+    (a hairpinned session's flow rewrites both ends)."""
+    if kind == CookieKind.SESSION_OUT:
+        match, acts = forward_match(p), forward_actions(p)
+    else:
+        match, acts = reverse_match(p), reverse_actions(p)
+    return parser.OFPFlowMod(
+        None, cookie=make_cookie(kind, p.session_id), table_id=TABLE_NAT,
+        command=ofp.OFPFC_ADD, idle_timeout=p.idle_timeout, priority=Priority.SESSION,
+        flags=ofp.OFPFF_SEND_FLOW_REM, match=match,
+        instructions=session_instructions(acts if actions is None else actions,
+                                          watch_tag(p, kind)))
+
+
 def session_flows(p: SessionPath) -> list[parser.OFPFlowMod]:
-    """The forward and reverse flows of a session; idle timeout = its expiry."""
-    flags = ofp.OFPFF_SEND_FLOW_REM
-    return [
-        flow_add(make_cookie(CookieKind.SESSION_OUT, p.session_id), Priority.SESSION,
-                 forward_match(p), forward_actions(p), p.idle_timeout, flags),
-        flow_add(make_cookie(CookieKind.SESSION_IN, p.session_id), Priority.SESSION,
-                 reverse_match(p), reverse_actions(p), p.idle_timeout, flags),
-    ]
-
-
-def session_flow(p: SessionPath, kind: CookieKind) -> parser.OFPFlowMod:
-    """One of the two flows again (re-added to change its idle timeout)."""
-    out, back = session_flows(p)
-    return out if kind == CookieKind.SESSION_OUT else back
+    """The forward and reverse flows of a session."""
+    return [session_flow(p, CookieKind.SESSION_OUT), session_flow(p, CookieKind.SESSION_IN)]
 
 
 TCP_FIN, TCP_RST = 0x01, 0x04
 FLAG_COPY_BYTES = 128   # headers are all the controller needs of a FIN/RST
+WATCH_FLAG_PRIORITY, WATCH_PASS_PRIORITY = 1, 0
 
 
-def tcp_flag_flows(p: SessionPath) -> list[parser.OFPFlowMod]:
-    """Watch a TCP session's FIN and RST packets in both directions.
+def tcp_watch_rules() -> list[parser.OFPFlowMod]:
+    """TABLE_TCP_WATCH, shared by every TCP session: FIN or RST headers to the
+    controller (one rule per flag: a masked match cannot say "FIN or RST"),
+    then, for every packet, the action set its session flow wrote.
 
-    Each is translated and forwarded in the switch exactly like the session's
-    other packets, and its headers are copied to the controller, which moves
-    the session's state (and its flows' idle timeout) on.  One flow per flag
-    and direction, since a masked match cannot say "FIN or RST".  No idle
-    timeout: they are deleted with the session.
+    Two rules for all sessions instead of four watch flows per session: a
+    new TCP connection costs two flow-mods.  The copy is taken before the
+    action set runs, so it carries the untranslated headers; the metadata in
+    the packet-in names the session and direction.
     """
-    return (tcp_watch_flows(CookieKind.FLAGS_OUT, p.session_id, forward_match(p),
-                            forward_actions(p))
-            + tcp_watch_flows(CookieKind.FLAGS_IN, p.session_id, reverse_match(p),
-                              reverse_actions(p)))
+    copy = [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, FLAG_COPY_BYTES)]
+    def rule(ident: InfraRule, priority: int, match: parser.OFPMatch, actions: list):
+        return parser.OFPFlowMod(None, cookie=make_cookie(CookieKind.INFRA, ident),
+                                 table_id=TABLE_TCP_WATCH, command=ofp.OFPFC_ADD,
+                                 priority=priority, match=match,
+                                 instructions=[parser.OFPInstructionActions(
+                                     ofp.OFPIT_APPLY_ACTIONS, actions)] if actions else [])
+    tcp_match = {"eth_type": ether.ETH_TYPE_IP, "ip_proto": inet.IPPROTO_TCP}
+    return [rule(InfraRule.TCP_FIN_WATCH, WATCH_FLAG_PRIORITY,
+                 parser.OFPMatch(**tcp_match, tcp_flags=(TCP_FIN, TCP_FIN)), copy),
+            rule(InfraRule.TCP_RST_WATCH, WATCH_FLAG_PRIORITY,
+                 parser.OFPMatch(**tcp_match, tcp_flags=(TCP_RST, TCP_RST)), copy),
+            rule(InfraRule.TCP_WATCH_PASS, WATCH_PASS_PRIORITY, parser.OFPMatch(), [])]
 
 
-def tcp_watch_flows(kind: CookieKind, session_id: int, match: parser.OFPMatch,
-                    actions: list) -> list[parser.OFPFlowMod]:
-    """One direction's FIN and RST watches: ``match`` plus the flag, the
-    direction's own ``actions`` plus a header copy to the controller."""
-    copy = parser.OFPActionOutput(ofp.OFPP_CONTROLLER, FLAG_COPY_BYTES)
-    msgs = []
-    for flag in (TCP_FIN, TCP_RST):
-        fields = dict(match.items())
-        fields["tcp_flags"] = (flag, flag)
-        msgs.append(flow_add(make_cookie(kind, session_id), Priority.TCP_FLAGS,
-                             parser.OFPMatch(**fields), list(actions) + [copy]))
-    return msgs
-
-
-def delete_flag_flows(session_id: int) -> parser.OFPFlowMod:
-    """Delete a session's FIN/RST watch flows (FLAGS_OUT 0x12, FLAGS_IN 0x13)."""
-    return parser.OFPFlowMod(None, cookie=make_cookie(CookieKind.FLAGS_OUT, session_id),
-                             cookie_mask=APP_COOKIE_MASK | (0xFE << _KIND_SHIFT) | ID_MASK,
-                             table_id=TABLE_NAT, command=ofp.OFPFC_DELETE,
-                             out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
-                             match=parser.OFPMatch())
+def watched_session(cookie: int, metadata: int) -> tuple[CookieKind, int] | None:
+    """(FLAGS_OUT or FLAGS_IN, session id) of a packet-in sent up by a
+    TABLE_TCP_WATCH rule, from its metadata; None for any other packet-in."""
+    parsed = parse_cookie(cookie)
+    if parsed is None or parsed[0] != CookieKind.INFRA or parsed[1] not in (
+            InfraRule.TCP_FIN_WATCH, InfraRule.TCP_RST_WATCH):
+        return None
+    tag = parse_cookie(metadata)
+    if tag is None or tag[0] not in (CookieKind.FLAGS_OUT, CookieKind.FLAGS_IN):
+        return None
+    return tag
 
 
 def delete_session_flows(session_id: int, kind: CookieKind | None = None) -> parser.OFPFlowMod:

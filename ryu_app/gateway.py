@@ -20,6 +20,7 @@ from ryu_app.config import NatConfig
 from ryu_app.counters import GatewayCounters
 from ryu_app.forwards import Forward
 from ryu_app.icmp_errors import ERROR_TYPES
+from ryu_app.mapping_log import MappingLog
 from ryu_app.nat_service import NatService
 from ryu_app.packet_info import classify
 
@@ -44,6 +45,9 @@ class Gateway:
         self.counters = GatewayCounters()
         self.switches: dict[int, SwitchState] = {}
         self.forwards: dict[tuple[str, int], Forward] = {f.key: f for f in config.forwards}
+        self._ours_outside = {str(config.external_address)}
+        self._ours_inside = {str(config.external_address), str(config.internal_gateway_ip)}
+        self.mapping_log = MappingLog(config.mapping_log_file if config.log_mappings else None)
 
     # -- switch life cycle -------------------------------------------------
     def serves(self, dpid: int) -> bool:
@@ -101,7 +105,7 @@ class Gateway:
         drop rules for the uplink; new inside flows to the controller."""
         cfg, up = self.config, state.uplink
         if state.nat is None:
-            state.nat = NatService(cfg, self.counters, up)
+            state.nat = NatService(cfg, self.counters, up, self.mapping_log)
             for fwd in self.forwards.values():
                 if fwd not in cfg.forwards:
                     state.nat.install_forward(fwd)   # added over REST earlier
@@ -112,7 +116,8 @@ class Gateway:
             flows.arp_to_controller(flows.InfraRule.ARP_INSIDE, None, cfg.internal_gateway_ip),
             flows.icmp_to_controller(flows.InfraRule.ICMP_INSIDE, None, cfg.internal_gateway_ip),
         ]
-        return (rules + flows.uplink_filters(up, cfg.external_address, cfg.internal_subnet) + flows.inside_rules()
+        return (rules + flows.uplink_filters(up, cfg.external_address, cfg.internal_subnet)
+                + flows.inside_rules() + flows.tcp_watch_rules()
                 + flows.fragment_rules(up, cfg.internal_subnet, cfg.external_address)
                 + state.nat.probes.all())
 
@@ -159,6 +164,7 @@ class Gateway:
     def tick(self, now: float | None = None) -> dict[int, list]:
         """Periodic work of every switch: ARP retries, expiry backstop."""
         grace = 2 * self.config.stats_interval + 2
+        self.mapping_log.flush()
         return {dpid: state.nat.tick(_now(now), grace)
                 for dpid, state in self.switches.items() if state.nat is not None}
 
@@ -173,11 +179,13 @@ class Gateway:
 
     # -- packets ---------------------------------------------------------------
     def packet_in(self, dpid: int, in_port: int, data: bytes, now: float | None = None,
-                  cookie: int = 0) -> list:
+                  cookie: int = 0, metadata: int = 0) -> list:
         """Answer what is addressed to the gateway; NAT the rest; count drops.
 
-        ``cookie`` is the cookie of the flow that sent the packet up: a
-        session's FIN/RST watch sends copies of packets it already forwarded.
+        ``cookie`` is the cookie of the flow that sent the packet up and
+        ``metadata`` the packet's metadata then: the FIN/RST watch rules send
+        copies of a TCP session's packets, which the switch forwards itself,
+        tagged with the session and direction.
         """
         self.counters.packet_ins += 1
         now = _now(now)
@@ -185,10 +193,10 @@ class Gateway:
         if state is None:
             self.counters.drop("unknown_switch")
             return []
-        parsed = flows.parse_cookie(cookie)
-        if parsed is not None and parsed[0] in (flows.CookieKind.FLAGS_OUT,
-                                                 flows.CookieKind.FLAGS_IN):
-            return state.nat.tcp.flags_seen(parsed[0], parsed[1], data, now) if state.nat else []
+        if cookie:
+            watched = flows.watched_session(cookie, metadata)
+            if watched is not None:
+                return state.nat.tcp.flags_seen(*watched, data, now) if state.nat else []
         try:
             pkt = wire.parse_frame(data)
         except wire.Malformed as why:
@@ -248,10 +256,8 @@ class Gateway:
             return state.nat.fragments.packet(in_port, eth.src, data, outside, now)
         # A router answers ping on its own addresses: the NAT address from
         # both sides, the inside gateway address from inside.
-        ours = {str(self.config.external_address)}
-        if not outside:
-            ours.add(str(self.config.internal_gateway_ip))
-        if ip.dst in ours and ip.proto == inet.IPPROTO_ICMP:
+        ours = self._ours_outside if outside else self._ours_inside
+        if ip.proto == inet.IPPROTO_ICMP and ip.dst in ours:
             req = pkt.get_protocol(icmp.icmp)
             if req is None:
                 self.counters.drop("malformed")

@@ -80,8 +80,8 @@ class Hairpin:
 
     def _flow(self, session: Session, actions: list, next_mac: str, peer: int) -> list:
         """The one flow of ``session`` (its forward direction), once; for TCP
-        also its FIN/RST watches, so the pair's state (and timeouts) follow
-        the connection as for any other TCP session."""
+        it is watched for FIN/RST like any other TCP session flow, so the
+        pair's state (and timeouts) follow the connection."""
         nat = self.nat
         rec = nat.records.get(session.id)
         if rec is not None and CookieKind.SESSION_OUT in rec.installed:
@@ -92,9 +92,4 @@ class Hairpin:
             rec = nat.records[session.id] = FlowRecord(path)
         rec.path, rec.installed, rec.ending = path, {CookieKind.SESSION_OUT}, False
         rec.hairpin, rec.actions, rec.peer = True, actions, peer
-        msgs = [nat.flow_of(rec, CookieKind.SESSION_OUT)]
-        if session.protocol == 6 and not rec.flag_flows:
-            rec.flag_flows = True
-            msgs += flows.tcp_watch_flows(CookieKind.FLAGS_OUT, session.id,
-                                          flows.forward_match(path), actions)
-        return msgs
+        return [nat.flow_of(rec, CookieKind.SESSION_OUT)]

@@ -33,13 +33,14 @@ import logging
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from conntrack import OUTBOUND, Refused, Session, TCP, TcpFlags
-from ryu_app import flows, replies
+from ryu_app import flow_encoding, flows, replies
+from ryu_app.addresses import ipv4, text
 from ryu_app.admission import outbound_problem
 from ryu_app.config import NatConfig
 from ryu_app.counters import GatewayCounters
 from ryu_app.engine import make_engine
 from ryu_app.flow_record import COUNTED_KINDS, OTHER_FLOW, FlowRecord
-from ryu_app.mapping_log import log_event
+from ryu_app.mapping_log import MappingLog
 from ryu_app.flows import CookieKind, SessionPath
 from ryu_app.forwards import Forward
 from ryu_app.icmp_errors import ERROR_TYPES
@@ -51,16 +52,20 @@ LOG = logging.getLogger(__name__)
 class NatService:
     """Sessions and flows of one switch, given its uplink port number."""
 
-    def __init__(self, config: NatConfig, counters: GatewayCounters, uplink: int) -> None:
+    def __init__(self, config: NatConfig, counters: GatewayCounters, uplink: int,
+                 mapping_log: MappingLog | None = None) -> None:
         self.config = config
         self.counters = counters
         self.uplink = uplink
-        self.ct = make_engine(config, on_event=log_event if config.log_mappings else None)
+        if mapping_log is None and config.log_mappings:
+            mapping_log = MappingLog()
+        self.ct = make_engine(config, on_event=mapping_log if config.log_mappings else None)
         self.records: dict[int, FlowRecord] = {}
         self.next_hops: NextHops[tuple[int, int, bytes]] = NextHops()
         self.hosts = InsideHosts()
         self.switch_drops: dict[str, int] = {}
         self._external = str(config.external_address)
+        self._external_net = config.external_ip.network
         from ryu_app.echo_paths import EchoPaths   # these two use the records above
         from ryu_app.fragments import Fragments
         from ryu_app.hairpin import Hairpin
@@ -110,7 +115,7 @@ class NatService:
         (session, messages) or (None, messages) when it is not to be sent on:
         dropped and counted, answered (Time Exceeded, 3/13), or hairpinned.
         """
-        src, dst = ipaddress.IPv4Address(info.src), ipaddress.IPv4Address(info.dst)
+        src, dst = ipv4(info.src), ipv4(info.dst)
         reason = outbound_problem(self.config, src, dst, info)
         if reason == "ttl_expired" and src in self.config.internal_subnet:
             return None, self.icmp.ttl_expired(in_port, eth_src, data, now)
@@ -123,12 +128,13 @@ class NatService:
             return None, msgs + self.hairpin.packet(info, data, now)
         if self.next_hop(info.dst) is None:
             return None, msgs + self._drop("no_route")
-        session = self.ct.lookup_outbound(info.protocol, info.src, info.sport, info.dst, info.dport)
+        src_n, dst_n = int(src), int(dst)   # the engine is fastest with ints
+        session = self.ct.lookup_outbound(info.protocol, src_n, info.sport, dst_n, info.dport)
         if session is None:
             if info.protocol == TCP and info.tcp_flags & (TcpFlags.SYN | TcpFlags.ACK) != TcpFlags.SYN:
                 return None, msgs + self._drop("tcp_not_syn")   # no mapping mid-stream
             try:
-                session = self.ct.create_outbound(info.protocol, info.src, info.sport, info.dst,
+                session = self.ct.create_outbound(info.protocol, src_n, info.sport, dst_n,
                                                   info.dport, now, info.tcp_flags)
             except Refused as refused:
                 self._drop(refused.reason.value)
@@ -145,21 +151,19 @@ class NatService:
         for rec in self.records.values():
             if rec.path.inside_ip == ip and rec.installed and not rec.ending and not rec.hairpin:
                 rec.path = dataclasses.replace(rec.path, inside_mac=mac, inside_switch_port=port)
-                msgs += [flows.session_flow(rec.path, kind) for kind in sorted(rec.installed)]
-                if rec.flag_flows:
-                    msgs += flows.tcp_flag_flows(rec.path)
+                msgs += [self.flow_of(rec, kind) for kind in sorted(rec.installed)]
         return msgs
 
     def next_hop(self, remote: str) -> str | None:
         """Remotes on the external prefix directly, others via the gateway."""
-        if ipaddress.IPv4Address(remote) in self.config.external_ip.network:
+        if ipv4(remote) in self._external_net:
             return remote
         gw = self.config.external_gateway_ip
         return str(gw) if gw is not None else None
 
     def _send_out(self, session: Session, data: bytes, now: float) -> list:
         """Send ``data`` of ``session`` outwards, once its next hop is known."""
-        remote = str(session.remote_ip)
+        remote = text(session.remote_ip)
         hop = self.next_hop(remote)
         mac = self.next_hops.lookup(hop, now)
         if mac is None:
@@ -174,7 +178,7 @@ class NatService:
         msgs = self._ensure_flows(session, mac)
         rec = self.records[session.id]
         rec.count_sent(CookieKind.SESSION_OUT, len(data))
-        msgs.append(flows.packet_out_actions(flows.forward_actions(rec.path), data))
+        msgs.append(flow_encoding.packet_out_forward(rec.path, data))
         return msgs
 
     def totals(self, rec: FlowRecord) -> tuple[int, int, int, int]:
@@ -194,12 +198,11 @@ class NatService:
         return (out_p, peer.plain_packets()[0]) if peer is not None else (out_p, in_p)
 
     def flow_of(self, rec: FlowRecord, kind: CookieKind):
-        """One of a session's flows as it is now (path, idle timeout), to re-add."""
+        """One of a session's flows as it is now (path, idle timeout), to re-add;
+        a hairpinned session's one flow has its own actions."""
         if rec.actions is None:
-            return flows.session_flow(rec.path, kind)
-        return flows.flow_add(flows.make_cookie(kind, rec.path.session_id), flows.Priority.SESSION,
-                              flows.forward_match(rec.path), rec.actions, rec.path.idle_timeout,
-                              ofp.OFPFF_SEND_FLOW_REM)
+            return flow_encoding.session_flow(rec.path, kind)
+        return flows.session_flow(rec.path, kind, rec.actions)
 
     def next_hop_mac(self, session: Session, now: float) -> str | None:
         """The MAC the session's packets go out to: fresh from the ARP cache,
@@ -241,14 +244,15 @@ class NatService:
 
     # -- flows ------------------------------------------------------------------------
     def path(self, session: Session, next_hop_mac: str) -> SessionPath | None:
-        host = self.hosts.get(str(session.inside_ip))
+        inside_ip = text(session.inside_ip)
+        host = self.hosts.get(inside_ip)
         if host is None:
             return None
         return SessionPath(
             session_id=session.id, protocol=session.protocol,
-            inside_ip=str(session.inside_ip), inside_port=session.inside_port,
+            inside_ip=inside_ip, inside_port=session.inside_port,
             external_ip=self._external, external_port=session.external_port,
-            remote_ip=str(session.remote_ip), remote_port=session.remote_port,
+            remote_ip=text(session.remote_ip), remote_port=session.remote_port,
             inside_mac=host.mac, inside_switch_port=host.port, next_hop_mac=next_hop_mac,
             uplink=self.uplink, gateway_mac=self.config.gateway_mac,
             idle_timeout=int(session.timeout))
@@ -265,10 +269,7 @@ class NatService:
         rec.installed = set(OTHER_FLOW)
         rec.ending = False
         rec.revived.clear()
-        msgs = flows.session_flows(path)
-        if session.protocol == TCP and not rec.flag_flows:
-            rec.flag_flows = True
-            msgs += flows.tcp_flag_flows(path)
+        msgs = flow_encoding.session_flows(path)
         msgs += self.probes.for_session(session, add=True)
         return msgs
 
@@ -336,9 +337,10 @@ class NatService:
         return msgs + self._forget(session.id)
 
     def _forget(self, sid: int) -> list:
-        """Both session flows are gone: drop the record and any FIN/RST watches."""
-        rec = self.records.pop(sid, None)
-        return [flows.delete_flag_flows(sid)] if rec is not None and rec.flag_flows else []
+        """Both session flows are gone: drop the record (the FIN/RST watch
+        rules are shared, nothing of the session is left in the switch)."""
+        self.records.pop(sid, None)
+        return []
 
     # -- periodic work --------------------------------------------------------------
     def flow_stats(self, entries: list[tuple[int, int, int]], now: float) -> list:

@@ -11,10 +11,11 @@ import json
 import logging
 import re
 from typing import Any, Callable
+from urllib.parse import urlencode
 
 from ryu.app.wsgi import ControllerBase, Response, route
 
-from ryu_app.views import LookupError_
+from ryu_app.views import DEFAULT_LIMIT, MAX_LIMIT, LookupError_
 
 LOG = logging.getLogger(__name__)
 APP_KEY = "ryu_snat_app"
@@ -38,7 +39,8 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def json_endpoint(func: Callable[..., Any]) -> Callable[..., Response]:
-    """Turn a handler's return value or RestError into a JSON response.
+    """Turn a handler's return value or RestError into a JSON response
+    (a handler that needs headers returns its own ``json_response``).
 
     Anything else a handler raises is our bug, not the caller's: it is
     logged with its traceback, counted, and answered with a JSON 500, so
@@ -47,7 +49,8 @@ def json_endpoint(func: Callable[..., Any]) -> Callable[..., Response]:
     @functools.wraps(func)
     def wrapper(self: ControllerBase, req: Any, **kwargs: Any) -> Response:
         try:
-            return json_response(func(self, req, **kwargs))
+            result = func(self, req, **kwargs)
+            return result if isinstance(result, Response) else json_response(result)
         except (RestError, LookupError_) as err:
             return json_response({"error": err.message}, err.status)
         except Exception:
@@ -74,9 +77,22 @@ class NatRestController(ControllerBase):
 
     @route("nat", "/nat/connections", methods=["GET"])
     @json_endpoint
-    def connections(self, req: Any, **_: Any) -> list:
-        query = _query(req, {"protocol", "internal_ip"})
-        return self.app.view.connections(query.get("protocol"), query.get("internal_ip"))
+    def connections(self, req: Any, **_: Any) -> Response:
+        """One page, ascending by id: ``limit`` (default 1000, at most 10000)
+        sessions with an id above ``after``.  When more may follow, the
+        ``Link`` (rel="next") and ``X-Next-After`` headers say where."""
+        query = _query(req, {"protocol", "internal_ip", "limit", "after"})
+        limit = _integer("limit", query.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT)
+        after = _integer("after", query.get("after"), 0, 0, 2 ** 32 - 1)
+        page = self.app.view.connections(query.get("protocol"), query.get("internal_ip"),
+                                         limit=limit, after=after)
+        resp = json_response(page.items)
+        if page.next_after is not None:
+            rest = {k: v for k, v in query.items() if k != "after"}
+            link = f"{req.path}?{urlencode({**rest, 'after': page.next_after})}"
+            resp.headers["Link"] = f'<{link}>; rel="next"'
+            resp.headers["X-Next-After"] = str(page.next_after)
+        return resp
 
     @route("nat", "/nat/connections/{sid}", methods=["GET"])
     @json_endpoint
@@ -144,6 +160,15 @@ def _query(req: Any, allowed: set[str]) -> dict[str, str]:
 def _session_id(raw: str) -> int:
     if not _DIGITS.fullmatch(raw) or not 0 < int(raw) < 2 ** 32:
         raise RestError(400, f"connection id must be an integer 1..4294967295, got {raw!r}")
+    return int(raw)
+
+
+def _integer(name: str, raw: str | None, default: int, low: int, high: int) -> int:
+    """A query parameter that must be a decimal integer in low..high."""
+    if raw is None:
+        return default
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
+        raise RestError(400, f"{name} must be an integer {low}..{high}, got {raw!r}")
     return int(raw)
 
 

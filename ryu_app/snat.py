@@ -180,8 +180,10 @@ class SnatApp(app_manager.RyuApp):
     def _packet_in(self, ev: Any) -> None:
         msg = ev.msg
         dp = msg.datapath
-        self.sender.send(dp, self.gateway.packet_in(dp.id, msg.match["in_port"], msg.data,
-                                                    cookie=msg.cookie))
+        match = msg.match
+        self.sender.send(dp, self.gateway.packet_in(
+            dp.id, match["in_port"], msg.data, cookie=msg.cookie,
+            metadata=match.get("metadata", 0) if msg.table_id else 0))
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     @guarded

@@ -1,7 +1,8 @@
 """TCP state in the switch era: what FIN/RST copies and counters reveal.
 
 Only FIN and RST packets reach the controller (as header copies from the
-watch flows, which forward them in the switch too); everything else the
+shared watch rules of ``flows.TABLE_TCP_WATCH``; the switch forwards them
+too, through the session's flow); everything else the
 gateway learns of a TCP session is its flow counters.  From both, the
 engine's state machine moves the session on, and when its timeout changes
 (established 7440 s, opening/closing 240 s) the session's flows are re-added
@@ -13,7 +14,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from conntrack import INBOUND, OUTBOUND, Session, State, TcpFlags
-from ryu_app.flow_record import FLAG_DIRECTIONS, FlowRecord
+from ryu_app.flow_record import FLAG_DIRECTIONS, SESSION_OF_TAG, FlowRecord
 from ryu_app.flows import CookieKind
 from ryu_app.packet_info import tcp_flags_of
 
@@ -35,6 +36,7 @@ class TcpTracking:
         if session is None or rec is None or flags is None or rec.ending:
             return []
         direction = FLAG_DIRECTIONS[kind]
+        rec.flag_copies[SESSION_OF_TAG[kind]] += 1
         msgs = self._observe(session, rec, direction, flags, now)
         peer = self.nat.ct.get(rec.peer) if rec.peer is not None else None
         if peer is not None and rec.peer in self.nat.records:   # hairpinned: the other end's

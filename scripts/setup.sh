@@ -51,7 +51,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "installing ryu-snat and its test extra into $VENV"
     PIP_CONSTRAINT=$ROOT/constraints/build.txt PIP_BUILD_CONSTRAINT=$ROOT/constraints/build.txt \
         PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$VENV/bin/pip" install -q -c constraints/runtime.txt -e ".[test]"
+        "$VENV/bin/pip" install -q -c constraints/runtime.txt -e ".[test,bench]"
     echo "$want" > "$stamp"
 fi
 

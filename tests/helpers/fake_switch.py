@@ -1,11 +1,14 @@
 """A small fake OpenFlow 1.3 switch for unit tests that check packet fate.
 
 It applies the flow-mods our code builds (add, delete with cookie masks),
-keeps priorities, counters and idle timers, and answers "what does this frame
-arriving on this port become": the highest-priority flow's actions are applied
-to the frame (set-field, dec-TTL, output) and the frames that leave are
-returned.  Packet-outs are applied the same way.  Frames are parsed and
-rebuilt with ``ryu.lib.packet`` (checksums recomputed, as a switch does).
+keeps tables, priorities, counters and idle timers, and answers "what does
+this frame arriving on this port become": OpenFlow 1.3's pipeline runs
+(apply-actions at once; write-actions into the action set, run in the
+spec's order at the end; write-metadata; goto-table) and the frames that
+leave are returned.  Packet-outs are applied the same way.  Frames are
+parsed and rebuilt with ``ryu.lib.packet`` (checksums recomputed, as a
+switch does).  Messages may come as Ryu parser objects or as the bytes of
+:class:`ryu_app.flow_encoding.Encoded`, parsed back with Ryu's parser.
 
 :class:`Wire` connects a FakeSwitch to a controller object with the Gateway's
 methods, so packet-ins, packet-outs and flow-removed messages go round as they
@@ -21,6 +24,8 @@ from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet, tcp, udp
 from ryu.ofproto import ether, inet
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from ryu_app.flow_encoding import Encoded
 
 CONTROLLER = ofp.OFPP_CONTROLLER
 Removed = tuple[int, int, int, int]   # what an OFPFlowRemoved carries: cookie, reason, packets, bytes
@@ -81,6 +86,17 @@ def check_prerequisites(match: dict[str, Any], actions: list) -> None:
         assert not missing, f"{action} needs {missing} in the match {match}"
 
 
+def action_set_order(actions: list) -> list:
+    """The action set as OpenFlow 1.3 runs it (s5.10): one action per type
+    (per field for set-field), decrement TTL, then set-fields, then output."""
+    by_key: dict = {}
+    for action in actions:
+        key = ("set", action.key) if isinstance(action, parser.OFPActionSetField) else type(action)
+        by_key[key] = action
+    rank = {parser.OFPActionDecNwTtl: 0, parser.OFPActionSetField: 1, parser.OFPActionOutput: 2}
+    return sorted(by_key.values(), key=lambda a: rank[type(a)])
+
+
 def apply_actions(actions: list, data: bytes) -> list[tuple[int, bytes]]:
     """(port, frame) for each output of ``actions`` applied to ``data``, in order.
 
@@ -126,12 +142,42 @@ class Flow:
     cookie: int
     priority: int
     match: dict[str, Any]
-    actions: list
+    apply: list                       # apply-actions
     idle_timeout: int = 0
     flags: int = 0
     packets: int = 0
     bytes: int = 0
     last_used: float = 0.0
+    table_id: int = 0
+    write: list = field(default_factory=list)    # write-actions
+    metadata: tuple[int, int] | None = None      # write-metadata (value, mask)
+    goto: int | None = None
+
+    @property
+    def actions(self) -> list:
+        """Every action the flow applies or writes, in the order it runs them."""
+        return self.apply + action_set_order(self.write)
+
+    @classmethod
+    def of(cls, msg: parser.OFPFlowMod, now: float) -> "Flow":
+        flow = cls(msg.cookie, msg.priority, dict(msg.match.items()), [], msg.idle_timeout,
+                   msg.flags, last_used=now, table_id=msg.table_id)
+        for inst in msg.instructions:
+            if isinstance(inst, parser.OFPInstructionActions):
+                assert inst.type in (ofp.OFPIT_APPLY_ACTIONS, ofp.OFPIT_WRITE_ACTIONS), inst
+                (flow.apply if inst.type == ofp.OFPIT_APPLY_ACTIONS else flow.write).extend(
+                    inst.actions)
+            elif isinstance(inst, parser.OFPInstructionWriteMetadata):
+                flow.metadata = (inst.metadata, inst.metadata_mask)
+            elif isinstance(inst, parser.OFPInstructionGotoTable):
+                assert inst.table_id > msg.table_id, "goto-table must go forward (OF 1.3 s5.1)"
+                flow.goto = inst.table_id
+            else:
+                raise NotImplementedError(f"instruction {inst}")
+        assert not (flow.goto is not None and any(
+            not isinstance(a, parser.OFPActionOutput) for a in flow.apply)), \
+            "the fake switch does not carry apply-action rewrites into the next table"
+        return flow
 
     def matches(self, fields: dict[str, Any]) -> bool:
         return all(name in fields and _field_matches(name, want, fields[name])
@@ -156,6 +202,8 @@ class FakeSwitch:
         """Apply controller messages; the frames their packet-outs send."""
         out = []
         for msg in msgs:
+            if isinstance(msg, Encoded):
+                msg = msg.decode()
             self.sent.append(msg)
             if isinstance(msg, parser.OFPFlowMod):
                 self._flow_mod(msg)
@@ -166,18 +214,19 @@ class FakeSwitch:
     def _flow_mod(self, msg: parser.OFPFlowMod) -> None:
         match = dict(msg.match.items())
         if msg.command == ofp.OFPFC_ADD:
-            actions = [a for inst in msg.instructions for a in getattr(inst, "actions", [])]
-            check_prerequisites(match, actions)
-            new = Flow(msg.cookie, msg.priority, match, actions, msg.idle_timeout, msg.flags,
-                       last_used=self.now)
+            new = Flow.of(msg, self.now)
+            check_prerequisites(match, new.actions)
             # OF 1.3: an identical flow is replaced (no flow-removed), counters kept.
-            same = [f for f in self.flows if f.priority == msg.priority and f.match == match]
+            same = [f for f in self.flows if f.table_id == new.table_id
+                    and f.priority == msg.priority and f.match == match]
             if same and not msg.flags & ofp.OFPFF_RESET_COUNTS:
                 new.packets, new.bytes = same[0].packets, same[0].bytes
             self.flows = [f for f in self.flows if f not in same] + [new]
         elif msg.command in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT):
             def doomed(f: Flow) -> bool:
                 if f.cookie & msg.cookie_mask != msg.cookie & msg.cookie_mask:
+                    return False
+                if msg.table_id not in (ofp.OFPTT_ALL, f.table_id):
                     return False
                 if msg.command == ofp.OFPFC_DELETE_STRICT:
                     return f.priority == msg.priority and f.match == match
@@ -192,10 +241,12 @@ class FakeSwitch:
         self.removed += notes
         return notes
 
-    def lookup(self, in_port: int, data: bytes) -> Flow | None:
-        """The highest-priority flow a frame hits (OpenFlow's table lookup)."""
+    def lookup(self, in_port: int, data: bytes, table_id: int = 0,
+               metadata: int = 0) -> Flow | None:
+        """The highest-priority flow a frame hits in one table."""
         fields = frame_fields(in_port, data)
-        hits = [f for f in self.flows if f.matches(fields)]
+        fields["metadata"] = metadata
+        hits = [f for f in self.flows if f.table_id == table_id and f.matches(fields)]
         if not hits:
             return None
         best = max(hits, key=lambda f: f.priority)
@@ -204,18 +255,34 @@ class FakeSwitch:
         best.last_used = self.now
         return best
 
+    def pipeline(self, in_port: int, data: bytes) -> list[tuple[int, bytes, Flow, int]]:
+        """OpenFlow 1.3's pipeline from table 0: (port, frame, the flow that
+        output it, the packet's metadata then) for every frame that leaves.
+        A table without a matching flow drops the packet, action set and all."""
+        out, action_set, metadata, table_id = [], [], 0, 0
+        while True:
+            flow = self.lookup(in_port, data, table_id, metadata)
+            if flow is None:
+                return out
+            out += [(p, f, flow, metadata) for p, f in apply_actions(flow.apply, data)]
+            action_set += flow.write
+            if flow.metadata is not None:
+                value, mask = flow.metadata
+                metadata = (metadata & ~mask) | (value & mask)
+            if flow.goto is None:
+                break
+            table_id = flow.goto
+        return out + [(p, f, flow, metadata)
+                      for p, f in apply_actions(action_set_order(action_set), data)]
+
     def process(self, in_port: int, data: bytes) -> list[tuple[int, bytes]]:
         """What a frame arriving on ``in_port`` becomes: (port, frame) pairs;
         [] when dropped; (OFPP_CONTROLLER, frame) for a packet-in."""
-        flow = self.lookup(in_port, data)
-        return [] if flow is None else apply_actions(flow.actions, data)
+        return [(port, frame) for port, frame, _flow, _meta in self.pipeline(in_port, data)]
 
     def outputs(self, in_port: int, data: bytes) -> list[int]:
         """Ports (or reserved ports such as OFPP_CONTROLLER) a frame goes to."""
-        flow = self.lookup(in_port, data)
-        if flow is None:
-            return []
-        return [a.port for a in flow.actions if isinstance(a, parser.OFPActionOutput)]
+        return [port for port, _frame in self.process(in_port, data)]
 
     def packet_out_fate(self, msg: parser.OFPPacketOut) -> list[tuple[int, bytes]]:
         """The frames a packet-out sends: its actions applied to its data."""
@@ -271,14 +338,14 @@ class Wire:
     def send(self, in_port: int, frame: bytes) -> list[tuple[int, bytes]]:
         """The frames that leave the switch because ``frame`` came in on ``in_port``."""
         out = []
-        flow = self.switch.lookup(in_port, frame)
-        for port, data in ([] if flow is None else apply_actions(flow.actions, frame)):
+        for port, data, flow, metadata in self.switch.pipeline(in_port, frame):
             if port != CONTROLLER:
                 out.append((port, data))
                 continue
-            self.packet_ins += 1      # a packet-in names the flow that sent it (OF 1.3)
+            # A packet-in names the flow that sent it and the packet's metadata (OF 1.3).
+            self.packet_ins += 1
             out += self.run(self.gateway.packet_in(self.switch.dpid, in_port, data, self.now,
-                                                   cookie=flow.cookie))
+                                                   cookie=flow.cookie, metadata=metadata))
         return out
 
     def run(self, msgs: list | None) -> list[tuple[int, bytes]]:

@@ -14,25 +14,34 @@ from ryu.app.wsgi import WSGIApplication
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_app import snat
+from ryu_app import flow_encoding, snat
 
 LAB = {"external_ip": "198.51.100.1/24", "external_port": "s1-eth1",
        "internal_subnet": "10.0.0.0/24"}
 
 
 class RecordingDatapath:
-    """What the app needs of a datapath: an id, the v1.3 modules, send_msg."""
+    """What the app needs of a datapath: an id, the v1.3 modules, an xid
+    counter and ``send`` (bytes, as Ryu's Datapath queues them).  What it is
+    sent is parsed back (flow-mods and packet-outs by Ryu's parser) into
+    ``sent``, so tests see the bytes the switch would."""
 
     ofproto = ofp
     ofproto_parser = parser
 
     def __init__(self, dpid: int) -> None:
         self.id = dpid
+        self.xid = 0
         self.sent: list = []
 
-    def send_msg(self, msg: Any) -> bool:
-        self.sent.append(msg)
+    def send(self, buf: bytes) -> bool:
+        msgs = [flow_encoding.decode(one) for one in flow_encoding.split(buf)]
+        self.sent += msgs
+        self.received(msgs)
         return True
+
+    def received(self, msgs: list) -> None:
+        """What the switch does with them (nothing, here)."""
 
 
 class WireDatapath(RecordingDatapath):
@@ -42,10 +51,8 @@ class WireDatapath(RecordingDatapath):
         super().__init__(wire.switch.dpid)
         self.wire = wire
 
-    def send_msg(self, msg: Any) -> bool:
-        super().send_msg(msg)
-        self.wire.run([msg])
-        return True
+    def received(self, msgs: list) -> None:
+        self.wire.run(msgs)
 
 
 @contextlib.contextmanager

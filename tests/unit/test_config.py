@@ -138,6 +138,8 @@ def test_good_values(tmp_path, option, value, expected):
     ("forwards", "tcp:80=10.0.0.11:80,tcp:81=10.0.0.11:80", "already forwarded from port 80"),
     ("port_quarantine", "-1", "must be 0..86400"),
     ("dpid", "0x10000000000000000", "outside"),
+    ("mapping_log_file", "/nonexistent-dir/mappings.log", "not a writable file"),
+    ("mapping_log_file", "/tmp", "not a writable file"),
 ])
 def test_bad_values_name_the_option(tmp_path, option, value, problem):
     with pytest.raises(config.ConfigError) as info:

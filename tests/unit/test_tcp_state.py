@@ -57,15 +57,24 @@ def idle_timeouts(lab, sid) -> set[int]:
                                                 (CookieKind.SESSION_IN, sid))}
 
 
-def test_established_session_has_flag_watch_flows(lab):
+def test_established_session_flows_pass_the_shared_flag_watches(lab):
+    """Two flows per TCP session: each writes its translation to the action
+    set, tags the packet with its session and direction and goes on to the
+    watch table, whose two shared rules copy FIN and RST to the controller."""
     session, _, _ = open_connection(lab)
     assert session.state.value == "ESTABLISHED"
     assert idle_timeouts(lab, session.id) == {7440}
-    watches = [f for f in lab.switch.flows
-               if flows.parse_cookie(f.cookie) in ((CookieKind.FLAGS_OUT, session.id),
-                                                   (CookieKind.FLAGS_IN, session.id))]
-    assert sorted(f.match["tcp_flags"] for f in watches) == [(FIN, FIN), (FIN, FIN), (RST, RST),
-                                                              (RST, RST)]
+    mine = {flows.parse_cookie(f.cookie)[0]: f for f in lab.switch.flows
+            if f.cookie & flows.ID_MASK == session.id and flows.parse_cookie(f.cookie)[0]
+            in (CookieKind.SESSION_OUT, CookieKind.SESSION_IN)}
+    assert {k: (f.goto, f.metadata[0]) for k, f in mine.items()} == {
+        CookieKind.SESSION_OUT: (flows.TABLE_TCP_WATCH,
+                                 flows.make_cookie(CookieKind.FLAGS_OUT, session.id)),
+        CookieKind.SESSION_IN: (flows.TABLE_TCP_WATCH,
+                                flows.make_cookie(CookieKind.FLAGS_IN, session.id))}
+    watches = [f for f in lab.switch.flows if f.table_id == flows.TABLE_TCP_WATCH]
+    assert sorted(str(f.match.get("tcp_flags")) for f in watches) == [
+        str((FIN, FIN)), str((RST, RST)), "None"]
     assert all(f.idle_timeout == 0 for f in watches)
 
 
