@@ -7,6 +7,7 @@ flood the bench's output).  Stopping is always by the PID we started.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -45,6 +46,7 @@ class Controller:
     of_port: int
     wsapi_port: int
     workdir: Path
+    owns_workdir: bool = False    # made by start(): removed by stop()
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +76,8 @@ class Controller:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        if self.owns_workdir and os.environ.get("BENCH_KEEP") != "1":
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def start(system: str, nat: dict[str, object] | None = None,
@@ -81,6 +85,7 @@ def start(system: str, nat: dict[str, object] | None = None,
     """Start ``system`` (a key of APPS) on free ports; ``nat`` overrides
     ``[nat]`` options of ryu-snat.  Returns once the process runs; the
     fake switch's connect() retries until the OpenFlow port listens."""
+    owns = workdir is None
     workdir = workdir or Path(tempfile.mkdtemp(prefix="ryu-snat-bench-"))
     of_port, wsapi_port = free_port(), free_port()
     conf = workdir / "bench.conf"
@@ -98,7 +103,7 @@ def start(system: str, nat: dict[str, object] | None = None,
     with open(workdir / "stderr.txt", "wb") as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=err,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    return Controller(system, proc, of_port, wsapi_port, workdir)
+    return Controller(system, proc, of_port, wsapi_port, workdir, owns)
 
 
 def wait_http(port: int, path: str = "/nat/stats", timeout: float = 10.0) -> None:

@@ -8,6 +8,7 @@ translated, not mapped: :mod:`ryu_app.icmp_signals`).
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from ryu_app.config import NatConfig
 from ryu_app.packet_info import ICMP, PacketInfo
@@ -19,6 +20,11 @@ _NOT_UNICAST = [ipaddress.IPv4Network(n) for n in
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
+@lru_cache(maxsize=65536)
+def _not_unicast(dst: ipaddress.IPv4Address) -> bool:
+    return dst == _BROADCAST or any(dst in n for n in _NOT_UNICAST)
+
+
 def outbound_problem(cfg: NatConfig, src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address,
                      info: PacketInfo) -> str:
     """Why an inside packet cannot be translated out (a drop reason), or ""."""
@@ -27,7 +33,7 @@ def outbound_problem(cfg: NatConfig, src: ipaddress.IPv4Address, dst: ipaddress.
     if dst in cfg.internal_subnet:
         return "inside_destination"
     ext_net = cfg.external_ip.network
-    if dst == _BROADCAST or any(dst in n for n in _NOT_UNICAST) \
+    if _not_unicast(dst) \
             or dst in (ext_net.network_address, ext_net.broadcast_address):
         return "not_unicast"
     if info.ttl <= 1:

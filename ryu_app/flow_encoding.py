@@ -89,6 +89,7 @@ def _match(protocol: int, in_port: int | None, src: str, dst: str, sport: int, d
     return _MATCH_HEAD.pack(ofp.OFPMT_OXM, length) + fields + _pad8(length)
 
 
+@lru_cache(maxsize=65536)
 def _set_field(name: str, value: bytes) -> bytes:
     """OFPActionSetField: type, length, one OXM, padded to 8 bytes."""
     body = _OXM_HEAD[name] + value
