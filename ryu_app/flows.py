@@ -57,6 +57,7 @@ class Priority(enum.IntEnum):
     GATEWAY = 500       # traffic addressed to the gateway itself (ARP, ping)
     UNSOLICITED = 20    # inbound to the NAT address with no session: dropped
     OUTSIDE = 10        # anything else from the uplink: dropped
+    NEW_TCP = 6         # inside TCP SYN with no session: to the controller
     NEW_FLOW = 5        # inside IPv4 with no session: to the controller
     MISS = 0            # table-miss
 
@@ -79,6 +80,7 @@ class InfraRule(enum.IntEnum):
     TCP_FIN_WATCH = 13
     TCP_RST_WATCH = 14
     TCP_WATCH_PASS = 15
+    NEW_TCP = 16
 
 
 def make_cookie(kind: CookieKind, ident: int) -> int:
@@ -192,9 +194,24 @@ def uplink_filters(uplink: int, nat_address: ipaddress.IPv4Address,
     ]
 
 
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+
+
 def inside_rules() -> list[parser.OFPFlowMod]:
-    """Inside IPv4 without a session goes to the controller; inside IPv6 is dropped."""
+    """Inside IPv4 without a session goes to the controller; inside IPv6 is dropped.
+
+    A TCP SYN (without ACK) gets a rule of its own, above the catch-all and
+    with the same action.  It is there for OVS's flow cache: the datapath
+    flow a punted SYN leaves behind then matches the SYN and ACK bits, so
+    the handshake's ACK and the first data (no SYN) miss it and are looked
+    up afresh in the table, where the session flows just installed catch
+    them.  Without it they ride that stale "to the controller" cache entry
+    until OVS's revalidators catch up, each a needless packet-in.
+    """
     return [
+        flow_add(make_cookie(CookieKind.INFRA, InfraRule.NEW_TCP), Priority.NEW_TCP,
+                 parser.OFPMatch(eth_type=ether.ETH_TYPE_IP, ip_proto=inet.IPPROTO_TCP,
+                                 tcp_flags=(TCP_SYN, TCP_SYN | TCP_ACK)), _to_controller()),
         flow_add(make_cookie(CookieKind.INFRA, InfraRule.NEW_FLOW), Priority.NEW_FLOW,
                  parser.OFPMatch(eth_type=ether.ETH_TYPE_IP), _to_controller()),
         flow_add(make_cookie(CookieKind.INFRA, InfraRule.INSIDE_IPV6_DROP), Priority.NEW_FLOW,
@@ -326,7 +343,6 @@ def session_flows(p: SessionPath) -> list[parser.OFPFlowMod]:
     return [session_flow(p, CookieKind.SESSION_OUT), session_flow(p, CookieKind.SESSION_IN)]
 
 
-TCP_FIN, TCP_RST = 0x01, 0x04
 FLAG_COPY_BYTES = 128   # headers are all the controller needs of a FIN/RST
 WATCH_FLAG_PRIORITY, WATCH_PASS_PRIORITY = 1, 0
 

@@ -22,7 +22,7 @@ from ryu_app.forwards import Forward
 from ryu_app.icmp_errors import ERROR_TYPES
 from ryu_app.mapping_log import MappingLog
 from ryu_app.nat_service import NatService
-from ryu_app.packet_info import classify
+from ryu_app.packet_info import classify, quick_classify
 
 LOG = logging.getLogger(__name__)
 
@@ -197,6 +197,14 @@ class Gateway:
             watched = flows.watched_session(cookie, metadata)
             if watched is not None:
                 return state.nat.tcp.flags_seen(*watched, data, now) if state.nat else []
+        quick = quick_classify(data)
+        if quick is not None:             # TCP or UDP, not a fragment: as _ipv4 would
+            if state.nat is None:
+                return self._dropped("uplink_unknown")
+            eth_src, info = quick
+            if state.uplink is not None and in_port == state.uplink:
+                return state.nat.from_outside(eth_src, info, data, now)
+            return state.nat.from_inside(in_port, eth_src, info, data, now)
         try:
             pkt = wire.parse_frame(data)
         except wire.Malformed as why:

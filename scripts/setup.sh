@@ -17,7 +17,7 @@ fi
 
 # 1. Debian packages: OVS, Mininet and the traffic tools the tests use.
 APT_PKGS=(openvswitch-switch mininet iperf3 tcpdump iputils-ping netcat-openbsd
-          curl ethtool iproute2 traceroute iputils-tracepath python3 python3-venv python3-dev gcc coturn)
+          curl ethtool iproute2 traceroute iputils-tracepath python3 python3-venv python3-dev gcc coturn iptables)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -150,3 +150,29 @@ def test_a_transfer_cut_by_an_rst_before_the_first_poll_stays_closed(lab):
     for _ in range(3):
         lab.poll_stats()
     assert session.state.value == "CLOSING" and idle_timeouts(lab, session.id) == {240}
+
+
+def rule_hit(lab, in_port: int, frame: bytes) -> flows.InfraRule | None:
+    flow = lab.switch.lookup(in_port, frame)
+    parsed = flows.parse_cookie(flow.cookie) if flow else None
+    return flows.InfraRule(parsed[1]) if parsed and parsed[0] == CookieKind.INFRA else None
+
+
+def test_a_new_connections_syn_reaches_the_controller_by_its_own_rule(lab):
+    """A SYN without a session goes up through NEW_TCP, which matches the SYN
+    and ACK bits (so OVS's cached datapath flow for it cannot catch the
+    handshake's ACK); anything else without a session, through NEW_FLOW.
+    Both send the whole frame to the controller, which opens the session."""
+    syn = segment(H1.mac, H1.ip, 40001, S1.ip, 80, SYN)
+    assert rule_hit(lab, H1_PORT, syn) == flows.InfraRule.NEW_TCP
+    for bits in (ACK, SYN | ACK, PSH | ACK, FIN | ACK):
+        assert rule_hit(lab, H1_PORT, segment(H1.mac, H1.ip, 40001, S1.ip, 80, bits)) \
+            == flows.InfraRule.NEW_FLOW
+    [new_tcp] = [f for f in lab.switch.flows if f.cookie == flows.make_cookie(
+        CookieKind.INFRA, flows.InfraRule.NEW_TCP)]
+    [new_flow] = [f for f in lab.switch.flows if f.cookie == flows.make_cookie(
+        CookieKind.INFRA, flows.InfraRule.NEW_FLOW)]
+    assert str(new_tcp.actions) == str(new_flow.actions)   # the whole frame up
+    assert new_tcp.priority > new_flow.priority
+    session, out, _ = open_connection(lab, poll=False)
+    assert rule_hit(lab, H1_PORT, segment(H1.mac, H1.ip, 40000, S1.ip, 80, SYN)) is None  # its session flow
