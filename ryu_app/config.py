@@ -77,6 +77,9 @@ OPTS = [
     cfg.StrOpt("mapping_log_file", default=None,
                help="write the mapping log to this file, in batches each second, instead "
                     "of the ryu_snat.mappings logger (much cheaper per new session)"),
+    cfg.StrOpt("forwards_file", default=None,
+               help="keep the forwards added over REST in this JSON file, so that a "
+                    "restarted controller has them again (unset: they live in memory)"),
 ]
 
 FILTERING_MODES = ("endpoint-independent", "address-dependent", "address-and-port-dependent")
@@ -117,6 +120,7 @@ class NatConfig:
     port_quarantine: int = 120
     log_mappings: bool = True
     mapping_log_file: str | None = None
+    forwards_file: str | None = None
     forwards: tuple = ()
     port_parity: bool = False
 
@@ -391,6 +395,7 @@ def load(conf: cfg.ConfigOpts | None = None,
         port_quarantine=group.port_quarantine,
         log_mappings=bool(group.log_mappings),
         mapping_log_file=_writable_file("mapping_log_file", group.mapping_log_file),
+        forwards_file=_writable_file("forwards_file", group.forwards_file),
         external_ip=external_ip,
         external_port=_external_port(group.external_port),
         external_gateway_ip=ext_gw,

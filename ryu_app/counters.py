@@ -15,6 +15,8 @@ class GatewayCounters:
     icmp_errors_translated: int = 0
     handler_errors: int = 0      # our bugs, caught in an event handler (logged)
     rest_errors: int = 0         # our bugs, caught in a REST request (JSON 500, logged)
+    sessions_adopted: int = 0    # rebuilt from the switch's flows on (re)connection
+    flows_discarded: int = 0     # session flows found then that no session accounts for
     drops: Counter = field(default_factory=Counter)
 
     def drop(self, reason: str) -> None:
@@ -25,4 +27,6 @@ class GatewayCounters:
                 "icmp_echo_replies": self.icmp_echo_replies,
                 "icmp_errors_translated": self.icmp_errors_translated,
                 "handler_errors": self.handler_errors, "rest_errors": self.rest_errors,
+                "sessions_adopted": self.sessions_adopted,
+                "flows_discarded": self.flows_discarded,
                 "drops": dict(sorted(self.drops.items()))}

@@ -127,6 +127,14 @@ def delete_app_flows(kind: CookieKind | None = None) -> parser.OFPFlowMod:
                              match=parser.OFPMatch())
 
 
+def delete_flow(cookie: int) -> parser.OFPFlowMod:
+    """Delete the TABLE_NAT flow with exactly this cookie."""
+    return parser.OFPFlowMod(None, cookie=cookie, cookie_mask=(1 << 64) - 1,
+                             table_id=TABLE_NAT, command=ofp.OFPFC_DELETE,
+                             out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+                             match=parser.OFPMatch())
+
+
 def barrier() -> parser.OFPBarrierRequest:
     return parser.OFPBarrierRequest(None)
 

@@ -54,13 +54,19 @@ class Gateway:
         return self.config.dpid is None or self.config.dpid == dpid
 
     def switch_connected(self, dpid: int) -> list:
-        """Clear our old flows, install the table-miss, ask for the ports."""
+        """Install the table-miss, ask for the ports; keep the flows there.
+
+        The bridge is fail-secure: session flows that outlived a controller
+        restart or a lost connection still carry traffic, and the flow dump
+        asked for with the gateway rules rebuilds their sessions.  Our other
+        rules are re-added in place (same match and priority: replaced, never
+        missing for a moment).
+        """
         state = SwitchState(dpid)
         if isinstance(self.config.external_port, int):
             state.uplink = self.config.external_port
         self.switches[dpid] = state
-        msgs = [flows.delete_app_flows(), flows.barrier(), flows.table_miss(),
-                flows.port_desc_request()]
+        msgs = [flows.table_miss(), flows.port_desc_request()]
         if state.uplink is not None:
             msgs += self._gateway_rules(state)
         return msgs
@@ -104,11 +110,14 @@ class Gateway:
         """ARP and ping for the gateway's two addresses, each on its own side;
         drop rules for the uplink; new inside flows to the controller."""
         cfg, up = self.config, state.uplink
+        adopt = []
         if state.nat is None:
             state.nat = NatService(cfg, self.counters, up, self.mapping_log)
             for fwd in self.forwards.values():
                 if fwd not in cfg.forwards:
                     state.nat.install_forward(fwd)   # added over REST earlier
+            state.nat.adopting = True
+            adopt = [flows.flow_stats_request()]      # the reply rebuilds the sessions
         self._update_inside_ports(state)
         rules = [
             flows.arp_to_controller(flows.InfraRule.ARP_OUTSIDE, up, cfg.external_address),
@@ -119,7 +128,7 @@ class Gateway:
         return (rules + flows.uplink_filters(up, cfg.external_address, cfg.internal_subnet)
                 + flows.inside_rules() + flows.tcp_watch_rules()
                 + flows.fragment_rules(up, cfg.internal_subnet, cfg.external_address)
-                + state.nat.probes.all())
+                + state.nat.probes.all() + adopt)
 
     @staticmethod
     def _update_inside_ports(state: SwitchState) -> None:
@@ -160,6 +169,17 @@ class Gateway:
                    now: float | None = None) -> list:
         nat = self._nat(dpid)
         return nat.flow_stats(list(entries), _now(now)) if nat else []
+
+    def flow_stats_reply(self, dpid: int, stats: list, more: bool,
+                         now: float | None = None) -> list:
+        """A part of a flow-stats reply (Ryu's OFPFlowStats): the adoption
+        dump while the switch's sessions are being rebuilt, else counters."""
+        nat = self._nat(dpid)
+        if nat is None:
+            return []
+        msgs = nat.flow_dump(stats, more, _now(now)) if nat.adopting else []
+        entries = [(f.cookie, f.packet_count, f.byte_count) for f in stats]
+        return msgs + nat.flow_stats(entries, _now(now))
 
     def tick(self, now: float | None = None) -> dict[int, list]:
         """Periodic work of every switch: ARP retries, expiry backstop."""

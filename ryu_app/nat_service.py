@@ -32,8 +32,9 @@ import logging
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from conntrack import OUTBOUND, Refused, Session, TCP, TcpFlags
+from conntrack import OUTBOUND, Refused, Session, State, TCP, TcpFlags
 from ryu_app import flow_encoding, flows, replies
+from ryu_app.adoption import AdoptedSession, read_sessions
 from ryu_app.addresses import ipv4, text
 from ryu_app.admission import outbound_problem
 from ryu_app.config import NatConfig
@@ -66,6 +67,10 @@ class NatService:
         self.switch_drops: dict[str, int] = {}
         self._external = str(config.external_address)
         self._external_net = config.external_ip.network
+        # True from the switch's (re)connection until its flow dump is read:
+        # no new mapping may take a port a surviving flow still holds.
+        self.adopting = False
+        self._dump: list = []
         from ryu_app.echo_paths import EchoPaths   # these two use the records above
         from ryu_app.fragments import Fragments
         from ryu_app.hairpin import Hairpin
@@ -101,6 +106,8 @@ class NatService:
         """The first packet(s) of an inside host's flow: map, install, send on."""
         if isinstance(info, str):
             return self._drop(info)
+        if self.adopting:
+            return self._drop("adopting")
         if info.protocol == ICMP and info.icmp_type in ERROR_TYPES:
             return self.icmp.outbound_error(in_port, eth_src, info, data, now)
         session, msgs = self.outbound_session(in_port, eth_src, info, data, now, hairpin=True)
@@ -221,6 +228,8 @@ class NatService:
         probe (EIF/ADF filtering) or ICMP echo on the controller path."""
         if isinstance(info, str):
             return self._drop(info)
+        if self.adopting:
+            return self._drop("adopting")
         if info.dst != self._external:
             return self._drop("outside_not_for_us")
         if info.protocol == ICMP:
@@ -402,6 +411,62 @@ class NatService:
             msgs += self.end(session, "uplink_moved", now)
         self.uplink = uplink
         return msgs + [flows.delete_app_flows(CookieKind.MAPPING)]
+
+    # -- after a (re)connection: the switch's flows are the truth ----------------------
+    def flow_dump(self, stats: list, more: bool, now: float) -> list:
+        """A part of the flow-stats reply; the last part ends the adoption."""
+        self._dump += stats
+        if more:
+            return []
+        dump, self._dump, self.adopting = self._dump, [], False
+        sessions, discard = read_sessions(dump, self.config.gateway_mac)
+        msgs: list = []
+        kept = 0
+        for adopted in sessions:
+            if self._adopt(adopted, now):
+                kept += 1
+            else:
+                discard += [flows.make_cookie(kind, adopted.path.session_id)
+                            for kind in OTHER_FLOW]
+        if discard:
+            LOG.warning("%d session flows on the switch could not be accounted for: deleted",
+                        len(discard))
+            self.counters.flows_discarded += len(discard)
+            msgs += [flows.delete_flow(cookie) for cookie in discard]
+        LOG.info("adopted %d sessions from the switch's flows", kept)
+        for session in self.ct.sessions():
+            msgs += self.probes.for_session(session, add=True)
+        return msgs
+
+    def _adopt(self, adopted: AdoptedSession, now: float) -> bool:
+        """Rebuild one session and its flow record; False if it cannot be."""
+        p = adopted.path
+        if p.external_ip != self._external or p.uplink != self.uplink:
+            return False
+        cfg = self.ct.config
+        # UDP: replied once its reverse flow has carried a packet.
+        replied = adopted.counts[CookieKind.SESSION_IN].packets > 0
+        state = State.REPLIED if replied else State.UNREPLIED
+        if p.protocol == TCP:
+            state = {int(cfg.tcp_closing_timeout): State.CLOSING,
+                     int(cfg.tcp_opening_timeout): State.SYN_SENT,
+                     int(cfg.tcp_established_timeout): State.ESTABLISHED}.get(
+                         p.idle_timeout, State.ESTABLISHED)
+        try:
+            session = self.ct.restore(
+                p.session_id, p.protocol, p.inside_ip, p.inside_port, p.external_ip,
+                p.external_port, p.remote_ip, p.remote_port,
+                created_at=now - adopted.age, last_seen=now, state=state)
+        except (Refused, ValueError) as why:
+            LOG.warning("session %d on the switch not adopted: %s", p.session_id, why)
+            return False
+        self.hosts.learn(p.inside_ip, p.inside_mac, p.inside_switch_port)
+        rec = self.records[session.id] = FlowRecord(p, installed=set(OTHER_FLOW))
+        for kind, counts in adopted.counts.items():
+            rec.update(kind, counts.packets, counts.octets)
+        self.ct.set_counters(session.id, *self.totals(rec))
+        self.counters.sessions_adopted += 1
+        return True
 
     # -- operator ---------------------------------------------------------------------
     def delete(self, sid: int, now: float) -> list | None:

@@ -21,7 +21,7 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
 from conntrack import Refused
-from ryu_app import config, flows, forwards
+from ryu_app import config, flows, forward_store, forwards
 from ryu_app.gateway import Gateway
 from ryu_app.rest import APP_KEY, NatFallbackController, NatRestController
 from ryu_app.sender import Sender
@@ -62,6 +62,7 @@ class SnatApp(app_manager.RyuApp):
             LOG.error("ryu-snat: %s", err)
             raise SystemExit(2) from None
         self.gateway = Gateway(self.config)
+        self._restore_forwards()
         self.sender = Sender()
         self.datapaths: dict[int, Any] = {}
         self.view = ConnectionsView(self.gateway)
@@ -104,6 +105,7 @@ class SnatApp(app_manager.RyuApp):
             raise ValueError(f"{fwd.protocol} port {fwd.external_port}: {refused}") from None
         for dpid, msgs in per_switch.items():
             self._send(dpid, msgs)
+        self._save_forwards()
         LOG.info("forward added: %s", fwd)
         return fwd.as_dict()
 
@@ -113,8 +115,28 @@ class SnatApp(app_manager.RyuApp):
             return False
         for dpid, msgs in per_switch.items():
             self._send(dpid, msgs)
+        self._save_forwards()
         LOG.info("forward removed: %s port %d", protocol, port)
         return True
+
+    def _save_forwards(self) -> None:
+        """The REST-added forwards to ``forwards_file`` (config ones come back anyway)."""
+        try:
+            forward_store.save(self.config.forwards_file, [
+                f for f in self.gateway.forwards.values() if f not in self.config.forwards])
+        except OSError as why:
+            LOG.error("forwards_file %s not written: %s", self.config.forwards_file, why)
+
+    def _restore_forwards(self) -> None:
+        cfg = self.config
+        for fwd in forward_store.load(cfg.forwards_file, cfg.internal_subnet,
+                                      cfg.internal_gateway_ip):
+            clash = forwards.conflict(fwd, self.gateway.forwards.values())
+            if clash:
+                LOG.error("saved forward %s not restored: %s", fwd, clash)
+                continue
+            self.gateway.forwards[fwd.key] = fwd
+            LOG.info("forward restored: %s", fwd)
 
     # -- timers --------------------------------------------------------------
     def _every(self, seconds: float, work: Any) -> None:
@@ -196,8 +218,8 @@ class SnatApp(app_manager.RyuApp):
     @guarded
     def _flow_stats(self, ev: Any) -> None:
         msg = ev.msg
-        entries = [(f.cookie, f.packet_count, f.byte_count) for f in msg.body]
-        self._send(msg.datapath.id, self.gateway.flow_stats(msg.datapath.id, entries))
+        more = bool(msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE)
+        self._send(msg.datapath.id, self.gateway.flow_stats_reply(msg.datapath.id, msg.body, more))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev: Any) -> None:

@@ -152,6 +152,7 @@ class Flow:
     write: list = field(default_factory=list)    # write-actions
     metadata: tuple[int, int] | None = None      # write-metadata (value, mask)
     goto: int | None = None
+    created: float = 0.0
 
     @property
     def actions(self) -> list:
@@ -161,7 +162,7 @@ class Flow:
     @classmethod
     def of(cls, msg: parser.OFPFlowMod, now: float) -> "Flow":
         flow = cls(msg.cookie, msg.priority, dict(msg.match.items()), [], msg.idle_timeout,
-                   msg.flags, last_used=now, table_id=msg.table_id)
+                   msg.flags, last_used=now, table_id=msg.table_id, created=now)
         for inst in msg.instructions:
             if isinstance(inst, parser.OFPInstructionActions):
                 assert inst.type in (ofp.OFPIT_APPLY_ACTIONS, ofp.OFPIT_WRITE_ACTIONS), inst
@@ -186,6 +187,24 @@ class Flow:
     def removed(self, reason: int) -> Removed:
         return self.cookie, reason, self.packets, self.bytes
 
+    def stats(self, now: float) -> parser.OFPFlowStats:
+        """This flow as a flow-stats reply entry, as Ryu's parser hands it over."""
+        insts: list = []
+        if self.apply:
+            insts.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, self.apply))
+        if self.write:
+            insts.append(parser.OFPInstructionActions(ofp.OFPIT_WRITE_ACTIONS, self.write))
+        if self.metadata is not None:
+            insts.append(parser.OFPInstructionWriteMetadata(*self.metadata))
+        if self.goto is not None:
+            insts.append(parser.OFPInstructionGotoTable(self.goto))
+        age = max(0.0, now - self.created)
+        return parser.OFPFlowStats(
+            table_id=self.table_id, duration_sec=int(age), duration_nsec=int(age % 1 * 1e9),
+            priority=self.priority, idle_timeout=self.idle_timeout, hard_timeout=0,
+            flags=self.flags, cookie=self.cookie, packet_count=self.packets,
+            byte_count=self.bytes, match=parser.OFPMatch(**self.match), instructions=insts)
+
 
 @dataclass
 class FakeSwitch:
@@ -197,6 +216,7 @@ class FakeSwitch:
     sent: list = field(default_factory=list)
     removed: list[Removed] = field(default_factory=list)
     now: float = 0.0
+    stats_requests: list = field(default_factory=list)   # flow-stats requests not answered yet
 
     def apply(self, msgs: list) -> list[tuple[int, bytes]]:
         """Apply controller messages; the frames their packet-outs send."""
@@ -209,7 +229,15 @@ class FakeSwitch:
                 self._flow_mod(msg)
             elif isinstance(msg, parser.OFPPacketOut):
                 out += self.packet_out_fate(msg)
+            elif isinstance(msg, parser.OFPFlowStatsRequest):
+                self.stats_requests.append(msg)
         return out
+
+    def flow_stats_reply(self, req: parser.OFPFlowStatsRequest) -> list[parser.OFPFlowStats]:
+        """The flows a flow-stats request selects (table and cookie mask)."""
+        return [f.stats(self.now) for f in self.flows
+                if req.table_id in (ofp.OFPTT_ALL, f.table_id)
+                and f.cookie & req.cookie_mask == req.cookie & req.cookie_mask]
 
     def _flow_mod(self, msg: parser.OFPFlowMod) -> None:
         match = dict(msg.match.items())
@@ -354,6 +382,10 @@ class Wire:
         for cookie, reason, packets, octets in self.switch.take_removed():
             out += self.run(self.gateway.flow_removed(self.switch.dpid, cookie, reason,
                                                       packets, octets, self.now))
+        while self.switch.stats_requests:
+            req = self.switch.stats_requests.pop(0)
+            out += self.run(self.gateway.flow_stats_reply(
+                self.switch.dpid, self.switch.flow_stats_reply(req), False, self.now))
         return out
 
     def advance(self, seconds: float, poll: float | None = 10.0) -> list[tuple[int, bytes]]:

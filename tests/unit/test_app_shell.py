@@ -69,3 +69,31 @@ def test_a_bug_in_a_handler_is_counted_and_the_next_event_is_handled(app, monkey
     assert app.stats_snapshot()["handler_errors"] == 1
     app._packet_in(packet_in(dp, 2, frame))
     assert [m for m in dp.sent if isinstance(m, parser.OFPPacketOut)], "second ARP unanswered"
+
+
+def test_forwards_added_over_rest_survive_a_restart(tmp_path):
+    """With ``forwards_file`` set, a new controller process has them again and
+    installs them on the switch it meets; a removed one stays removed."""
+    saved = tmp_path / "forwards.json"
+    body = {"protocol": "tcp", "external_port": 8080, "internal_ip": "10.0.0.11",
+            "internal_port": 80}
+    gone = {"protocol": "udp", "external_port": 5300, "internal_ip": "10.0.0.12",
+            "internal_port": 53}
+    with snat_app(external_port="1", forwards_file=str(saved)) as (first, _):
+        first.add_forward(body)
+        first.add_forward(gone)
+        assert first.remove_forward("udp", 5300)
+    with snat_app(external_port="1", forwards_file=str(saved)) as (second, _):
+        assert second.list_forwards() == [body]
+        dp = RecordingDatapath(1)
+        connect(second, dp)
+        inbound = second.gateway.switches[1].nat.inbound
+        assert ("tcp", 8080) in inbound.forwards and ("udp", 5300) not in inbound.forwards
+
+
+def test_a_corrupt_forwards_file_is_logged_not_fatal(tmp_path, caplog):
+    saved = tmp_path / "forwards.json"
+    saved.write_text("[{\"protocol\": \"tcp\", \"external_port\": 99999}, oops")
+    with snat_app(external_port="1", forwards_file=str(saved)) as (app_, _):
+        assert app_.list_forwards() == []
+    assert "forwards_file" in caplog.text and "unreadable" in caplog.text

@@ -8,7 +8,7 @@ from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from helpers.fake_switch import FakeSwitch
+from helpers.fake_switch import FakeSwitch, Wire
 from helpers.frames import H1_IP, H1_MAC, O1_IP, O1_MAC, arp_request, echo_request
 from helpers.nat_config import make_config
 from ryu_app import flows
@@ -19,8 +19,7 @@ UPLINK, H1_PORT = 1, 2
 
 
 def connect(gateway: Gateway, switch: FakeSwitch) -> None:
-    switch.apply(gateway.switch_connected(switch.dpid))
-    switch.apply(gateway.ports_described(switch.dpid, {"s1-eth1": UPLINK, "s1-eth2": H1_PORT}))
+    Wire(gateway, switch).connect({"s1-eth1": UPLINK, "s1-eth2": H1_PORT})
 
 
 @pytest.fixture

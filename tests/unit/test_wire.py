@@ -16,7 +16,7 @@ from ryu.ofproto import ether, inet
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from helpers.fake_switch import FakeSwitch
+from helpers.fake_switch import FakeSwitch, Wire
 from helpers.nat_config import make_config
 from ryu_app import flows, wire
 from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
@@ -55,8 +55,7 @@ AFTER_EOL = b"\x00\xc2"
 
 def connected() -> tuple[Gateway, FakeSwitch]:
     gateway, switch = Gateway(make_config()), FakeSwitch()
-    switch.apply(gateway.switch_connected(switch.dpid))
-    switch.apply(gateway.ports_described(switch.dpid, {"s1-eth1": UPLINK, "s1-eth2": H1_PORT}))
+    Wire(gateway, switch).connect({"s1-eth1": UPLINK, "s1-eth2": H1_PORT})
     return gateway, switch
 
 
