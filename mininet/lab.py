@@ -248,7 +248,11 @@ class Controller:
         self.write_config()
         exe = Path(sys.executable).parent / "ryu-manager"
         env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
-        with open(self.log_file, "w") as log:
+        restart = self.proc is not None       # a restart keeps the earlier log
+        with open(self.log_file, "a" if restart else "w") as log:
+            if restart:
+                log.write(f"--- ryu-manager restarted at {time.strftime('%H:%M:%S')} ---\n")
+                log.flush()
             self.proc = subprocess.Popen(
                 [str(exe), "--config-file", str(self.config_file),
                  "ryu_app.snat", "ryu.app.ofctl_rest"],
@@ -381,6 +385,23 @@ class Lab:
         self.net.start()                  # creates the bridges
         hygiene.tag_bridges(sw.name for sw in self.net.switches)
         wait_for(self.switch_ready, 30, what="s1 to connect and get its gateway rules")
+
+    def _controller_records(self, bridge: str) -> list[str]:
+        got = run("ovs-vsctl", "--timeout=5", "get", "Bridge", bridge, "controller")
+        return got.stdout.strip().strip("[]").replace(",", " ").split()
+
+    def set_reconnect_backoff(self, ms: int, bridge: str = "s1") -> None:
+        """Cap how long ``bridge`` waits between attempts to reach the
+        controller (OVS's Controller max_backoff: at least 1000 ms; its default is 8000)."""
+        for uuid in self._controller_records(bridge):
+            run("ovs-vsctl", "--timeout=5", "set", "Controller", uuid, f"max_backoff={int(ms)}")
+
+    def set_controller_target(self, target: str, bridge: str = "s1") -> None:
+        """Point ``bridge``'s controller record at ``target``: the link drops
+        and the switch dials the new target.  The record stays (removing a
+        bridge's last controller makes OVS flush its flows)."""
+        for uuid in self._controller_records(bridge):
+            run("ovs-vsctl", "--timeout=5", "set", "Controller", uuid, f"target=\"{target}\"")
 
     def switch_ready(self) -> bool:
         """s1 is connected and carries our ARP rules (uplink resolved)."""

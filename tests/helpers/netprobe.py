@@ -8,6 +8,7 @@ clients print JSON results.  Every loop is bounded in count and time.
   netprobe.py tcp-server PORT LOG [--seconds S]
   netprobe.py udp-client --sport P --to HOST:PORT [--to ...] [--count N] [--interval S]
   netprobe.py tcp-client --to HOST:PORT [--sport P] [--send N] [--hold S]
+  netprobe.py tcp-echo-loop --to HOST:PORT --sport P --seconds S [--interval S]
   netprobe.py echo --to HOST --ident ID [--count N]   (raw socket: needs root)
   netprobe.py frag-udp --to HOST:PORT --sport P --size N [--reverse]   (raw: root)
   netprobe.py frag-flood --to HOST --count N [--seconds S]              (raw: root)
@@ -126,6 +127,43 @@ def tcp_client(target: str, sport: int, send: int, hold: float) -> None:
         time.sleep(hold)
     except OSError as err:
         result["error"] = str(err)
+    finally:
+        sock.close()
+    print(json.dumps(result))
+
+
+def tcp_echo_loop(target: str, sport: int, seconds: float, interval: float) -> None:
+    """One connection that keeps talking: every ``interval`` a numbered
+    32-byte line goes out and must come back within 2 s.  Reports the wall
+    clock time of every echo that came back (the caller compares them with
+    what it did meanwhile) and the first failure, which ends the loop."""
+    host, port = target.rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", sport))
+    sock.settimeout(2)
+    result: dict = {"connected": False, "echoes": [], "error": None}
+    deadline = time.monotonic() + seconds
+    try:
+        sock.connect((host, int(port)))
+        result["connected"] = True
+        seq = 0
+        while time.monotonic() < deadline:
+            line = f"echo {seq}".ljust(31).encode() + b"\n"
+            sock.sendall(line)
+            got = b""
+            while len(got) < len(line):
+                chunk = sock.recv(len(line) - len(got))
+                if not chunk:
+                    raise ConnectionError("closed by the peer")
+                got += chunk
+            if got != line:
+                raise ValueError(f"echo {seq} came back as {got!r}")
+            result["echoes"].append(round(time.time(), 3))
+            seq += 1
+            time.sleep(interval)
+    except (OSError, ValueError) as err:
+        result["error"] = f"{type(err).__name__}: {err}"
     finally:
         sock.close()
     print(json.dumps(result))
@@ -285,6 +323,11 @@ def main() -> None:
     p.add_argument("--sport", type=int, default=0)
     p.add_argument("--send", type=int, default=1024)
     p.add_argument("--hold", type=float, default=0)
+    p = sub.add_parser("tcp-echo-loop")
+    p.add_argument("--to", required=True)
+    p.add_argument("--sport", type=int, required=True)
+    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--interval", type=float, default=0.1)
     p = sub.add_parser("frag-udp")
     p.add_argument("--to", required=True)
     p.add_argument("--sport", type=int, required=True)
@@ -315,6 +358,8 @@ def main() -> None:
         tcp_server(a.port, a.log, a.seconds)
     elif a.mode == "udp-client":
         udp_client(a.sport, a.to, min(a.count, 1000), a.interval, min(a.size, 65000))
+    elif a.mode == "tcp-echo-loop":
+        tcp_echo_loop(a.to, a.sport, min(a.seconds, 120), max(a.interval, 0.01))
     elif a.mode == "frag-udp":
         frag_udp(a.to, a.sport, min(a.size, 60000), a.reverse)
     elif a.mode == "frag-flood":
