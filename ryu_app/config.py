@@ -77,6 +77,20 @@ OPTS = [
     cfg.StrOpt("mapping_log_file", default=None,
                help="write the mapping log to this file, in batches each second, instead "
                     "of the ryu_snat.mappings logger (much cheaper per new session)"),
+    cfg.IntOpt("packet_in_port_rate", default=500,
+               help="packets a second each switch port may send to the controller "
+                    "(an OpenFlow meter per port; a flood from one host then cannot "
+                    "starve the others' new sessions); 0 = no meters"),
+    cfg.IntOpt("packet_in_port_burst", default=0,
+               help="packets a port may send to the controller at once above its rate "
+                    "(the meter's burst); 0 = as many as packet_in_port_rate"),
+    cfg.IntOpt("packet_in_host_rate", default=100,
+               help="packet-ins a second the controller handles from one source "
+                    "(IPv4 address or MAC) on one port; the rest are dropped unread "
+                    "(hosts that share a port); 0 = no limit"),
+    cfg.IntOpt("packet_in_host_burst", default=0,
+               help="packet-ins one source may send at once above its rate; "
+                    "0 = as many as packet_in_host_rate"),
     cfg.StrOpt("forwards_file", default=None,
                help="keep the forwards added over REST in this JSON file, so that a "
                     "restarted controller has them again (unset: they live in memory)"),
@@ -123,6 +137,10 @@ class NatConfig:
     forwards_file: str | None = None
     forwards: tuple = ()
     port_parity: bool = False
+    packet_in_port_rate: int = 0       # 0: no meters (the option's default is on)
+    packet_in_port_burst: int = 0
+    packet_in_host_rate: int = 0       # 0: no budget (the option's default is on)
+    packet_in_host_burst: int = 0
 
     def __post_init__(self) -> None:
         for name in ("tcp_filtering", "udp_filtering"):
@@ -375,6 +393,16 @@ def load(conf: cfg.ConfigOpts | None = None,
     if group.port_quarantine is None or not 0 <= group.port_quarantine <= 86400:
         raise ConfigError("port_quarantine", group.port_quarantine, "must be 0..86400 seconds")
 
+    meter = {}
+    for scope in ("port", "host"):
+        for name in (f"packet_in_{scope}_rate", f"packet_in_{scope}_burst"):
+            value = getattr(group, name)
+            if value is None or not 0 <= value <= 10_000_000:
+                raise ConfigError(name, value, "must be 0..10000000 packets a second")
+            meter[name] = value
+        burst = f"packet_in_{scope}_burst"
+        meter[burst] = meter[burst] or meter[f"packet_in_{scope}_rate"]
+
     forwards: dict = {}
     for spec in group.forwards or []:
         try:
@@ -407,5 +435,6 @@ def load(conf: cfg.ConfigOpts | None = None,
         max_connections=max_conn,
         max_connections_per_host=per_host,
         dpid=_dpid(group.dpid),
+        **meter,
         **timers,
     )

@@ -33,6 +33,7 @@ ID_MASK = 0xFFFFFFFF
 
 TABLE_NAT = 0        # gateway rules and the sessions' translations
 TABLE_TCP_WATCH = 1  # TCP session flows continue here: FIN/RST copies to the controller
+TABLE_PUNT = 2       # every packet for the controller passes here: metered per in_port
 METADATA_MASK = 0xFFFFFFFFFFFFFFFF
 
 
@@ -40,6 +41,7 @@ class CookieKind(enum.IntEnum):
     """What a flow of ours is for (bits 40-47 of its cookie)."""
 
     INFRA = 0x01        # table-miss, ARP, gateway ICMP, filters
+    PUNT_METER = 0x02   # TABLE_PUNT rule of one in_port (id = port = meter id)
     SESSION_OUT = 0x10  # forward (inside -> outside) flow of a session
     SESSION_IN = 0x11   # reverse (outside -> inside) flow of a session
     FLAGS_OUT = 0x12    # metadata tag: a TCP forward flow's packet, in TABLE_TCP_WATCH
@@ -81,6 +83,7 @@ class InfraRule(enum.IntEnum):
     TCP_RST_WATCH = 14
     TCP_WATCH_PASS = 15
     NEW_TCP = 16
+    PUNT = 17           # TABLE_PUNT fallback: ports without a meter (yet), unmetered
 
 
 def make_cookie(kind: CookieKind, ident: int) -> int:
@@ -106,6 +109,56 @@ def _to_controller() -> list:
     return [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)]
 
 
+def punt_flow(cookie: int, priority: int, match: parser.OFPMatch) -> parser.OFPFlowMod:
+    """A TABLE_NAT rule whose packets are for the controller: they go on to
+    TABLE_PUNT, where the meter of their in_port decides (see ``punt_meter``)."""
+    return parser.OFPFlowMod(None, cookie=cookie, table_id=TABLE_NAT, command=ofp.OFPFC_ADD,
+                             priority=priority, match=match,
+                             instructions=[parser.OFPInstructionGotoTable(TABLE_PUNT)])
+
+
+def punt_fallback() -> parser.OFPFlowMod:
+    """TABLE_PUNT's lowest rule: to the controller, unmetered (ports not
+    described yet, a switch that refused a meter, metering turned off)."""
+    return parser.OFPFlowMod(
+        None, cookie=make_cookie(CookieKind.INFRA, InfraRule.PUNT), table_id=TABLE_PUNT,
+        command=ofp.OFPFC_ADD, priority=0, match=parser.OFPMatch(),
+        instructions=[parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, _to_controller())])
+
+
+def punt_meter(port: int, rate: int, burst: int) -> list:
+    """A packets-per-second meter for what ``port`` sends to the controller.
+
+    One flooding host (new 5-tuples, junk fragments, pings) then fills only
+    its own port's share of the controller; every other port's first
+    packets still get through.  The meter id is the port number.  A meter
+    left by an earlier run is deleted first: OpenFlow refuses to add an
+    existing one, and deleting it also deletes the rule that used it.
+    """
+    band = parser.OFPMeterBandDrop(rate=rate, burst_size=burst)
+    return [
+        parser.OFPMeterMod(None, command=ofp.OFPMC_DELETE, meter_id=port),
+        parser.OFPMeterMod(None, command=ofp.OFPMC_ADD, meter_id=port, bands=[band],
+                           flags=ofp.OFPMF_PKTPS | ofp.OFPMF_BURST | ofp.OFPMF_STATS),
+        parser.OFPFlowMod(
+            None, cookie=make_cookie(CookieKind.PUNT_METER, port), table_id=TABLE_PUNT,
+            command=ofp.OFPFC_ADD, priority=10, match=parser.OFPMatch(in_port=port),
+            instructions=[parser.OFPInstructionMeter(port, ofp.OFPIT_METER),
+                          parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
+                                                       _to_controller())]),
+    ]
+
+
+def punt_unmeter(port: int) -> list:
+    """A port gone: its rule and its meter."""
+    return [delete_flow(make_cookie(CookieKind.PUNT_METER, port), TABLE_PUNT),
+            parser.OFPMeterMod(None, command=ofp.OFPMC_DELETE, meter_id=port)]
+
+
+def meter_stats_request() -> parser.OFPMeterStatsRequest:
+    return parser.OFPMeterStatsRequest(None, 0, ofp.OFPM_ALL)
+
+
 def flow_add(cookie: int, priority: int, match: parser.OFPMatch, actions: Sequence,
              idle_timeout: int = 0, flags: int = 0) -> parser.OFPFlowMod:
     """An OFPFC_ADD in TABLE_NAT applying ``actions``."""
@@ -127,10 +180,10 @@ def delete_app_flows(kind: CookieKind | None = None) -> parser.OFPFlowMod:
                              match=parser.OFPMatch())
 
 
-def delete_flow(cookie: int) -> parser.OFPFlowMod:
-    """Delete the TABLE_NAT flow with exactly this cookie."""
+def delete_flow(cookie: int, table_id: int = TABLE_NAT) -> parser.OFPFlowMod:
+    """Delete the flow with exactly this cookie in ``table_id``."""
     return parser.OFPFlowMod(None, cookie=cookie, cookie_mask=(1 << 64) - 1,
-                             table_id=TABLE_NAT, command=ofp.OFPFC_DELETE,
+                             table_id=table_id, command=ofp.OFPFC_DELETE,
                              out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
                              match=parser.OFPMatch())
 
@@ -145,8 +198,8 @@ def port_desc_request() -> parser.OFPPortDescStatsRequest:
 
 def table_miss() -> parser.OFPFlowMod:
     """Unmatched packets go to the controller (first packets of new flows)."""
-    return flow_add(make_cookie(CookieKind.INFRA, InfraRule.TABLE_MISS), Priority.MISS,
-                    parser.OFPMatch(), _to_controller())
+    return punt_flow(make_cookie(CookieKind.INFRA, InfraRule.TABLE_MISS), Priority.MISS,
+                     parser.OFPMatch())
 
 
 def arp_to_controller(rule: InfraRule, in_port: int | None,
@@ -155,8 +208,8 @@ def arp_to_controller(rule: InfraRule, in_port: int | None,
     fields = {"eth_type": ether.ETH_TYPE_ARP, "arp_tpa": str(target)}
     if in_port is not None:
         fields["in_port"] = in_port
-    return flow_add(make_cookie(CookieKind.INFRA, rule), Priority.GATEWAY,
-                    parser.OFPMatch(**fields), _to_controller())
+    return punt_flow(make_cookie(CookieKind.INFRA, rule), Priority.GATEWAY,
+                     parser.OFPMatch(**fields))
 
 
 def icmp_to_controller(rule: InfraRule, in_port: int | None,
@@ -166,8 +219,8 @@ def icmp_to_controller(rule: InfraRule, in_port: int | None,
               "ipv4_dst": str(target)}
     if in_port is not None:
         fields["in_port"] = in_port
-    return flow_add(make_cookie(CookieKind.INFRA, rule), Priority.GATEWAY,
-                    parser.OFPMatch(**fields), _to_controller())
+    return punt_flow(make_cookie(CookieKind.INFRA, rule), Priority.GATEWAY,
+                     parser.OFPMatch(**fields))
 
 
 def packet_out(out_port: int, data: bytes,
@@ -217,11 +270,11 @@ def inside_rules() -> list[parser.OFPFlowMod]:
     until OVS's revalidators catch up, each a needless packet-in.
     """
     return [
-        flow_add(make_cookie(CookieKind.INFRA, InfraRule.NEW_TCP), Priority.NEW_TCP,
-                 parser.OFPMatch(eth_type=ether.ETH_TYPE_IP, ip_proto=inet.IPPROTO_TCP,
-                                 tcp_flags=(TCP_SYN, TCP_SYN | TCP_ACK)), _to_controller()),
-        flow_add(make_cookie(CookieKind.INFRA, InfraRule.NEW_FLOW), Priority.NEW_FLOW,
-                 parser.OFPMatch(eth_type=ether.ETH_TYPE_IP), _to_controller()),
+        punt_flow(make_cookie(CookieKind.INFRA, InfraRule.NEW_TCP), Priority.NEW_TCP,
+                  parser.OFPMatch(eth_type=ether.ETH_TYPE_IP, ip_proto=inet.IPPROTO_TCP,
+                                  tcp_flags=(TCP_SYN, TCP_SYN | TCP_ACK))),
+        punt_flow(make_cookie(CookieKind.INFRA, InfraRule.NEW_FLOW), Priority.NEW_FLOW,
+                  parser.OFPMatch(eth_type=ether.ETH_TYPE_IP)),
         flow_add(make_cookie(CookieKind.INFRA, InfraRule.INSIDE_IPV6_DROP), Priority.NEW_FLOW,
                  parser.OFPMatch(eth_type=ether.ETH_TYPE_IPV6), []),
     ]
@@ -436,7 +489,7 @@ def mapping_probe(uplink: int, nat_address: str, protocol: int, port: int,
                                  match=parser.OFPMatch())
     fields = {"in_port": uplink, "eth_type": ether.ETH_TYPE_IP, "ip_proto": protocol,
               "ipv4_dst": nat_address, _L4_FIELDS[protocol][1]: port}
-    return flow_add(cookie, Priority.MAPPING, parser.OFPMatch(**fields), _to_controller())
+    return punt_flow(cookie, Priority.MAPPING, parser.OFPMatch(**fields))
 
 
 IP_FRAG_ANY = 1   # OVS's ip_frag (NXM_NX_IP_FRAG): set for every fragment
@@ -458,12 +511,10 @@ def fragment_rules(uplink: int, inside: ipaddress.IPv4Network,
     to the controller (``ryu_app.fragments``): OVS gives fragments no L4 ports
     to match, so no session flow can translate them."""
     return [
-        flow_add(make_cookie(CookieKind.INFRA, InfraRule.FRAGMENTS_INSIDE), Priority.FRAGMENT,
-                 _frag_match(("eth_type", ether.ETH_TYPE_IP),
-                             ("ipv4_src", (str(inside.network_address), str(inside.netmask)))),
-                 _to_controller()),
-        flow_add(make_cookie(CookieKind.INFRA, InfraRule.FRAGMENTS_OUTSIDE), Priority.FRAGMENT,
-                 _frag_match(("in_port", uplink), ("eth_type", ether.ETH_TYPE_IP),
-                             ("ipv4_dst", str(nat_address))),
-                 _to_controller()),
+        punt_flow(make_cookie(CookieKind.INFRA, InfraRule.FRAGMENTS_INSIDE), Priority.FRAGMENT,
+                  _frag_match(("eth_type", ether.ETH_TYPE_IP),
+                              ("ipv4_src", (str(inside.network_address), str(inside.netmask))))),
+        punt_flow(make_cookie(CookieKind.INFRA, InfraRule.FRAGMENTS_OUTSIDE), Priority.FRAGMENT,
+                  _frag_match(("in_port", uplink), ("eth_type", ether.ETH_TYPE_IP),
+                              ("ipv4_dst", str(nat_address)))),
     ]

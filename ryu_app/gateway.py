@@ -23,6 +23,7 @@ from ryu_app.icmp_errors import ERROR_TYPES
 from ryu_app.mapping_log import MappingLog
 from ryu_app.nat_service import NatService
 from ryu_app.packet_info import classify, quick_classify
+from ryu_app.punt_budget import PuntBudget
 
 LOG = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class SwitchState:
     uplink: int | None = None                     # OpenFlow port to the outside
     ports: dict[str, int] = field(default_factory=dict)  # interface name -> port
     nat: NatService | None = None                 # exists once the uplink is known
+    metered: dict[int, int] = field(default_factory=dict)  # port -> packet-ins its meter dropped
 
 
 class Gateway:
@@ -48,6 +50,7 @@ class Gateway:
         self._ours_outside = {str(config.external_address)}
         self._ours_inside = {str(config.external_address), str(config.internal_gateway_ip)}
         self.mapping_log = MappingLog(config.mapping_log_file if config.log_mappings else None)
+        self.budget = PuntBudget(config.packet_in_host_rate, config.packet_in_host_burst)
 
     # -- switch life cycle -------------------------------------------------
     def serves(self, dpid: int) -> bool:
@@ -66,7 +69,10 @@ class Gateway:
         if isinstance(self.config.external_port, int):
             state.uplink = self.config.external_port
         self.switches[dpid] = state
-        msgs = [flows.table_miss(), flows.port_desc_request()]
+        # Per-port punt meters come back with the port list; until then the
+        # fallback sends to the controller unmetered.
+        msgs = [flows.delete_app_flows(flows.CookieKind.PUNT_METER), flows.punt_fallback(),
+                flows.table_miss(), flows.port_desc_request()]
         if state.uplink is not None:
             msgs += self._gateway_rules(state)
         return msgs
@@ -75,12 +81,40 @@ class Gateway:
         self.switches.pop(dpid, None)
 
     def ports_described(self, dpid: int, ports: Mapping[str, int]) -> list:
-        """Resolve an uplink given by name; install the rules that need it."""
+        """Meter every port's packet-ins; resolve an uplink given by name and
+        install the rules that need it."""
         state = self.switches.get(dpid)
         if state is None:
             return []
         state.ports = dict(ports)
         self._update_inside_ports(state)
+        return self._meter_ports(state) + self._resolve_uplink(state)
+
+    def _meter_ports(self, state: SwitchState) -> list:
+        """A packet-in meter for each port that came, none for those gone."""
+        rate = self.config.packet_in_port_rate
+        ports = {p for p in state.ports.values() if p < 0xFFFFFF00} if rate else set()
+        msgs = []
+        for port in sorted(ports - state.metered.keys()):
+            msgs += flows.punt_meter(port, rate, self.config.packet_in_port_burst)
+            state.metered[port] = 0
+        for port in sorted(state.metered.keys() - ports):
+            msgs += flows.punt_unmeter(port)
+            del state.metered[port]
+        return msgs
+
+    def meter_stats(self, dpid: int, dropped: Mapping[int, int]) -> None:
+        """A meter-stats reply: packet-ins each port's meter dropped (meter id = port)."""
+        state = self.switches.get(dpid)
+        if state is None:
+            return
+        for port, count in dropped.items():
+            if port in state.metered:
+                state.metered[port] = count
+
+    def _resolve_uplink(self, state: SwitchState) -> list:
+        """The uplink's port number from its name; the rules that need it."""
+        dpid = state.dpid
         if isinstance(self.config.external_port, int):
             if self.config.external_port not in state.ports.values():
                 LOG.warning("uplink port %d is not on switch %016x (yet)",
@@ -104,7 +138,7 @@ class Gateway:
                     dpid, port_no, len(state.nat.ct))
         msgs = state.nat.uplink_moved(port_no, time.monotonic())
         return msgs + [flows.delete_app_flows(flows.CookieKind.INFRA), flows.barrier(),
-                       flows.table_miss()] + self._gateway_rules(state)
+                       flows.punt_fallback(), flows.table_miss()] + self._gateway_rules(state)
 
     def _gateway_rules(self, state: SwitchState) -> list:
         """ARP and ping for the gateway's two addresses, each on its own side;
@@ -217,6 +251,9 @@ class Gateway:
             watched = flows.watched_session(cookie, metadata)
             if watched is not None:
                 return state.nat.tcp.flags_seen(*watched, data, now) if state.nat else []
+        if not self.budget.admit(dpid, in_port, data, now):
+            self.counters.drop("packet_in_budget")
+            return []
         quick = quick_classify(data)
         if quick is not None:             # TCP or UDP, not a fragment: as _ipv4 would
             if state.nat is None:

@@ -1,4 +1,5 @@
-"""Token buckets: the gateway's own ICMP errors must never become a flood."""
+"""Token buckets: the gateway's own ICMP errors must never become a flood,
+and no one host's packet-ins may take the controller's time from the others."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -27,10 +28,10 @@ class PerKeyBuckets:
     (the least recently used goes), under one shared bucket for all: no key
     can use up the others' share, and all together stay bounded."""
 
-    def __init__(self, rate: float, burst: float, total_rate: float, total_burst: float,
-                 max_keys: int = 1024) -> None:
+    def __init__(self, rate: float, burst: float, total_rate: float | None = None,
+                 total_burst: float | None = None, max_keys: int = 1024) -> None:
         self.rate, self.burst, self.max_keys = rate, burst, max_keys
-        self.total = TokenBucket(total_rate, total_burst)
+        self.total = None if total_rate is None else TokenBucket(total_rate, total_burst or 1)
         self._buckets: OrderedDict[object, TokenBucket] = OrderedDict()
 
     def take(self, key: object, now: float) -> bool:
@@ -42,7 +43,7 @@ class PerKeyBuckets:
         self._buckets.move_to_end(key)
         if not bucket.take(now):
             return False
-        if self.total.take(now):
+        if self.total is None or self.total.take(now):
             return True
         bucket.tokens += 1          # refused in all: the host's token is not spent
         return False

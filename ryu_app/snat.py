@@ -153,8 +153,9 @@ class SnatApp(app_manager.RyuApp):
             self._send(dpid, msgs)
 
     def _poll_stats(self) -> None:
+        meters = [flows.meter_stats_request()] if self.config.packet_in_port_rate else []
         for dpid in list(self.gateway.switches):
-            self._send(dpid, [flows.flow_stats_request()])
+            self._send(dpid, [flows.flow_stats_request()] + meters)
 
     def _send(self, dpid: int, msgs: list) -> None:
         dp = self.datapaths.get(dpid)
@@ -220,6 +221,13 @@ class SnatApp(app_manager.RyuApp):
         msg = ev.msg
         more = bool(msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE)
         self._send(msg.datapath.id, self.gateway.flow_stats_reply(msg.datapath.id, msg.body, more))
+
+    @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MAIN_DISPATCHER)
+    @guarded
+    def _meter_stats(self, ev: Any) -> None:
+        msg = ev.msg
+        self.gateway.meter_stats(msg.datapath.id, {
+            m.meter_id: sum(b.packet_band_count for b in m.band_stats) for m in msg.body})
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev: Any) -> None:

@@ -165,4 +165,14 @@ class ConnectionsView:
             "switch_drops": dict(sorted(switch_drops.items())),
             "ports_in_use": {name: ports.get(name, 0) for name in PROTOCOLS},
             "ports_quarantined": {name: quarantined.get(name, 0) for name in PROTOCOLS},
+            "packet_ins_metered": self._metered(),
         }
+
+    def _metered(self) -> dict[str, int]:
+        """Packet-ins each port's meter dropped (last meter-stats poll), by port name."""
+        out: Counter = Counter()
+        for state in self.gateway.switches.values():
+            names = {no: name for name, no in state.ports.items()}
+            for port, dropped in state.metered.items():
+                out[names.get(port, str(port))] += dropped
+        return dict(sorted(out.items()))

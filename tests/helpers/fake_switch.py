@@ -4,8 +4,8 @@ It applies the flow-mods our code builds (add, delete with cookie masks),
 keeps tables, priorities, counters and idle timers, and answers "what does
 this frame arriving on this port become": OpenFlow 1.3's pipeline runs
 (apply-actions at once; write-actions into the action set, run in the
-spec's order at the end; write-metadata; goto-table) and the frames that
-leave are returned.  Packet-outs are applied the same way.  Frames are
+spec's order at the end; write-metadata; goto-table; meters, as token
+buckets in the switch's time) and the frames that leave are returned.  Packet-outs are applied the same way.  Frames are
 parsed and rebuilt with ``ryu.lib.packet`` (checksums recomputed, as a
 switch does).  Messages may come as Ryu parser objects or as the bytes of
 :class:`ryu_app.flow_encoding.Encoded`, parsed back with Ryu's parser.
@@ -137,6 +137,31 @@ def apply_actions(actions: list, data: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
+@dataclass
+class Meter:
+    """A packets-per-second drop band: ``rate`` a second, ``burst`` at once."""
+
+    rate: int
+    burst: int
+    tokens: float = 0.0
+    stamp: float | None = None
+    packets: int = 0          # packets that came to the meter
+    dropped: int = 0          # packets its band dropped
+
+    def take(self, now: float) -> bool:
+        self.packets += 1
+        if self.stamp is None:
+            self.tokens = self.burst
+        else:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.dropped += 1
+        return False
+
+
 @dataclass(eq=False)
 class Flow:
     cookie: int
@@ -153,6 +178,8 @@ class Flow:
     metadata: tuple[int, int] | None = None      # write-metadata (value, mask)
     goto: int | None = None
     created: float = 0.0
+    meter: int | None = None
+
 
     @property
     def actions(self) -> list:
@@ -173,6 +200,8 @@ class Flow:
             elif isinstance(inst, parser.OFPInstructionGotoTable):
                 assert inst.table_id > msg.table_id, "goto-table must go forward (OF 1.3 s5.1)"
                 flow.goto = inst.table_id
+            elif isinstance(inst, parser.OFPInstructionMeter):
+                flow.meter = inst.meter_id
             else:
                 raise NotImplementedError(f"instruction {inst}")
         assert not (flow.goto is not None and any(
@@ -190,6 +219,8 @@ class Flow:
     def stats(self, now: float) -> parser.OFPFlowStats:
         """This flow as a flow-stats reply entry, as Ryu's parser hands it over."""
         insts: list = []
+        if self.meter is not None:
+            insts.append(parser.OFPInstructionMeter(self.meter, ofp.OFPIT_METER))
         if self.apply:
             insts.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, self.apply))
         if self.write:
@@ -217,6 +248,7 @@ class FakeSwitch:
     removed: list[Removed] = field(default_factory=list)
     now: float = 0.0
     stats_requests: list = field(default_factory=list)   # flow-stats requests not answered yet
+    meters: dict[int, Meter] = field(default_factory=dict)
 
     def apply(self, msgs: list) -> list[tuple[int, bytes]]:
         """Apply controller messages; the frames their packet-outs send."""
@@ -231,7 +263,23 @@ class FakeSwitch:
                 out += self.packet_out_fate(msg)
             elif isinstance(msg, parser.OFPFlowStatsRequest):
                 self.stats_requests.append(msg)
+            elif isinstance(msg, parser.OFPMeterMod):
+                self._meter_mod(msg)
         return out
+
+    def _meter_mod(self, msg: parser.OFPMeterMod) -> None:
+        """As OVS does: ADD of an existing meter is refused (METER_EXISTS),
+        DELETE of a missing one is silent and deletes the flows using it."""
+        if msg.command == ofp.OFPMC_DELETE:
+            self.meters.pop(msg.meter_id, None)
+            self._remove([f for f in self.flows if f.meter == msg.meter_id], ofp.OFPRR_DELETE)
+            return
+        assert msg.flags & ofp.OFPMF_PKTPS and len(msg.bands) == 1, "one pktps band"
+        [band] = msg.bands
+        assert isinstance(band, parser.OFPMeterBandDrop), band
+        assert msg.command != ofp.OFPMC_ADD or msg.meter_id not in self.meters, "METER_EXISTS"
+        self.meters[msg.meter_id] = Meter(band.rate, band.burst_size if
+                                          msg.flags & ofp.OFPMF_BURST else band.rate)
 
     def flow_stats_reply(self, req: parser.OFPFlowStatsRequest) -> list[parser.OFPFlowStats]:
         """The flows a flow-stats request selects (table and cookie mask)."""
@@ -244,6 +292,7 @@ class FakeSwitch:
         if msg.command == ofp.OFPFC_ADD:
             new = Flow.of(msg, self.now)
             check_prerequisites(match, new.actions)
+            assert new.meter is None or new.meter in self.meters, "INVALID_METER"
             # OF 1.3: an identical flow is replaced (no flow-removed), counters kept.
             same = [f for f in self.flows if f.table_id == new.table_id
                     and f.priority == msg.priority and f.match == match]
@@ -292,6 +341,8 @@ class FakeSwitch:
             flow = self.lookup(in_port, data, table_id, metadata)
             if flow is None:
                 return out
+            if flow.meter is not None and not self.meters[flow.meter].take(self.now):
+                return out                       # the meter's band dropped it
             out += [(p, f, flow, metadata) for p, f in apply_actions(flow.apply, data)]
             action_set += flow.write
             if flow.metadata is not None:

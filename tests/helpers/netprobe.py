@@ -9,6 +9,9 @@ clients print JSON results.  Every loop is bounded in count and time.
   netprobe.py udp-client --sport P --to HOST:PORT [--to ...] [--count N] [--interval S]
   netprobe.py tcp-client --to HOST:PORT [--sport P] [--send N] [--hold S]
   netprobe.py tcp-echo-loop --to HOST:PORT --sport P --seconds S [--interval S]
+  netprobe.py tcp-connect-loop --to HOST:PORT --seconds S [--max N]
+  netprobe.py flood --iface IF --gateway-mac MAC --to HOST --seconds S [--max N]
+                    (scapy, raw frames: needs root)
   netprobe.py echo --to HOST --ident ID [--count N]   (raw socket: needs root)
   netprobe.py frag-udp --to HOST:PORT --sport P --size N [--reverse]   (raw: root)
   netprobe.py frag-flood --to HOST --count N [--seconds S]              (raw: root)
@@ -167,6 +170,83 @@ def tcp_echo_loop(target: str, sport: int, seconds: float, interval: float) -> N
     finally:
         sock.close()
     print(json.dumps(result))
+
+
+def tcp_connect_loop(target: str, seconds: float, most: int) -> None:
+    """New connections one after another for ``seconds`` (at most ``most``):
+    connect, send a line, read its echo, close.  Each has 3 s; a SYN the
+    gateway lost costs the kernel's 1 s retransmission, so the connect times
+    show starvation.  Reports successes, failures and connect-time quantiles."""
+    host, port = target.rsplit(":", 1)
+    ok, failed, times = 0, 0, []
+    start = time.monotonic()
+    deadline = start + seconds
+    while time.monotonic() < deadline and ok + failed < most:
+        began = time.monotonic()
+        try:
+            with socket.create_connection((host, int(port)), timeout=3) as sock:
+                times.append(time.monotonic() - began)
+                sock.sendall(b"hello\n")
+                if not sock.recv(64):
+                    raise ConnectionError("closed before the echo")
+            ok += 1
+        except OSError:
+            failed += 1
+    elapsed = time.monotonic() - start
+    times.sort()
+    quantile = (lambda q: round(times[min(len(times) - 1, int(q * len(times)))] * 1000, 1)
+                if times else None)
+    print(json.dumps({"ok": ok, "failed": failed, "seconds": round(elapsed, 2),
+                      "rate": round(ok / elapsed, 1) if elapsed else 0.0,
+                      "connect_ms_p50": quantile(0.5), "connect_ms_p99": quantile(0.99),
+                      "slow_connects": sum(1 for t in times if t > 0.9)}))
+
+
+def flood(iface: str, gateway_mac: str, target: str, seconds: float, most: int) -> None:
+    """What a hostile inside host sends, built with scapy and sent as raw
+    frames as fast as they go, for ``seconds`` (at most ``most`` frames):
+    TCP SYNs to new 5-tuples (each one a new session to set up), later
+    fragments of no datagram, and pings of the gateway, in turn."""
+    from scapy.layers.inet import ICMP, IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.arch.linux import L2Socket
+    from scapy.arch import get_if_addr, get_if_hwaddr
+
+    src, mac = get_if_addr(iface), get_if_hwaddr(iface)
+    gateway = ".".join(src.split(".")[:3] + ["1"])
+    eth = Ether(src=mac, dst=gateway_mac)
+    junk = bytes(eth / IP(src=src, dst=target, id=7, frag=100, flags="MF", proto=17)
+                 / (b"z" * 64))
+    ping = bytes(eth / IP(src=src, dst=gateway) / ICMP(id=0x4242) / (b"p" * 32))
+    syn = eth / IP(src=src, dst=target) / TCP(dport=80, flags="S", seq=1)
+    sent = {"syn": 0, "fragment": 0, "ping": 0}
+    error = None
+    start = time.monotonic()
+    deadline = start + seconds
+    i = 0
+    sock = L2Socket(iface=iface)
+    try:
+        while i < most and (i % 256 or time.monotonic() < deadline):
+            kind = ("syn", "fragment", "ping")[i % 3]
+            if kind == "syn":
+                syn[TCP].sport = 1024 + (i // 3) % 64000
+                syn[TCP].dport = 80 + (i // 3) // 64000
+                frame = bytes(syn)
+            else:
+                frame = junk if kind == "fragment" else ping
+            try:
+                sock.outs.send(frame)
+                sent[kind] += 1
+            except OSError:       # the host's queue is full: a flood does not care
+                pass
+            i += 1
+    except Exception as err:      # reported, so the test says why the flood stopped
+        error = f"{type(err).__name__}: {err}"
+    finally:
+        sock.close()
+    elapsed = time.monotonic() - start
+    print(json.dumps({"sent": sent, "seconds": round(elapsed, 2), "error": error,
+                      "pps": round(sum(sent.values()) / elapsed) if elapsed else 0}))
 
 
 def _checksum(data: bytes) -> int:
@@ -328,6 +408,16 @@ def main() -> None:
     p.add_argument("--sport", type=int, required=True)
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--interval", type=float, default=0.1)
+    p = sub.add_parser("tcp-connect-loop")
+    p.add_argument("--to", required=True)
+    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--max", type=int, default=100000)
+    p = sub.add_parser("flood")
+    p.add_argument("--iface", required=True)
+    p.add_argument("--gateway-mac", required=True)
+    p.add_argument("--to", required=True)
+    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--max", type=int, default=2_000_000)
     p = sub.add_parser("frag-udp")
     p.add_argument("--to", required=True)
     p.add_argument("--sport", type=int, required=True)
@@ -360,6 +450,10 @@ def main() -> None:
         udp_client(a.sport, a.to, min(a.count, 1000), a.interval, min(a.size, 65000))
     elif a.mode == "tcp-echo-loop":
         tcp_echo_loop(a.to, a.sport, min(a.seconds, 120), max(a.interval, 0.01))
+    elif a.mode == "tcp-connect-loop":
+        tcp_connect_loop(a.to, min(a.seconds, 120), min(a.max, 100000))
+    elif a.mode == "flood":
+        flood(a.iface, a.gateway_mac, a.to, min(a.seconds, 60), min(a.max, 2_000_000))
     elif a.mode == "frag-udp":
         frag_udp(a.to, a.sport, min(a.size, 60000), a.reverse)
     elif a.mode == "frag-flood":

@@ -115,17 +115,22 @@ def test_reconnect_replaces_our_flows_and_keeps_foreign_ones(lab):
     assert all(flows.parse_cookie(f.cookie) for f in switch.flows if f.cookie != 0x1234)
 
 
+def nat_rules(msgs: list) -> list:
+    """The TABLE_NAT flow-mods among ``msgs`` (not the ports' packet-in meters)."""
+    return [m for m in msgs if isinstance(m, parser.OFPFlowMod) and m.table_id == flows.TABLE_NAT]
+
+
 def test_numeric_uplink_installs_rules_without_port_names():
     gateway, switch = Gateway(make_config(external_port="1")), FakeSwitch()
     switch.apply(gateway.switch_connected(switch.dpid))
     assert switch.outputs(UPLINK, arp_request(O1_MAC, O1_IP, "198.51.100.1")) == [ofp.OFPP_CONTROLLER]
-    assert gateway.ports_described(switch.dpid, {"eth0": 1}) == []
+    assert nat_rules(gateway.ports_described(switch.dpid, {"eth0": 1})) == []
 
 
 def test_missing_uplink_installs_no_gateway_rules():
     gateway, switch = Gateway(make_config(external_port="wan0")), FakeSwitch()
     switch.apply(gateway.switch_connected(switch.dpid))
-    assert gateway.ports_described(switch.dpid, {"s1-eth1": 1}) == []
+    assert nat_rules(gateway.ports_described(switch.dpid, {"s1-eth1": 1})) == []
     assert gateway.switches[switch.dpid].uplink is None
     # ...and picks it up once the port appears.
     assert gateway.ports_described(switch.dpid, {"wan0": 5})

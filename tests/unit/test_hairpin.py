@@ -126,4 +126,5 @@ def test_a_hairpinned_pair_lives_while_either_end_talks_and_ends_together():
     lab.advance(700)                             # then everyone is quiet
     assert not a.alive and not b.alive
     assert not [f for f in lab.switch.flows if (flows.parse_cookie(f.cookie) or (0, 0))[1]
-                in (a.id, b.id) and flows.parse_cookie(f.cookie)[0] != flows.CookieKind.INFRA]
+                in (a.id, b.id) and flows.parse_cookie(f.cookie)[0] in (
+                    flows.CookieKind.SESSION_OUT, flows.CookieKind.SESSION_IN)]
