@@ -226,8 +226,10 @@ class Controller:
     """The stock ryu-manager of this venv, as a subprocess we own."""
 
     def __init__(self, nat_options: dict[str, Any] | None = None, of_port: int = 6653,
-                 rest_port: int | None = None, workdir: str | None = None) -> None:
+                 rest_port: int | None = None, workdir: str | None = None,
+                 wsapi_host: str | None = "127.0.0.1") -> None:
         self.options = {**BASE_NAT_OPTIONS, **(nat_options or {})}
+        self.wsapi_host = wsapi_host          # None: left to the app's default
         self.of_port = of_port
         self.rest_port = rest_port or free_tcp_port()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ryu-snat-"))
@@ -237,8 +239,10 @@ class Controller:
 
     def write_config(self) -> None:
         lines = ["[DEFAULT]", "ofp_listen_host = 127.0.0.1",
-                 f"ofp_tcp_listen_port = {self.of_port}",
-                 "wsapi_host = 127.0.0.1", f"wsapi_port = {self.rest_port}", "", "[nat]"]
+                 f"ofp_tcp_listen_port = {self.of_port}", f"wsapi_port = {self.rest_port}"]
+        if self.wsapi_host is not None:
+            lines.append(f"wsapi_host = {self.wsapi_host}")
+        lines += ["", "[nat]"]
         lines += [f"{k} = {v}" for k, v in self.options.items()]
         self.config_file.write_text("\n".join(lines) + "\n")
 
@@ -284,11 +288,15 @@ class Controller:
             return ""
 
     # -- REST -------------------------------------------------------------------
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """(status, decoded JSON) of a REST call to this controller."""
-        data = None if body is None else json.dumps(body).encode()
+    def request(self, method: str, path: str, body: Any = None,
+                headers: dict[str, str] | None = None, raw_body: bytes | None = None
+                ) -> tuple[int, Any]:
+        """(status, decoded JSON) of a REST call to this controller; a
+        ``raw_body`` is sent as it is (bodies that are not JSON)."""
+        data = raw_body if raw_body is not None else (
+            None if body is None else json.dumps(body).encode())
         req = urllib.request.Request(f"http://127.0.0.1:{self.rest_port}{path}",
-                                     data=data, method=method)
+                                     data=data, method=method, headers=headers or {})
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 status, raw = resp.status, resp.read()

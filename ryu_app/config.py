@@ -91,6 +91,10 @@ OPTS = [
     cfg.IntOpt("packet_in_host_burst", default=0,
                help="packet-ins one source may send at once above its rate; "
                     "0 = as many as packet_in_host_rate"),
+    cfg.StrOpt("rest_token", secret=True,
+               help="bearer token that POST and DELETE under /nat need "
+                    "(Authorization: Bearer TOKEN), at least 16 characters; unset: "
+                    "no token, so keep the REST API on 127.0.0.1 (wsapi_host)"),
     cfg.StrOpt("forwards_file", default=None,
                help="keep the forwards added over REST in this JSON file, so that a "
                     "restarted controller has them again (unset: they live in memory)"),
@@ -139,6 +143,7 @@ class NatConfig:
     port_parity: bool = False
     packet_in_port_rate: int = 0       # 0: no meters (the option's default is on)
     packet_in_port_burst: int = 0
+    rest_token: str | None = None
     packet_in_host_rate: int = 0       # 0: no budget (the option's default is on)
     packet_in_host_burst: int = 0
 
@@ -332,6 +337,17 @@ def _raw_value(exc: Exception) -> str:
     return found[-1] if found else "?"
 
 
+def _token(value: str | None) -> str | None:
+    """A bearer token: printable ASCII without spaces, long enough to guess slowly."""
+    if value is None or value == "":
+        return None
+    if not re.fullmatch(r"[\x21-\x7e]{16,256}", value):
+        # Never echo a secret into the log: name the option only.
+        raise ConfigError("rest_token", "***", "must be 16..256 printable ASCII characters, "
+                          "no spaces")
+    return value
+
+
 def _writable_file(name: str, path: str | None) -> str | None:
     """A file we may create or append to, checked now, not at the first event."""
     if not path:
@@ -424,6 +440,7 @@ def load(conf: cfg.ConfigOpts | None = None,
         log_mappings=bool(group.log_mappings),
         mapping_log_file=_writable_file("mapping_log_file", group.mapping_log_file),
         forwards_file=_writable_file("forwards_file", group.forwards_file),
+        rest_token=_token(group.rest_token),
         external_ip=external_ip,
         external_port=_external_port(group.external_port),
         external_gateway_ip=ext_gw,

@@ -55,6 +55,8 @@ def make_forward(protocol: Any, external_port: Any, internal_ip: Any, internal_p
     if not isinstance(protocol, str) or protocol.lower() not in PROTOCOL_NUMBERS:
         raise ValueError(f"protocol must be tcp or udp, got {protocol!r}")
     try:
+        if not isinstance(internal_ip, str):     # IPv4Address(167772171) would be 10.0.0.11
+            raise TypeError
         ip = ipaddress.IPv4Address(internal_ip)
     except (ValueError, TypeError):
         raise ValueError(f"internal_ip {internal_ip!r} is not an IPv4 address") from None

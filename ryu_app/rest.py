@@ -7,6 +7,7 @@ an ``error`` key, via :func:`json_endpoint`.
 from __future__ import annotations
 
 import functools
+import hmac
 import json
 import logging
 import re
@@ -22,15 +23,17 @@ APP_KEY = "ryu_snat_app"
 MAX_BODY = 64 * 1024        # a forward is under 200 bytes
 _DIGITS = re.compile(r"[0-9]{1,10}")   # ASCII only: "²".isdigit() is True
 ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 class RestError(Exception):
     """An error answer: HTTP ``status`` with ``{"error": message}``."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -49,10 +52,14 @@ def json_endpoint(func: Callable[..., Any]) -> Callable[..., Response]:
     @functools.wraps(func)
     def wrapper(self: ControllerBase, req: Any, **kwargs: Any) -> Response:
         try:
+            if req.method not in READ_METHODS:
+                _authorize(req, getattr(getattr(self, "app", None), "rest_token", None))
             result = func(self, req, **kwargs)
             return result if isinstance(result, Response) else json_response(result)
         except (RestError, LookupError_) as err:
-            return json_response({"error": err.message}, err.status)
+            resp = json_response({"error": err.message}, err.status)
+            resp.headers.update(getattr(err, "headers", {}))
+            return resp
         except Exception:
             app = getattr(self, "app", None)
             if app is not None:
@@ -141,6 +148,20 @@ class NatRestController(ControllerBase):
         if not self.app.remove_forward(protocol, int(port)):
             raise RestError(404, f"no forward of {protocol} port {port}")
         return {"deleted": {"protocol": protocol, "external_port": int(port)}}
+
+
+def _authorize(req: Any, token: str | None) -> None:
+    """A request that changes state must carry the configured bearer token
+    (none configured: the API relies on listening on 127.0.0.1 only)."""
+    if token is None:
+        return
+    given = req.headers.get("Authorization", "")
+    scheme, _, credential = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+            credential.strip().encode(), token.encode()):
+        raise RestError(401, f"{req.method} needs the header 'Authorization: Bearer "
+                        "<rest_token>'" + (" (this token is wrong)" if given else ""),
+                        {"WWW-Authenticate": 'Bearer realm="ryu-snat"'})
 
 
 def _query(req: Any, allowed: set[str]) -> dict[str, str]:

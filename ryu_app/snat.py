@@ -7,6 +7,7 @@ gateway for the messages to send and pass them to the one :class:`Sender`.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import time
 from typing import Any, Callable
@@ -29,6 +30,12 @@ from ryu_app.views import ConnectionsView
 
 LOG = logging.getLogger("ryu_app.snat")
 config.register(ryu_cfg.CONF)   # before ryu-manager reads the [nat] group
+# Ryu's REST server listens on 0.0.0.0 unless told otherwise; ours changes
+# state (forwards, deleting sessions), so it answers on loopback unless the
+# operator asks for more (--wsapi-host, or wsapi_host in [DEFAULT]).  This
+# module is imported before ryu-manager starts the server, and a default
+# set now still yields to a value given on the command line or in a file.
+ryu_cfg.CONF.set_default("wsapi_host", "127.0.0.1")
 
 
 def guarded(handler: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
@@ -69,13 +76,28 @@ class SnatApp(app_manager.RyuApp):
         wsgi: WSGIApplication = kwargs["wsgi"]
         wsgi.register(NatRestController, {APP_KEY: self})
         wsgi.register(NatFallbackController, {})
+        self._warn_if_exposed(str(getattr(ryu_cfg.CONF, "wsapi_host", "") or "0.0.0.0"))
         LOG.info("ryu-snat: NAT address %s, inside %s (gateway %s), uplink %s",
                  self.config.external_ip, self.config.internal_subnet,
                  self.config.internal_gateway_ip, self.config.external_port)
         self.threads.append(hub.spawn(self._every, 1.0, self._tick))
         self.threads.append(hub.spawn(self._every, self.config.stats_interval, self._poll_stats))
 
+    def _warn_if_exposed(self, host: str) -> None:
+        """One line at start when anyone who reaches the REST API may change state."""
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback and self.config.rest_token is None:
+            LOG.warning("ryu-snat: the REST API listens on %s without rest_token: anyone who "
+                        "reaches it can add forwards and end sessions", host)
+
     # -- REST (called by ryu_app.rest) --------------------------------------
+    @property
+    def rest_token(self) -> str | None:
+        return self.config.rest_token
+
     def stats_snapshot(self) -> dict:
         return self.view.stats()
 

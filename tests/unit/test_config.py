@@ -140,6 +140,10 @@ def test_good_values(tmp_path, option, value, expected):
     ("dpid", "0x10000000000000000", "outside"),
     ("mapping_log_file", "/nonexistent-dir/mappings.log", "not a writable file"),
     ("mapping_log_file", "/tmp", "not a writable file"),
+    ("rest_token", "short", "16..256 printable ASCII"),
+    ("rest_token", "sixteen chars but spaces", "no spaces"),
+    ("packet_in_port_rate", "-1", "must be 0..10000000"),
+    ("packet_in_host_burst", "20000000", "must be 0..10000000"),
 ])
 def test_bad_values_name_the_option(tmp_path, option, value, problem):
     with pytest.raises(config.ConfigError) as info:
@@ -262,3 +266,17 @@ def test_engine_follows_port_options(tmp_path):
     assert ct.preserve_parity is True and ct.quarantine == 30
     assert ct.preserve_low_ports is True, "ports below 1024 stay below 1024 by default"
     assert conntrack_config(load(tmp_path, port_range="1-65535")).preserve_low_ports is False
+
+
+def test_a_bad_token_is_never_echoed(tmp_path):
+    secret = "almost a good secret"
+    with pytest.raises(config.ConfigError) as info:
+        load(tmp_path, rest_token=secret)
+    assert secret not in str(info.value)
+
+
+def test_a_good_token_and_the_packet_in_limits(tmp_path):
+    c = load(tmp_path, rest_token="0123456789abcdef", packet_in_host_rate="50")
+    assert c.rest_token == "0123456789abcdef"
+    assert (c.packet_in_host_rate, c.packet_in_host_burst) == (50, 50)
+    assert load(tmp_path).rest_token is None

@@ -1,12 +1,16 @@
 """REST under /nat through Ryu's own WSGI application (no server needed)."""
 from __future__ import annotations
 
+import ipaddress
 import json
+import subprocess
+import sys
 
 import pytest
 from ryu.app.wsgi import WSGIApplication
 from webob import Request
 
+from ryu_app import forwards
 from ryu_app.rest import APP_KEY, NatFallbackController, NatRestController
 
 
@@ -92,3 +96,113 @@ def test_ids_that_only_look_like_numbers_are_json_400(wsgi, path):
 def test_hostile_forward_bodies_are_json_400(wsgi, body, problem):
     resp = Request.blank("/nat/forwards", method="POST", body=body).get_response(wsgi)
     assert resp.status_int == 400 and problem in json.loads(resp.body)["error"]
+
+
+# -- a state-changing request needs the configured bearer token ----------------------
+TOKEN = "0123456789abcdef-token"
+INSIDE, GATEWAY = ipaddress.IPv4Network("10.0.0.0/24"), ipaddress.IPv4Address("10.0.0.1")
+FORWARD = {"protocol": "tcp", "external_port": 8080, "internal_ip": "10.0.0.11",
+           "internal_port": 80}
+
+
+class ForwardsApp(StubApp):
+    """Forwards validated as SnatApp.add_forward does (``forwards.from_json``)."""
+
+    def __init__(self, token: str | None) -> None:
+        super().__init__()
+        self.rest_token = token
+        self.added: list[dict] = []
+
+    def add_forward(self, body):
+        fwd = forwards.from_json(body, INSIDE, GATEWAY).as_dict()
+        self.added.append(fwd)
+        return fwd
+
+    def remove_forward(self, protocol: str, port: int) -> bool:
+        return any(f["protocol"] == protocol and f["external_port"] == port for f in self.added)
+
+
+def guarded_wsgi(token: str | None) -> tuple[WSGIApplication, ForwardsApp]:
+    app, stub = WSGIApplication(), ForwardsApp(token)
+    app.register(NatRestController, {APP_KEY: stub})
+    app.register(NatFallbackController, {})
+    return app, stub
+
+
+def send(wsgi, method: str, path: str, body=None, token: str | None = None, raw=None):
+    req = Request.blank(path, method=method)
+    if body is not None or raw is not None:
+        req.body = raw if raw is not None else json.dumps(body).encode()
+        req.content_type = "application/json"
+    if token is not None:
+        req.headers["Authorization"] = f"Bearer {token}"
+    resp = req.get_response(wsgi)
+    assert resp.content_type == "application/json"
+    return resp
+
+
+@pytest.mark.parametrize("method,path,body", [
+    ("POST", "/nat/forwards", FORWARD),
+    ("DELETE", "/nat/forwards/tcp/8080", None),
+    ("DELETE", "/nat/connections/7", None),
+])
+def test_changes_without_the_token_are_a_json_401(method, path, body):
+    wsgi, stub = guarded_wsgi(TOKEN)
+    for token in (None, "not-the-token-at-all", TOKEN[:-1]):
+        resp = send(wsgi, method, path, body, token=token)
+        assert resp.status_int == 401, (token, resp.body)
+        assert "Authorization: Bearer" in json.loads(resp.body)["error"]
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert stub.added == []
+
+
+def test_the_token_lets_changes_through_and_reads_need_none():
+    wsgi, stub = guarded_wsgi(TOKEN)
+    assert send(wsgi, "POST", "/nat/forwards", FORWARD, token=TOKEN).status_int == 200
+    assert send(wsgi, "DELETE", "/nat/forwards/tcp/8080", token=TOKEN).status_int == 200
+    assert send(wsgi, "GET", "/nat/stats").status_int == 200
+    assert stub.added == [FORWARD]
+
+
+def test_without_a_configured_token_changes_need_none():
+    wsgi, stub = guarded_wsgi(None)
+    assert send(wsgi, "POST", "/nat/forwards", FORWARD).status_int == 200
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"external_port": "8080"}, "external_port"),
+    ({"external_port": 70000}, "external_port"),
+    ({"external_port": True}, "external_port"),
+    ({"internal_port": 0}, "internal_port"),
+    ({"internal_ip": "192.0.2.7"}, "internal_ip"),
+    ({"internal_ip": 167772171}, "internal_ip"),
+    ({"protocol": "sctp"}, "protocol"),
+    ({"comment": "x"}, "comment"),
+])
+def test_every_bad_field_is_a_400_that_names_it(change, field):
+    wsgi, stub = guarded_wsgi(TOKEN)
+    resp = send(wsgi, "POST", "/nat/forwards", {**FORWARD, **change}, token=TOKEN)
+    error = json.loads(resp.body)["error"]
+    assert resp.status_int == 400 and field in error, error
+    assert "Traceback" not in error and stub.added == []
+
+
+@pytest.mark.parametrize("raw", [b"", b"null", b"[1, 2]", b'"tcp"', b"\xff\xfe", b"{"])
+def test_bodies_that_are_not_a_forward_object_are_a_400(raw):
+    wsgi, stub = guarded_wsgi(TOKEN)
+    resp = send(wsgi, "POST", "/nat/forwards", raw=raw, token=TOKEN)
+    assert resp.status_int == 400, resp.body
+    assert "Traceback" not in resp.text and stub.added == []
+
+
+def test_the_app_answers_on_loopback_unless_told_otherwise():
+    """Ryu's default is 0.0.0.0; importing the app makes it 127.0.0.1, and a
+    value given by the operator still wins (a fresh interpreter: Ryu's CONF
+    is global)."""
+    code = ("import sys, ryu_app.snat; from ryu import cfg; "
+            "cfg.CONF(args=sys.argv[1:], project='ryu', default_config_files=[]); "
+            "print(cfg.CONF.wsapi_host)")
+    run = lambda *args: subprocess.run([sys.executable, "-c", code, *args], check=True,
+                                       capture_output=True, text=True).stdout.strip()
+    assert run() == "127.0.0.1"
+    assert run("--wsapi-host", "0.0.0.0") == "0.0.0.0"
