@@ -95,6 +95,11 @@ OPTS = [
                help="bearer token that POST and DELETE under /nat need "
                     "(Authorization: Bearer TOKEN), at least 16 characters; unset: "
                     "no token, so keep the REST API on 127.0.0.1 (wsapi_host)"),
+    cfg.IntOpt("mapping_log_max_bytes", default=100 * 1024 * 1024,
+               help="rotate mapping_log_file before it grows past this many bytes "
+                    "(to FILE.1 ... FILE.N); 0 = never"),
+    cfg.IntOpt("mapping_log_backups", default=5,
+               help="rotated mapping log files kept (FILE.1 is the newest)"),
     cfg.StrOpt("forwards_file", default=None,
                help="keep the forwards added over REST in this JSON file, so that a "
                     "restarted controller has them again (unset: they live in memory)"),
@@ -138,6 +143,8 @@ class NatConfig:
     port_quarantine: int = 120
     log_mappings: bool = True
     mapping_log_file: str | None = None
+    mapping_log_max_bytes: int = 0
+    mapping_log_backups: int = 5
     forwards_file: str | None = None
     forwards: tuple = ()
     port_parity: bool = False
@@ -337,6 +344,12 @@ def _raw_value(exc: Exception) -> str:
     return found[-1] if found else "?"
 
 
+def _bounded(name: str, value: int | None, low: int, high: int, unit: str) -> int:
+    if value is None or not low <= value <= high:
+        raise ConfigError(name, value, f"must be {low}..{high} {unit}")
+    return value
+
+
 def _token(value: str | None) -> str | None:
     """A bearer token: printable ASCII without spaces, long enough to guess slowly."""
     if value is None or value == "":
@@ -412,10 +425,8 @@ def load(conf: cfg.ConfigOpts | None = None,
     meter = {}
     for scope in ("port", "host"):
         for name in (f"packet_in_{scope}_rate", f"packet_in_{scope}_burst"):
-            value = getattr(group, name)
-            if value is None or not 0 <= value <= 10_000_000:
-                raise ConfigError(name, value, "must be 0..10000000 packets a second")
-            meter[name] = value
+            meter[name] = _bounded(name, getattr(group, name), 0, 10_000_000,
+                                   "packets a second")
         burst = f"packet_in_{scope}_burst"
         meter[burst] = meter[burst] or meter[f"packet_in_{scope}_rate"]
 
@@ -439,6 +450,10 @@ def load(conf: cfg.ConfigOpts | None = None,
         port_quarantine=group.port_quarantine,
         log_mappings=bool(group.log_mappings),
         mapping_log_file=_writable_file("mapping_log_file", group.mapping_log_file),
+        mapping_log_max_bytes=_bounded("mapping_log_max_bytes", group.mapping_log_max_bytes,
+                                       0, 2 ** 40, "bytes"),
+        mapping_log_backups=_bounded("mapping_log_backups", group.mapping_log_backups,
+                                     1, 1000, "files"),
         forwards_file=_writable_file("forwards_file", group.forwards_file),
         rest_token=_token(group.rest_token),
         external_ip=external_ip,

@@ -49,7 +49,8 @@ class Gateway:
         self.forwards: dict[tuple[str, int], Forward] = {f.key: f for f in config.forwards}
         self._ours_outside = {str(config.external_address)}
         self._ours_inside = {str(config.external_address), str(config.internal_gateway_ip)}
-        self.mapping_log = MappingLog(config.mapping_log_file if config.log_mappings else None)
+        self.mapping_log = MappingLog(config.mapping_log_file if config.log_mappings else None,
+                                      config.mapping_log_max_bytes, config.mapping_log_backups)
         self.budget = PuntBudget(config.packet_in_host_rate, config.packet_in_host_burst)
 
     # -- switch life cycle -------------------------------------------------

@@ -11,7 +11,13 @@ through a buffer written out every second (:meth:`MappingLog.flush`, from
 the gateway's tick): a log record, a ``stat`` and a flush per new session
 cost more than the rest of its set-up (a profile of the set-up path showed
 a fifth of the controller's time in ``logging``).  A crash loses at most
-the last second of lines.
+the last second of lines.  The file is rotated by size by the standard
+library's :class:`~logging.handlers.RotatingFileHandler`, one whole batch
+at a time, so no line is ever split across two files.
+
+A restarted controller logs the sessions it rebuilt from the switch's
+flows as ``mapping restored`` (conntrack's RESTORED event), not as new
+mappings: the file then holds one creation per mapping, across restarts.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ import ipaddress
 import logging
 import time
 from functools import lru_cache
-from typing import IO
+from logging.handlers import RotatingFileHandler
 
 from conntrack import Event, EventKind
 
@@ -54,16 +60,32 @@ def log_event(event: Event) -> None:
         MAPPING_LOG.info("%s", describe(event))
 
 
-class MappingLog:
-    """Where mapping events go: the logger, or a file written in batches."""
+class _BatchFile(RotatingFileHandler):
+    """A rotating file that takes whole batches of lines as one record."""
 
-    def __init__(self, path: str | None = None) -> None:
+    terminator = ""                     # each batch ends with its own newline
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # The stdlib prints a traceback to stderr; one line in the log instead.
+        LOG.error("mapping log %s: %d lines not written", self.baseFilename,
+                  record.msg.count("\n"))
+
+
+class MappingLog:
+    """Where mapping events go: the logger, or a file written in batches.
+
+    ``max_bytes`` (0: never) rotates the file to ``path.1`` ... ``path.N``
+    (``backups`` of them, the oldest dropped) before a batch would take it
+    past that size.
+    """
+
+    def __init__(self, path: str | None = None, max_bytes: int = 0, backups: int = 5) -> None:
         self.path = path
-        self._file: IO[str] | None = None
+        self._file: _BatchFile | None = None
         self._pending: list[tuple[float, str]] = []
         if path:
-            # Opened once, line buffering off: flush() writes each batch.
-            self._file = open(path, "a", buffering=1 << 16, encoding="utf-8")
+            self._file = _BatchFile(path, maxBytes=max_bytes, backupCount=backups,
+                                    encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
         if self._file is None:
@@ -78,9 +100,7 @@ class MappingLog:
         if self._file is None or not self._pending:
             return
         lines, self._pending = self._pending, []
-        try:
-            self._file.write("".join(f"{_stamp(int(t))}.{int(t * 1000) % 1000:03d} {line}\n"
-                                     for t, line in lines))
-            self._file.flush()
-        except OSError as err:
-            LOG.error("mapping log %s: %s (%d lines lost)", self.path, err, len(lines))
+        batch = "".join(f"{_stamp(int(t))}.{int(t * 1000) % 1000:03d} {line}\n"
+                        for t, line in lines)
+        # A record without args: its text is never %-formatted.
+        self._file.handle(logging.makeLogRecord({"msg": batch, "levelno": logging.INFO}))

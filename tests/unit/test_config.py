@@ -141,6 +141,8 @@ def test_good_values(tmp_path, option, value, expected):
     ("mapping_log_file", "/nonexistent-dir/mappings.log", "not a writable file"),
     ("mapping_log_file", "/tmp", "not a writable file"),
     ("rest_token", "short", "16..256 printable ASCII"),
+    ("mapping_log_max_bytes", "-1", "must be 0..1099511627776 bytes"),
+    ("mapping_log_backups", "0", "must be 1..1000 files"),
     ("rest_token", "sixteen chars but spaces", "no spaces"),
     ("packet_in_port_rate", "-1", "must be 0..10000000"),
     ("packet_in_host_burst", "20000000", "must be 0..10000000"),
