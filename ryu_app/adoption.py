@@ -8,7 +8,10 @@ reverse actions: the inside host's MAC and switch port; idle timeout: the
 TCP state class; duration: the age).  This module turns a flow-stats dump
 into :class:`AdoptedSession` values and names the cookies of flows that
 cannot be accounted for (half a pair, a pair that disagrees with itself,
-ICMP, whose echo id lives only in the controller).  It takes Ryu's parsed
+ICMP, whose echo id lives only in the controller).  A hairpinned session
+(``ryu_app.hairpin``) has one flow, which rewrites both ends and goes back
+inside; it is adopted with the hairpinned session of the other inside host,
+whose flow carries its replies and names its host's MAC and port.  It takes Ryu's parsed
 ``OFPFlowStats`` and returns decisions; it knows no service or engine.
 """
 from __future__ import annotations
@@ -30,12 +33,22 @@ class FlowCounts:
 
 
 @dataclass(frozen=True)
-class AdoptedSession:
-    """One session as its two flows tell it."""
+class HairpinFlow:
+    """What a hairpinned session's one flow adds to its path."""
 
-    path: SessionPath
+    actions: list               # the flow's actions, as the switch holds them
+    peer: int                   # the other inside host's hairpinned session
+    peer_packets: int           # packets the peer's flow carried: this one's replies
+
+
+@dataclass(frozen=True)
+class AdoptedSession:
+    """One session as its two flows tell it (or a hairpinned pair's flows)."""
+
+    path: SessionPath           # uplink None for a hairpinned session
     age: float                  # seconds since the older flow went in
     counts: dict                # CookieKind -> FlowCounts of each live flow
+    hairpin: HairpinFlow | None = None
 
 
 @dataclass(frozen=True)
@@ -45,31 +58,34 @@ class _Flow:
     cookie: int
     match: Any
     fields: dict                # set-field key -> value, in action order
+    actions: list               # the actions themselves, in order
     output: int | None
     idle_timeout: int
     age: float
     counts: FlowCounts
 
 
-def _actions(instructions: Iterable[Any]) -> tuple[dict, int | None]:
-    """Set-fields and the output port of a session flow's instructions."""
+def _actions(instructions: Iterable[Any]) -> tuple[dict, list, int | None]:
+    """Set-fields, all actions and the output port of a session flow's instructions."""
     fields: dict = {}
+    actions: list = []
     output = None
     for inst in instructions or ():
         for act in getattr(inst, "actions", None) or ():
+            actions.append(act)
             if hasattr(act, "key") and hasattr(act, "value"):
                 fields[act.key] = act.value
             elif hasattr(act, "port"):
                 output = act.port
-    return fields, output
+    return fields, actions, output
 
 
 def _flow(stat: Any) -> _Flow | None:
     parsed = parse_cookie(stat.cookie)
     if parsed is None or parsed[0] not in (CookieKind.SESSION_OUT, CookieKind.SESSION_IN):
         return None
-    fields, output = _actions(stat.instructions)
-    return _Flow(parsed[0], parsed[1], stat.cookie, stat.match, fields, output,
+    fields, actions, output = _actions(stat.instructions)
+    return _Flow(parsed[0], parsed[1], stat.cookie, stat.match, fields, actions, output,
                  stat.idle_timeout, stat.duration_sec + stat.duration_nsec / 1e9,
                  FlowCounts(stat.packet_count, stat.byte_count))
 
@@ -113,6 +129,55 @@ def _pair(fwd: _Flow, rev: _Flow, gateway_mac: str) -> AdoptedSession | None:
                           {CookieKind.SESSION_OUT: fwd.counts, CookieKind.SESSION_IN: rev.counts})
 
 
+def _ends(flow: _Flow) -> tuple | None:
+    """(protocol, source endpoint, destination endpoint it is rewritten to)
+    of a hairpinned session's flow: both addresses the NAT address on the
+    way in, an inside endpoint on the way out; None for any other flow."""
+    protocol = _get(flow.match, "ip_proto")
+    if protocol not in _L4:
+        return None
+    src, dst = _L4[protocol]
+    nat_ip = flow.fields.get("ipv4_src")
+    if nat_ip is None or _get(flow.match, "ipv4_dst") != nat_ip or "ipv4_dst" not in flow.fields:
+        return None
+    return (protocol, (_get(flow.match, "ipv4_src"), _get(flow.match, src)),
+            (flow.fields["ipv4_dst"], flow.fields.get(dst)), _get(flow.match, dst),
+            flow.fields.get(src))
+
+
+def _hairpins(singles: list[_Flow], gateway_mac: str) -> dict[int, AdoptedSession]:
+    """Hairpinned sessions among lone forward flows, each adopted only with
+    the flow of its peer: A's flow goes to B's inside endpoint, from the
+    port B's flow is sent to, and B's comes back the same way."""
+    by_source = {}
+    for flow in singles:
+        ends = _ends(flow)
+        if ends is not None and flow.fields.get("eth_src") == gateway_mac and flow.output:
+            by_source[(ends[0], ends[1])] = (flow, ends)
+    adopted: dict[int, AdoptedSession] = {}
+    for (protocol, source), (flow, ends) in by_source.items():
+        _proto, _src, target, sent_to, external_port = ends
+        peer = by_source.get((protocol, target))
+        if peer is None:
+            continue
+        back, back_ends = peer
+        if back_ends[2] != source or back_ends[3] != external_port or back_ends[4] != sent_to:
+            continue
+        path = SessionPath(
+            session_id=flow.sid, protocol=protocol, inside_ip=source[0], inside_port=source[1],
+            external_ip=flow.fields["ipv4_src"], external_port=external_port,
+            remote_ip=flow.fields["ipv4_src"], remote_port=sent_to,
+            inside_mac=back.fields.get("eth_dst"), inside_switch_port=back.output,
+            next_hop_mac=back.fields.get("eth_dst"), uplink=None, gateway_mac=gateway_mac,
+            idle_timeout=flow.idle_timeout)
+        if None in (path.inside_mac, path.inside_port, path.external_port):
+            continue
+        adopted[flow.sid] = AdoptedSession(
+            path, flow.age, {CookieKind.SESSION_OUT: flow.counts},
+            HairpinFlow(flow.actions, back.sid, back.counts.packets))
+    return adopted
+
+
 def read_sessions(stats: Iterable[Any], gateway_mac: str) -> tuple[list[AdoptedSession], list[int]]:
     """(sessions to adopt, cookies of session flows to delete) of a dump.
 
@@ -133,9 +198,11 @@ def read_sessions(stats: Iterable[Any], gateway_mac: str) -> tuple[list[AdoptedS
             continue
         both[flow.kind] = flow
     sessions: list[AdoptedSession] = []
-    for both in by_sid.values():
+    hairpins = _hairpins([both[CookieKind.SESSION_OUT] for both in by_sid.values()
+                          if list(both) == [CookieKind.SESSION_OUT]], gateway_mac)
+    for sid, both in by_sid.items():
         fwd, rev = both.get(CookieKind.SESSION_OUT), both.get(CookieKind.SESSION_IN)
-        adopted = _pair(fwd, rev, gateway_mac) if fwd and rev else None
+        adopted = _pair(fwd, rev, gateway_mac) if fwd and rev else hairpins.get(sid)
         if adopted is None:
             discard += [f.cookie for f in both.values()]
         else:

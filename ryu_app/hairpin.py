@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from conntrack import Refused, Session
+from conntrack import Refused, RefuseReason, Session
 from ryu_app import flows
 from ryu_app.flow_record import FlowRecord
 from ryu_app.flows import CookieKind
@@ -62,7 +62,12 @@ class Hairpin:
             target = nat.ct.accept_inbound(info.protocol, info.dst, sender.external_port,
                                            info.dst, info.dport, now, info.tcp_flags)
         except Refused as refused:
-            if fresh and sender is not None:
+            # Refused by the target's filtering, the sender's session stays:
+            # it is what lets the target's answer in (RFC 4787 REQ-9a: two
+            # hosts that each send to the other's external ip:port get
+            # through, each once its own first datagram has left).  Any
+            # other refusal takes back a mapping made for this packet.
+            if fresh and sender is not None and refused.reason != RefuseReason.FILTERED:
                 nat.end(sender, "hairpin_refused", now)
             return nat._drop(f"hairpin_{refused.reason.value}")
         a, b = nat.hosts.get(str(sender.inside_ip)), nat.hosts.get(str(target.inside_ip))

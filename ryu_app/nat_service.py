@@ -440,12 +440,15 @@ class NatService:
 
     def _adopt(self, adopted: AdoptedSession, now: float) -> bool:
         """Rebuild one session and its flow record; False if it cannot be."""
-        p = adopted.path
-        if p.external_ip != self._external or p.uplink != self.uplink:
+        p, hairpin = adopted.path, adopted.hairpin
+        if p.external_ip != self._external or (hairpin is None and p.uplink != self.uplink):
             return False
+        if hairpin is not None:
+            p = dataclasses.replace(p, uplink=self.uplink)
         cfg = self.ct.config
-        # UDP: replied once its reverse flow has carried a packet.
-        replied = adopted.counts[CookieKind.SESSION_IN].packets > 0
+        # UDP: replied once its reverse flow (a hairpinned one: its peer's) has carried a packet.
+        replied = (hairpin.peer_packets if hairpin is not None
+                   else adopted.counts[CookieKind.SESSION_IN].packets) > 0
         state = State.REPLIED if replied else State.UNREPLIED
         if p.protocol == TCP:
             state = {int(cfg.tcp_closing_timeout): State.CLOSING,
@@ -461,7 +464,9 @@ class NatService:
             LOG.warning("session %d on the switch not adopted: %s", p.session_id, why)
             return False
         self.hosts.learn(p.inside_ip, p.inside_mac, p.inside_switch_port)
-        rec = self.records[session.id] = FlowRecord(p, installed=set(OTHER_FLOW))
+        rec = self.records[session.id] = FlowRecord(p, installed=set(adopted.counts))
+        if hairpin is not None:
+            rec.hairpin, rec.actions, rec.peer = True, list(hairpin.actions), hairpin.peer
         for kind, counts in adopted.counts.items():
             rec.update(kind, counts.packets, counts.octets)
         self.ct.set_counters(session.id, *self.totals(rec))

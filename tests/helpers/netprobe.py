@@ -10,6 +10,9 @@ clients print JSON results.  Every loop is bounded in count and time.
   netprobe.py tcp-client --to HOST:PORT [--sport P] [--send N] [--hold S]
   netprobe.py tcp-echo-loop --to HOST:PORT --sport P --seconds S [--interval S]
   netprobe.py tcp-connect-loop --to HOST:PORT --seconds S [--max N]
+  netprobe.py udp-reflector PORT LOG [--seconds S]   (answers "ip:port" it saw)
+  netprobe.py udp-learn --sport P --to HOST:PORT      (my external ip:port)
+  netprobe.py udp-punch --sport P --to HOST:PORT [--count N] [--interval S]
   netprobe.py flood --iface IF --gateway-mac MAC --to HOST --seconds S [--max N]
                     (scapy, raw frames: needs root)
   netprobe.py echo --to HOST --ident ID [--count N]   (raw socket: needs root)
@@ -35,8 +38,9 @@ def log_line(path: str, **event) -> None:
         out.write(json.dumps(event) + "\n")
 
 
-def udp_server(port: int, log: str, seconds: float) -> None:
-    """Echo every datagram back; log who sent it."""
+def udp_server(port: int, log: str, seconds: float, reflect: bool = False) -> None:
+    """Echo every datagram back (``reflect``: answer with the ip:port it came
+    from instead, as a STUN server tells); log who sent it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("0.0.0.0", port))
     log_line(log, event="ready")
@@ -46,7 +50,50 @@ def udp_server(port: int, log: str, seconds: float) -> None:
         if ready:
             data, peer = sock.recvfrom(65535)
             log_line(log, proto="udp", peer_ip=peer[0], peer_port=peer[1], size=len(data))
-            sock.sendto(data, peer)
+            sock.sendto(f"{peer[0]}:{peer[1]}".encode() if reflect else data, peer)
+
+
+def udp_learn(sport: int, target: str) -> None:
+    """Ask a reflector which external ip:port this socket has (3 tries)."""
+    host, port = target.rsplit(":", 1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", sport))
+    sock.settimeout(1)
+    seen = None
+    for _ in range(3):
+        sock.sendto(b"who am i", (host, int(port)))
+        try:
+            seen = sock.recv(100).decode()
+            break
+        except socket.timeout:
+            continue
+    print(json.dumps({"external": seen}))
+
+
+def udp_punch(sport: int, target: str, count: int, interval: float, at: float) -> None:
+    """Send ``count`` numbered datagrams to ``target``, ``interval`` apart,
+    from one socket, and report every datagram that socket received
+    meanwhile and for one more interval: who sent it and what it said.
+    The socket is bound at once; sending starts at wall-clock time ``at``
+    (0: now), so two peers started together are both listening first."""
+    host, port = target.rsplit(":", 1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", sport))
+    got: list = []
+    time.sleep(max(0.0, min(at - time.time(), 10.0)))
+    start = time.monotonic()
+    for i in range(count + 1):
+        if i < count:
+            sock.sendto(f"punch {i}".encode(), (host, int(port)))
+        until = start + (i + 1) * interval
+        while (left := until - time.monotonic()) > 0:
+            ready, _, _ = select.select([sock], [], [], left)
+            if ready:
+                data, peer = sock.recvfrom(65535)
+                got.append([f"{peer[0]}:{peer[1]}", data.decode(errors="replace")])
+    print(json.dumps({"sent": count, "received": got}))
 
 
 def tcp_server(port: int, log: str, seconds: float) -> None:
@@ -387,7 +434,7 @@ def icmp_error(target: str, quote_src: str, quote_dst: str, quote_dport: int,
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="mode", required=True)
-    for mode in ("udp-server", "tcp-server"):
+    for mode in ("udp-server", "tcp-server", "udp-reflector"):
         p = sub.add_parser(mode)
         p.add_argument("port", type=int)
         p.add_argument("log")
@@ -412,6 +459,15 @@ def main() -> None:
     p.add_argument("--to", required=True)
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--max", type=int, default=100000)
+    p = sub.add_parser("udp-learn")
+    p.add_argument("--sport", type=int, required=True)
+    p.add_argument("--to", required=True)
+    p = sub.add_parser("udp-punch")
+    p.add_argument("--sport", type=int, required=True)
+    p.add_argument("--to", required=True)
+    p.add_argument("--count", type=int, default=5)
+    p.add_argument("--interval", type=float, default=0.3)
+    p.add_argument("--at", type=float, default=0.0)
     p = sub.add_parser("flood")
     p.add_argument("--iface", required=True)
     p.add_argument("--gateway-mac", required=True)
@@ -446,6 +502,12 @@ def main() -> None:
         udp_server(a.port, a.log, a.seconds)
     elif a.mode == "tcp-server":
         tcp_server(a.port, a.log, a.seconds)
+    elif a.mode == "udp-reflector":
+        udp_server(a.port, a.log, a.seconds, reflect=True)
+    elif a.mode == "udp-learn":
+        udp_learn(a.sport, a.to)
+    elif a.mode == "udp-punch":
+        udp_punch(a.sport, a.to, min(a.count, 1000), min(max(a.interval, 0.01), 5), a.at)
     elif a.mode == "udp-client":
         udp_client(a.sport, a.to, min(a.count, 1000), a.interval, min(a.size, 65000))
     elif a.mode == "tcp-echo-loop":

@@ -66,7 +66,34 @@ def test_hairpin_obeys_filtering_for_dynamic_mappings():
     assert lab.send(H1.port, frame(H1, 5000, NAT_IP, h3.external_port,
                                    proto=inet.IPPROTO_UDP)) == []
     assert lab.gateway.counters.drops["hairpin_filtered"] == 1
-    assert len(nat.ct) == 1, "the refused sender's new mapping is not left behind"
+    [h1] = [s for s in nat.ct.sessions() if str(s.inside_ip) == H1.ip]
+    assert (str(h1.remote_ip), h1.remote_port) == (NAT_IP, h3.external_port), \
+        "the sender's session stays: it lets h3's answer in"
+
+
+def test_two_hosts_punch_through_each_others_mapping_under_apdf():
+    """RFC 4787 REQ-9/9a: h1 and h3 learn their external ports from a server,
+    then each sends to the other's NAT ip:port.  The first datagram meets
+    the other's filter; from then on each gets the other's datagrams, from
+    the other's external ip:port, and later ones stay in the switch."""
+    lab = make_lab()     # address-and-port-dependent
+    nat = lab.gateway.switches[1].nat
+    nat.next_hops.learn("198.51.100.10", "00:00:00:00:00:10", 0.0)
+    udp_ = inet.IPPROTO_UDP
+    lab.send(H1.port, frame(H1, 5561, "198.51.100.10", 3478, proto=udp_))
+    lab.send(H3.port, frame(H3, 5562, "198.51.100.10", 3478, proto=udp_))
+    p1, p3 = (nat.ct.lookup_outbound(udp_, h.ip, sport, "198.51.100.10", 3478).external_port
+              for h, sport in ((H1, 5561), (H3, 5562)))
+    assert lab.send(H1.port, frame(H1, 5561, NAT_IP, p3, proto=udp_)) == [], "h3's filter"
+    [(port, got)] = lab.send(H3.port, frame(H3, 5562, NAT_IP, p1, proto=udp_))
+    assert port == H1.port and seen(got) == (H1.mac, NAT_IP, p3, H1.ip, 5561)
+    [(port, got)] = lab.send(H1.port, frame(H1, 5561, NAT_IP, p3, proto=udp_))
+    assert port == H3.port and seen(got) == (H3.mac, NAT_IP, p1, H3.ip, 5562)
+    ins = lab.packet_ins
+    for _ in range(3):
+        assert [p for p, _ in lab.send(H1.port, frame(H1, 5561, NAT_IP, p3, proto=udp_))] == [H3.port]
+        assert [p for p, _ in lab.send(H3.port, frame(H3, 5562, NAT_IP, p1, proto=udp_))] == [H1.port]
+    assert lab.packet_ins == ins, "in the switch from then on"
 
 
 def test_hairpin_to_a_dynamic_mapping_under_eif():
@@ -128,3 +155,40 @@ def test_a_hairpinned_pair_lives_while_either_end_talks_and_ends_together():
     assert not [f for f in lab.switch.flows if (flows.parse_cookie(f.cookie) or (0, 0))[1]
                 in (a.id, b.id) and flows.parse_cookie(f.cookie)[0] in (
                     flows.CookieKind.SESSION_OUT, flows.CookieKind.SESSION_IN)]
+
+
+def test_a_restarted_controller_adopts_a_hairpinned_pair():
+    """The two one-flow sessions come back as a pair: same ports, their
+    flows kept, counters and peers known, and the pair still ends together."""
+    lab = make_lab()
+    nat = lab.gateway.switches[1].nat
+    nat.next_hops.learn("198.51.100.10", "00:00:00:00:00:10", 0.0)
+    udp_ = inet.IPPROTO_UDP
+    for host, sport in ((H1, 5561), (H3, 5562)):
+        lab.send(host.port, frame(host, sport, "198.51.100.10", 3478, proto=udp_))
+    p1, p3 = (nat.ct.lookup_outbound(udp_, h.ip, sport, "198.51.100.10", 3478).external_port
+              for h, sport in ((H1, 5561), (H3, 5562)))
+    lab.send(H1.port, frame(H1, 5561, NAT_IP, p3, proto=udp_))
+    lab.send(H3.port, frame(H3, 5562, NAT_IP, p1, proto=udp_))
+    lab.send(H1.port, frame(H1, 5561, NAT_IP, p3, proto=udp_))
+    before = {(s.id, str(s.inside_ip), s.inside_port, s.external_port, str(s.remote_ip),
+               s.remote_port) for s in nat.ct.sessions()}
+    flows_before = sorted((f.cookie, f.priority) for f in lab.switch.flows)
+
+    again = Wire(Gateway(make_config()), lab.switch, now=lab.now + 5)
+    again.switch.now = again.now
+    again.connect({"s1-eth1": 1, "s1-eth2": 2, "s1-eth3": 3, "s1-eth4": 4})
+    nat2 = again.gateway.switches[1].nat
+    assert {(s.id, str(s.inside_ip), s.inside_port, s.external_port, str(s.remote_ip),
+             s.remote_port) for s in nat2.ct.sessions()} == before
+    assert again.gateway.counters.flows_discarded == 0
+    assert sorted((f.cookie, f.priority) for f in again.switch.flows) == flows_before
+    a = nat2.ct.lookup_outbound(udp_, H1.ip, 5561, NAT_IP, p3)
+    b = nat2.ct.lookup_outbound(udp_, H3.ip, 5562, NAT_IP, p1)
+    assert (nat2.records[a.id].peer, nat2.records[b.id].peer) == (b.id, a.id)
+    ins = again.packet_ins
+    [(port, got)] = again.send(H3.port, frame(H3, 5562, NAT_IP, p1, proto=udp_))
+    assert port == H1.port and seen(got) == (H1.mac, NAT_IP, p3, H1.ip, 5561)
+    assert again.packet_ins == ins, "still in the switch"
+    again.advance(400)                           # everyone quiet: the pair ends together
+    assert nat2.ct.get(a.id) is None and nat2.ct.get(b.id) is None
