@@ -62,6 +62,10 @@ class NatService:
             mapping_log = MappingLog()
         self.ct = make_engine(config, on_event=mapping_log if config.log_mappings else None)
         self.records: dict[int, FlowRecord] = {}
+        # Ended sessions whose flow deletes are out, by when: their records go
+        # when the flow-removed notices come, or after a grace period (a
+        # delete of flows that had already gone brings no notice at all).
+        self._ending: dict[int, float] = {}
         self.next_hops: NextHops[tuple[int, int, bytes]] = NextHops()
         self.hosts = InsideHosts()
         self.switch_drops: dict[str, int] = {}
@@ -342,6 +346,7 @@ class NatService:
                                  if now is None else now)
         if rec.installed:
             rec.ending = True
+            self._ending[session.id] = session.last_seen if now is None else now
             return msgs + [flows.delete_session_flows(session.id)]
         return msgs + self._forget(session.id)
 
@@ -349,6 +354,7 @@ class NatService:
         """Both session flows are gone: drop the record (the FIN/RST watch
         rules are shared, nothing of the session is left in the switch)."""
         self.records.pop(sid, None)
+        self._ending.pop(sid, None)
         return []
 
     # -- periodic work --------------------------------------------------------------
@@ -400,6 +406,12 @@ class NatService:
                 msgs += self.end(session, "next_hop_unresolved", now)
         for session in self.ct.expire(now, grace):
             msgs += self._after_end(session, now)
+        for sid in [sid for sid, since in self._ending.items() if now - since > grace]:
+            rec = self.records.get(sid)
+            if rec is not None and rec.ending:
+                self._forget(sid)
+            else:
+                self._ending.pop(sid, None)    # revived under the same id meanwhile
         self.fragments.tick(now)
         return msgs + self.inbound.tick(now)
 

@@ -142,7 +142,7 @@ class ConnectionsView:
         ports: Counter = Counter()
         quarantined: Counter = Counter()
         switch_drops: Counter = Counter()
-        in_switch = 0
+        in_switch = records = 0
         now = time.monotonic()
         for _dpid, nat in self._services():
             st = nat.ct.stats(now)
@@ -154,6 +154,7 @@ class ConnectionsView:
             for name, count in nat.switch_drops.items():
                 switch_drops[SWITCH_DROP_NAMES.get(name, name)] += count
             in_switch += sum(1 for r in nat.records.values() if r.installed and not r.ending)
+            records += len(nat.records)
         return {
             **counters.as_dict(),
             "switches_connected": len(self.gateway.switches),
@@ -161,6 +162,7 @@ class ConnectionsView:
             "expired": totals["expired"], "removed": totals["removed"],
             "mappings": totals["mappings"],
             "sessions_in_switch": in_switch,
+            "flow_records": records,     # sessions' flows tracked, ending ones too
             "refused": dict(sorted(refused.items())),
             "switch_drops": dict(sorted(switch_drops.items())),
             "ports_in_use": {name: ports.get(name, 0) for name in PROTOCOLS},

@@ -11,6 +11,7 @@ clients print JSON results.  Every loop is bounded in count and time.
   netprobe.py tcp-echo-loop --to HOST:PORT --sport P --seconds S [--interval S]
   netprobe.py tcp-connect-loop --to HOST:PORT --seconds S [--max N]
   netprobe.py udp-reflector PORT LOG [--seconds S]   (answers "ip:port" it saw)
+  netprobe.py udp-many --first-sport P --sockets N --to HOST:PORT   (N new flows)
   netprobe.py udp-learn --sport P --to HOST:PORT      (my external ip:port)
   netprobe.py udp-punch --sport P --to HOST:PORT [--count N] [--interval S]
   netprobe.py flood --iface IF --gateway-mac MAC --to HOST --seconds S [--max N]
@@ -51,6 +52,35 @@ def udp_server(port: int, log: str, seconds: float, reflect: bool = False) -> No
             data, peer = sock.recvfrom(65535)
             log_line(log, proto="udp", peer_ip=peer[0], peer_port=peer[1], size=len(data))
             sock.sendto(f"{peer[0]}:{peer[1]}".encode() if reflect else data, peer)
+
+
+def udp_many(first_sport: int, sockets: int, target: str) -> None:
+    """One datagram from each of ``sockets`` sockets (ports first_sport...):
+    that many new UDP flows at once; counts the echoes that came back
+    within 2 s."""
+    host, port = target.rsplit(":", 1)
+    socks = []
+    for i in range(sockets):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", first_sport + i))
+        sock.setblocking(False)
+        socks.append(sock)
+    for sock in socks:
+        sock.sendto(b"soak", (host, int(port)))
+    answered: set = set()
+    deadline = time.monotonic() + 2
+    while len(answered) < len(socks) and (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([s for s in socks if s not in answered], [], [], left)
+        for sock in ready:
+            try:
+                sock.recv(64)
+                answered.add(sock)
+            except OSError:
+                pass
+    for sock in socks:
+        sock.close()
+    print(json.dumps({"sent": len(socks), "answered": len(answered)}))
 
 
 def udp_learn(sport: int, target: str) -> None:
@@ -459,6 +489,10 @@ def main() -> None:
     p.add_argument("--to", required=True)
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--max", type=int, default=100000)
+    p = sub.add_parser("udp-many")
+    p.add_argument("--first-sport", type=int, required=True)
+    p.add_argument("--sockets", type=int, default=100)
+    p.add_argument("--to", required=True)
     p = sub.add_parser("udp-learn")
     p.add_argument("--sport", type=int, required=True)
     p.add_argument("--to", required=True)
@@ -504,6 +538,8 @@ def main() -> None:
         tcp_server(a.port, a.log, a.seconds)
     elif a.mode == "udp-reflector":
         udp_server(a.port, a.log, a.seconds, reflect=True)
+    elif a.mode == "udp-many":
+        udp_many(a.first_sport, max(1, min(a.sockets, 1000)), a.to)
     elif a.mode == "udp-learn":
         udp_learn(a.sport, a.to)
     elif a.mode == "udp-punch":

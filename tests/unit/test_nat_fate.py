@@ -23,6 +23,7 @@ from ryu_app import flows
 from ryu_app.flow_encoding import Encoded
 from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
 from ryu_app.flows import CookieKind
+from ryu_app.views import ConnectionsView
 
 from helpers.nat_lab import (
     TCP, UDP, SYN, ACK, UPLINK, H1_PORT, H2_PORT, NAT_IP, H1, H2, S1, S2, ROUTER, ip_frame,
@@ -490,3 +491,19 @@ def test_mutated_frames_never_crash_the_gateway():
         assert all(isinstance(m, (parser.OFPFlowMod, parser.OFPPacketOut, Encoded)) for m in msgs)
         lab.run(msgs)                      # the fake switch refuses inconsistent actions
     run()
+
+
+def test_an_ended_session_whose_flows_vanished_leaves_no_record():
+    """Flows gone without a flow-removed (lost while the controller was
+    away): the expiry backstop ends the session, its flow delete brings no
+    notice, and the record still goes after the grace period."""
+    lab = make_lab(udp_timeout=10)
+    session, _ = open_flow(lab, H1, 5000, S1, 53)
+    service = nat(lab)
+    assert session.id in service.records
+    lab.switch.flows = [f for f in lab.switch.flows if session_kind(f.cookie) is None]
+    lab.advance(10 + 2 * 10 + 2 + 1, poll=None)        # timeout + the backstop's grace
+    assert service.ct.get(session.id) is None
+    lab.advance(2 * 10 + 2 + 1, poll=None)             # the delete's grace
+    assert session.id not in service.records
+    assert ConnectionsView(lab.gateway).stats()["flow_records"] == 0
