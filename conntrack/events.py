@@ -47,6 +47,7 @@ class EventKind(str, enum.Enum):
     RESTORED = "restored"  # re-inserted by restore()
     EXPIRED = "expired"  # idle timeout ran out (expire(), or remove(timed_out=True))
     REMOVED = "removed"  # remove() by the caller; reason says why
+    UPDATED = "updated"  # TCP state changed (observe()); reason is the old state
 
 
 class Event(NamedTuple):

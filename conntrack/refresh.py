@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Optional
 
+from .events import EventKind
 from .keys import TCP, Direction
 from .states import INBOUND_INIT, REPLIED, tcp_transition
 
@@ -31,6 +32,7 @@ class Refresh:
     _clock: Callable[[], float]
     _by_id: dict[int, "Session"]
     _wheel: "TimerWheel[Session]"
+    _emit: Callable[..., None]
 
     def touch(self, session: "SessionRef", direction: Direction, now: Optional[float] = None) -> bool:
         """Packets were seen in ``direction`` (e.g. flow stats grew); True if refreshed.
@@ -87,6 +89,8 @@ class Refresh:
         if (outbound and code & INBOUND_INIT) or (not outbound and not code & INBOUND_INIT):
             code |= REPLIED
         s.code = code
+        if policy.states[code] is not policy.states[old]:
+            self._emit(EventKind.UPDATED, s, now, policy.states[old].value)
         if (outbound or policy.inbound_refresh[code] or policy.inbound_refresh[old]) and now > s.last_seen:
             s.last_seen = now
         timeout = policy.timeouts[code]

@@ -17,6 +17,7 @@ class GatewayCounters:
     rest_errors: int = 0         # our bugs, caught in a REST request (JSON 500, logged)
     sessions_adopted: int = 0    # rebuilt from the switch's flows on (re)connection
     flows_discarded: int = 0     # session flows found then that no session accounts for
+    openflow_errors: int = 0     # OpenFlow error messages from switches
     drops: Counter = field(default_factory=Counter)
 
     def drop(self, reason: str) -> None:
@@ -29,4 +30,5 @@ class GatewayCounters:
                 "handler_errors": self.handler_errors, "rest_errors": self.rest_errors,
                 "sessions_adopted": self.sessions_adopted,
                 "flows_discarded": self.flows_discarded,
+                "openflow_errors": self.openflow_errors,
                 "drops": dict(sorted(self.drops.items()))}

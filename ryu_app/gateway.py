@@ -6,6 +6,7 @@ drive this class directly with bytes and port numbers.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import time
@@ -18,6 +19,7 @@ from ryu.ofproto import ether, inet
 from ryu_app import flows, replies, wire
 from ryu_app.config import NatConfig
 from ryu_app.counters import GatewayCounters
+from ryu_app.event_feed import EventFeed
 from ryu_app.forwards import Forward
 from ryu_app.icmp_errors import ERROR_TYPES
 from ryu_app.mapping_log import MappingLog
@@ -52,6 +54,7 @@ class Gateway:
         self.mapping_log = MappingLog(config.mapping_log_file if config.log_mappings else None,
                                       config.mapping_log_max_bytes, config.mapping_log_backups)
         self.budget = PuntBudget(config.packet_in_host_rate, config.packet_in_host_burst)
+        self.events = EventFeed()     # for GET /nat/events (snatctl watch)
 
     # -- switch life cycle -------------------------------------------------
     def serves(self, dpid: int) -> bool:
@@ -147,7 +150,8 @@ class Gateway:
         cfg, up = self.config, state.uplink
         adopt = []
         if state.nat is None:
-            state.nat = NatService(cfg, self.counters, up, self.mapping_log)
+            state.nat = NatService(cfg, self.counters, up, self.mapping_log,
+                                   functools.partial(self.events.record, state.dpid))
             for fwd in self.forwards.values():
                 if fwd not in cfg.forwards:
                     state.nat.install_forward(fwd)   # added over REST earlier

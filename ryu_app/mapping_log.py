@@ -88,6 +88,8 @@ class MappingLog:
                                     encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
+        if event.kind is EventKind.UPDATED:     # a state change is no mapping event
+            return
         if self._file is None:
             log_event(event)
             return

@@ -29,10 +29,11 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+from typing import Callable
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from conntrack import OUTBOUND, Refused, Session, State, TCP, TcpFlags
+from conntrack import OUTBOUND, Event, Refused, Session, State, TCP, TcpFlags
 from ryu_app import flow_encoding, flows, replies
 from ryu_app.adoption import AdoptedSession, read_sessions
 from ryu_app.addresses import ipv4, text
@@ -50,17 +51,31 @@ from ryu_app.packet_info import ICMP, PacketInfo
 
 LOG = logging.getLogger(__name__)
 
+
+def _one_hook(*hooks: Callable[[Event], None] | None) -> Callable[[Event], None] | None:
+    """The engine takes one event hook: the mapping log, the event feed, or both."""
+    live = [hook for hook in hooks if hook is not None]
+    if len(live) <= 1:
+        return live[0] if live else None
+
+    def each(event: Event) -> None:
+        for hook in live:
+            hook(event)
+    return each
+
 class NatService:
     """Sessions and flows of one switch, given its uplink port number."""
 
     def __init__(self, config: NatConfig, counters: GatewayCounters, uplink: int,
-                 mapping_log: MappingLog | None = None) -> None:
+                 mapping_log: MappingLog | None = None,
+                 events: Callable[[Event], None] | None = None) -> None:
         self.config = config
         self.counters = counters
         self.uplink = uplink
         if mapping_log is None and config.log_mappings:
             mapping_log = MappingLog()
-        self.ct = make_engine(config, on_event=mapping_log if config.log_mappings else None)
+        self.ct = make_engine(config, on_event=_one_hook(
+            mapping_log if config.log_mappings else None, events))
         self.records: dict[int, FlowRecord] = {}
         # Ended sessions whose flow deletes are out, by when: their records go
         # when the flow-removed notices come, or after a grace period (a

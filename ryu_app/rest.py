@@ -11,10 +11,14 @@ import hmac
 import json
 import logging
 import re
+import time
 from typing import Any, Callable
 from urllib.parse import urlencode
 
 from ryu.app.wsgi import ControllerBase, Response, route
+from ryu.lib import hub
+
+from ryu_app import metrics
 
 from ryu_app.views import DEFAULT_LIMIT, MAX_LIMIT, LookupError_
 
@@ -81,6 +85,34 @@ class NatRestController(ControllerBase):
     def stats(self, req: Any, **_: Any) -> dict:
         _query(req, set())
         return self.app.stats_snapshot()
+
+    @route("nat", "/metrics", methods=["GET"])
+    @json_endpoint
+    def metrics(self, req: Any, **_: Any) -> Response:
+        """Prometheus' text exposition format (``prometheus_client``)."""
+        _query(req, set())
+        return Response(status=200, body=metrics.exposition(self.app),
+                        content_type=metrics.CONTENT_TYPE_LATEST.split(";")[0],
+                        charset="utf-8")
+
+    @route("nat", "/nat/events", methods=["GET"])
+    @json_endpoint
+    def events(self, req: Any, **_: Any) -> dict:
+        """Session events numbered above ``after``, waiting up to ``wait``
+        seconds (at most 30) for the first; without ``after``, none, and the
+        number of the last one (where a watcher starts)."""
+        query = _query(req, {"after", "wait"})
+        feed = self.app.gateway.events
+        if "after" not in query:
+            return {"events": [], "last": feed.last, "missed": 0}
+        after = _integer("after", query["after"], 0, 0, 2 ** 63)
+        wait = _seconds("wait", query.get("wait"), 0.0, 30.0)
+        deadline = time.monotonic() + wait
+        events, missed = feed.since(after)
+        while not events and time.monotonic() < deadline:
+            hub.sleep(0.1)           # a green thread: the controller goes on meanwhile
+            events, missed = feed.since(after)
+        return {"events": events, "last": feed.last, "missed": missed}
 
     @route("nat", "/nat/connections", methods=["GET"])
     @json_endpoint
@@ -191,6 +223,19 @@ def _integer(name: str, raw: str | None, default: int, low: int, high: int) -> i
     if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
         raise RestError(400, f"{name} must be an integer {low}..{high}, got {raw!r}")
     return int(raw)
+
+
+def _seconds(name: str, raw: str | None, default: float, high: float) -> float:
+    """A query parameter that must be a number of seconds in 0..high."""
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= high:
+        raise RestError(400, f"{name} must be 0..{high:g} seconds, got {raw!r}")
+    return value
 
 
 def _dpid(raw: str | None) -> int | None:

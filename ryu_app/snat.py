@@ -72,6 +72,10 @@ class SnatApp(app_manager.RyuApp):
         self._restore_forwards()
         self.sender = Sender()
         self.datapaths: dict[int, Any] = {}
+        # Flow-stats polls: when the one in flight was sent, and how long the
+        # last answered one took (GET /metrics: ryu_snat_stats_poll_seconds).
+        self._poll_sent: dict[int, float] = {}
+        self.stats_poll_seconds: dict[int, float] = {}
         self.view = ConnectionsView(self.gateway)
         wsgi: WSGIApplication = kwargs["wsgi"]
         wsgi.register(NatRestController, {APP_KEY: self})
@@ -100,6 +104,11 @@ class SnatApp(app_manager.RyuApp):
 
     def stats_snapshot(self) -> dict:
         return self.view.stats()
+
+    def port_pool_sizes(self) -> dict[str, int]:
+        """External ports each protocol's pool holds (ICMP ids come from the same range)."""
+        low, high = self.config.port_range
+        return {name: high - low + 1 for name in ("tcp", "udp", "icmp")}
 
     def count_rest_error(self) -> None:
         self.gateway.counters.rest_errors += 1
@@ -177,6 +186,7 @@ class SnatApp(app_manager.RyuApp):
     def _poll_stats(self) -> None:
         meters = [flows.meter_stats_request()] if self.config.packet_in_port_rate else []
         for dpid in list(self.gateway.switches):
+            self._poll_sent.setdefault(dpid, time.monotonic())
             self._send(dpid, [flows.flow_stats_request()] + meters)
 
     def _send(self, dpid: int, msgs: list) -> None:
@@ -242,6 +252,9 @@ class SnatApp(app_manager.RyuApp):
     def _flow_stats(self, ev: Any) -> None:
         msg = ev.msg
         more = bool(msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE)
+        sent = None if more else self._poll_sent.pop(msg.datapath.id, None)
+        if sent is not None:
+            self.stats_poll_seconds[msg.datapath.id] = time.monotonic() - sent
         self._send(msg.datapath.id, self.gateway.flow_stats_reply(msg.datapath.id, msg.body, more))
 
     @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MAIN_DISPATCHER)
@@ -254,6 +267,7 @@ class SnatApp(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev: Any) -> None:
         msg = ev.msg
+        self.gateway.counters.openflow_errors += 1
         culprit = self.sender.culprit(msg.datapath.id, msg.xid)
         LOG.error("switch %s: OpenFlow error type=%d code=%d for %s",
                   msg.datapath.id, msg.type, msg.code, culprit if culprit is not None

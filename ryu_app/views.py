@@ -52,6 +52,20 @@ class ConnectionsView:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
+    def session_counts(self) -> Counter:
+        """Live sessions by (protocol, state), every switch together."""
+        counts: Counter = Counter()
+        for _dpid, nat in self._services():
+            counts.update((s.protocol_name, s.state.value) for s in nat.ct.sessions())
+        return counts
+
+    def top_hosts(self, n: int) -> list[tuple[str, int]]:
+        """The ``n`` inside hosts with the most live sessions."""
+        hosts: Counter = Counter()
+        for _dpid, nat in self._services():
+            hosts.update(str(s.inside_ip) for s in nat.ct.sessions())
+        return hosts.most_common(n)
+
     def _services(self) -> list[tuple[int, NatService]]:
         return [(dpid, st.nat) for dpid, st in sorted(self.gateway.switches.items())
                 if st.nat is not None]

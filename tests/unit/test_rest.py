@@ -206,3 +206,50 @@ def test_the_app_answers_on_loopback_unless_told_otherwise():
                                        capture_output=True, text=True).stdout.strip()
     assert run() == "127.0.0.1"
     assert run("--wsapi-host", "0.0.0.0") == "0.0.0.0"
+
+
+# -- GET /nat/events: the feed behind snatctl watch ----------------------------------
+class FeedApp(StubApp):
+    def __init__(self) -> None:
+        super().__init__()
+        from helpers.nat_lab import H1, S1, make_lab, open_flow
+        self.lab = make_lab()
+        self.gateway = self.lab.gateway
+        self.open = lambda sport: open_flow(self.lab, H1, sport, S1, 53)
+
+
+def test_events_long_poll_from_now_on():
+    app, stub = WSGIApplication(), FeedApp()
+    app.register(NatRestController, {APP_KEY: stub})
+    start = json.loads(Request.blank("/nat/events").get_response(app).body)
+    assert start["events"] == []
+    session, _ = stub.open(5000)
+    page = json.loads(Request.blank(f"/nat/events?after={start['last']}&wait=0")
+                      .get_response(app).body)
+    [event] = page["events"]
+    assert (event["event"], event["id"], event["internal_port"], event["external_port"],
+            event["state"]) == ("new", session.id, 5000, session.external_port, "UNREPLIED")
+    assert page["last"] == event["seq"] and page["missed"] == 0
+    empty = json.loads(Request.blank(f"/nat/events?after={page['last']}&wait=0.2")
+                       .get_response(app).body)
+    assert empty["events"] == []
+
+
+@pytest.mark.parametrize("query", ["after=-1", "after=x", "after=0&wait=31", "after=0&wait=soon",
+                                   "after=0&since=3"])
+def test_bad_event_queries_are_json_400(query):
+    app, stub = WSGIApplication(), FeedApp()
+    app.register(NatRestController, {APP_KEY: stub})
+    resp = Request.blank(f"/nat/events?{query}").get_response(app)
+    assert resp.status_int == 400 and "error" in json.loads(resp.body)
+
+
+def test_a_slow_watcher_is_told_what_it_missed():
+    from ryu_app.event_feed import EventFeed
+    stub = FeedApp()
+    stub.gateway.events = feed = EventFeed(size=3)
+    stub.gateway.switches[1].nat.ct.on_event = lambda e: feed.record(1, e)
+    for sport in range(5000, 5005):
+        stub.open(sport)
+    events, missed = feed.since(0)
+    assert [e["internal_port"] for e in events] == [5002, 5003, 5004] and missed == 2

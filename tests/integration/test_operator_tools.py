@@ -1,0 +1,136 @@
+"""snatctl and GET /metrics against the real ryu-manager in Mininet, with
+values checked against known traffic (3 UDP flows from h1, 1 TCP connection
+from h2)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from helpers.peers import NETPROBE, Server, client
+from helpers.system import assert_left_nothing
+from lab import Lab, wait_for
+
+O1 = "198.51.100.10"
+TOKEN = "operator-token-0123456789"
+SNATCTL = str(Path(sys.executable).parent / "snatctl")
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with Lab(inside=2, outside=1, nat_options={"stats_interval": 1, "rest_token": TOKEN}) as running:
+        yield running
+    assert_left_nothing(running)
+
+
+def snatctl(lab, *args: str, token: str | None = TOKEN, timeout: float = 30,
+            stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SNATCTL_URL": f"http://127.0.0.1:{lab.controller.rest_port}"}
+    env.pop("SNATCTL_TOKEN", None)
+    if token is not None:
+        env["SNATCTL_TOKEN"] = token
+    return subprocess.run([SNATCTL, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, input=stdin)
+
+
+def scrape(lab) -> dict[tuple, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{lab.controller.rest_port}/metrics") as r:
+        assert r.headers["Content-Type"].startswith("text/plain")
+        text = r.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_table_stats_metrics_and_watch_after_known_traffic(lab):
+    with Server(lab.host("o1"), "udp-server", 9400), Server(lab.host("o1"), "tcp-server", 7500):
+        for sport in (5101, 5102, 5103):
+            got = client(lab.host("h1"), "udp-client", f"--sport {sport}", f"--to {O1}:9400",
+                         "--count 2")
+            assert got["replies"] == {f"{O1}:9400": 2}, got
+        held = lab.host("h2").popen([sys.executable, NETPROBE, "tcp-client", "--to",
+                                     f"{O1}:7500", "--sport", "43700", "--hold", "12"],
+                                    stdout=subprocess.PIPE, text=True)
+        try:
+            check_everything(lab)
+        finally:
+            held.kill()
+            held.communicate(timeout=30)
+
+
+def check_everything(lab) -> None:
+    """What an operator checks while h2's connection is open."""
+    wait_for(lambda: any(c["protocol"] == "tcp" and c["state"] == "ESTABLISHED"
+                         for c in lab.controller.get("/nat/connections")), 10,
+             what="h2's connection ESTABLISHED")
+    wait_for(lambda: all(c["state"] == "REPLIED" for c in
+                         lab.controller.get("/nat/connections?protocol=udp")), 10,
+             what="the UDP flows REPLIED")
+
+    table = snatctl(lab, "connections")
+    assert table.returncode == 0, table.stderr
+    assert "4 connections" in table.stdout and "10.0.0.11:5101" in table.stdout
+    udp = json.loads(snatctl(lab, "connections", "--protocol", "udp", "--json").stdout)
+    assert sorted(c["internal_port"] for c in udp) == [5101, 5102, 5103]
+    mine = json.loads(snatctl(lab, "connections", "--host", "10.0.0.12", "--state",
+                              "established", "--json").stdout)
+    assert [(c["internal_port"], c["remote_port"]) for c in mine] == [(43700, 7500)]
+    stats = json.loads(snatctl(lab, "stats", "--json").stdout)
+    assert stats["active"] == 4 and stats["created"] >= 4
+
+    m = scrape(lab)
+    assert m[("ryu_snat_sessions", (("protocol", "udp"), ("state", "REPLIED")))] == 3
+    assert m[("ryu_snat_sessions", (("protocol", "tcp"), ("state", "ESTABLISHED")))] == 1
+    assert m[("ryu_snat_host_sessions", (("internal_ip", "10.0.0.11"),))] == 3
+    assert m[("ryu_snat_ports_in_use", (("protocol", "udp"),))] == 3
+    assert m[("ryu_snat_sessions_created_total", ())] == stats["created"]
+    assert m[("ryu_snat_packet_ins_total", ())] >= 4
+    assert m[("ryu_snat_stats_poll_seconds", (("dpid", "0000000000000001"),))] < 1
+    assert m[("ryu_snat_handler_errors_total", ())] == 0
+
+    watch = subprocess.Popen([SNATCTL, "watch", "--count", "1", "--timeout", "15", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "SNATCTL_URL":
+                                  f"http://127.0.0.1:{lab.controller.rest_port}"})
+    time.sleep(1.5)                         # watching from now on
+    client(lab.host("h1"), "udp-client", "--sport 5104", f"--to {O1}:9400", "--count 1")
+    out, err = watch.communicate(timeout=30)
+    assert watch.returncode == 0, err
+    [event] = [json.loads(line) for line in out.splitlines()]
+    assert (event["event"], event["protocol"], event["internal_port"]) == ("new", "udp", 5104)
+
+
+def test_forwards_flush_and_errors(lab):
+    add = ["forwards", "add", "udp", "5300", "10.0.0.12", "53"]
+    refused = snatctl(lab, *add, token=None)
+    assert refused.returncode == 3 and "token" in refused.stderr, refused
+    assert snatctl(lab, *add, token="wrong-token-0123456789").returncode == 3
+    assert snatctl(lab, *add).returncode == 0
+    listed = json.loads(snatctl(lab, "forwards", "list", "--json").stdout)
+    assert {"protocol": "udp", "external_port": 5300, "internal_ip": "10.0.0.12",
+            "internal_port": 53} in listed
+    clash = snatctl(lab, "forwards", "add", "udp", "5300", "10.0.0.11", "53")
+    assert clash.returncode == 1 and "already forwarded" in clash.stderr, clash
+    assert snatctl(lab, "forwards", "del", "udp", "5300").returncode == 0
+    assert snatctl(lab, "forwards", "del", "udp", "5300").returncode == 1
+
+    with Server(lab.host("o1"), "udp-server", 9401):
+        client(lab.host("h1"), "udp-client", "--sport 5201", f"--to {O1}:9401", "--count 1")
+    assert lab.controller.get("/nat/connections")
+    no = snatctl(lab, "flush", stdin="n\n")
+    assert no.returncode == 1 and lab.controller.get("/nat/connections")
+    flushed = snatctl(lab, "flush", "--yes")
+    assert flushed.returncode == 0 and "connections ended" in flushed.stdout, flushed
+    assert lab.controller.get("/nat/connections") == []
+
+    down = subprocess.run([SNATCTL, "--url", "http://127.0.0.1:1", "stats"],
+                          capture_output=True, text=True, timeout=30)
+    assert down.returncode == 2 and "cannot reach the controller" in down.stderr
+    usage = snatctl(lab, "connections", "--protocol", "sctp")
+    assert usage.returncode == 4, usage
