@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import hygiene
 from lab import Lab, bridges_of_lab
@@ -47,17 +49,15 @@ def show(host, command: str) -> str:
     return out
 
 
-def print_connections(conns: list[dict]) -> None:
-    """The connection table, conntrack-style, one session a line."""
-    print(f"{'id':>3} {'proto':5} {'state':12} {'inside':21} {'external':21} {'remote':21} "
-          f"{'pkts out/in':>11} {'bytes out/in':>15} {'path':10}")
-    for c in conns:
-        print(f"{c['id']:>3} {c['protocol']:5} {c['state']:12} "
-              f"{c['internal_ip'] + ':' + str(c['internal_port']):21} "
-              f"{c['external_ip'] + ':' + str(c['external_port']):21} "
-              f"{c['remote_ip'] + ':' + str(c['remote_port']):21} "
-              f"{str(c['packets_out']) + '/' + str(c['packets_in']):>11} "
-              f"{str(c['bytes_out']) + '/' + str(c['bytes_in']):>15} {c['path']:10}")
+def snatctl(lab, *args: str) -> subprocess.CompletedProcess:
+    """The operator's CLI of this venv, against the lab's controller."""
+    exe = Path(sys.executable).parent / "snatctl"
+    print(f"$ snatctl {' '.join(args)}")
+    done = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=30,
+                          env={**os.environ,
+                               "SNATCTL_URL": f"http://127.0.0.1:{lab.controller.rest_port}"})
+    print((done.stdout + done.stderr).rstrip(), flush=True)
+    return done
 
 
 def main() -> int:
@@ -106,6 +106,10 @@ def main() -> int:
         pings = [(h, o, h.popen(f"ping -c 4 -i 0.2 -W 2 {o.IP()}", shell=True,
                                 stdout=subprocess.PIPE, text=True))
                  for h in inside for o in outside]
+        time.sleep(0.4)
+        live = snatctl(lab, "connections", "--protocol", "icmp")
+        check(live.returncode == 0 and "icmp" in live.stdout,
+              "snatctl connections shows the pings' sessions while they run")
         for h, o, proc in pings:
             out = proc.communicate(timeout=30)[0]
             summary = re.search(r"^\d+ packets transmitted.*$", out, re.M)
@@ -119,9 +123,9 @@ def main() -> int:
         check("exit status 0" not in out and waited >= 1.8,
               f"o1 gets no connection and no RST: nc waited {waited:.1f} s for an answer")
         time.sleep(2.5)   # one stats interval: counters come from flow stats
-        section("GET /nat/connections")
+        section("the NAT table (snatctl connections; GET /nat/connections)")
         conns = lab.controller.get("/nat/connections")
-        print_connections(conns)
+        snatctl(lab, "connections")
         check(len([c for c in conns if c["protocol"] == "tcp"]) >= len(inside)
               and len([c for c in conns if c["protocol"] == "icmp"]) >= len(inside) * len(outside),
               "a TCP session per page fetch and an ICMP session per ping are tracked")

@@ -105,6 +105,7 @@ OPTS = [
                     "restarted controller has them again (unset: they live in memory)"),
 ]
 
+REQUIRED = ("external_ip", "external_port", "internal_subnet")   # no default can do
 FILTERING_MODES = ("endpoint-independent", "address-dependent", "address-and-port-dependent")
 _TCP, _UDP = 6, 17   # IP protocol numbers
 
