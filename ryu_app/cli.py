@@ -23,9 +23,11 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
+from conntrack import State
+
 EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_TOKEN, EXIT_USAGE = 1, 2, 3, 4
 DEFAULT_URL = "http://127.0.0.1:8080"
-STATES = ("SYN_SENT", "SYN_RECEIVED", "ESTABLISHED", "CLOSING", "UNREPLIED", "REPLIED")
+STATES = tuple(state.value for state in State)     # the engine's own names
 
 
 class Fail(click.ClickException):
@@ -132,7 +134,7 @@ def connections(api: Api, protocol: str | None, host: str | None, state: str | N
                       _endpoint(c["internal_ip"], c["internal_port"]),
                       _endpoint(c["external_ip"], c["external_port"]),
                       _endpoint(c["remote_ip"], c["remote_port"]),
-                      f"{c.get('expires_in', 0):.0f}s",
+                      f"{c['expires_in']:.0f}s",
                       f"{c['packets_out']}/{c['packets_in']}",
                       f"{c['bytes_out']}/{c['bytes_in']}")
     _console().print(table)
@@ -168,7 +170,6 @@ def watch(api: Api, count: int | None, timeout: float | None, as_json: bool) -> 
             seen += 1
             if count is not None and seen >= count:
                 return
-        last = max(last, page["last"] if not page["events"] else last)
 
 
 @cli.command()

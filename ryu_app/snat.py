@@ -215,6 +215,7 @@ class SnatApp(app_manager.RyuApp):
             LOG.info("switch %016x disconnected", dp.id)
             self.gateway.switch_disconnected(dp.id)
             self.datapaths.pop(dp.id, None)
+            self._poll_sent.pop(dp.id, None)      # its reply will never come
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     @guarded

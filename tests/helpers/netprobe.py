@@ -54,6 +54,14 @@ def udp_server(port: int, log: str, seconds: float, reflect: bool = False) -> No
             sock.sendto(f"{peer[0]}:{peer[1]}".encode() if reflect else data, peer)
 
 
+def _udp_socket(sport: int) -> socket.socket:
+    """A UDP socket bound to ``sport`` (again, if a peer just let it go)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", sport))
+    return sock
+
+
 def udp_many(first_sport: int, sockets: int, target: str) -> None:
     """One datagram from each of ``sockets`` sockets (ports first_sport...):
     that many new UDP flows at once; counts the echoes that came back
@@ -61,9 +69,7 @@ def udp_many(first_sport: int, sockets: int, target: str) -> None:
     host, port = target.rsplit(":", 1)
     socks = []
     for i in range(sockets):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("0.0.0.0", first_sport + i))
+        sock = _udp_socket(first_sport + i)
         sock.setblocking(False)
         socks.append(sock)
     for sock in socks:
@@ -86,9 +92,7 @@ def udp_many(first_sport: int, sockets: int, target: str) -> None:
 def udp_learn(sport: int, target: str) -> None:
     """Ask a reflector which external ip:port this socket has (3 tries)."""
     host, port = target.rsplit(":", 1)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("0.0.0.0", sport))
+    sock = _udp_socket(sport)
     sock.settimeout(1)
     seen = None
     for _ in range(3):
@@ -108,9 +112,7 @@ def udp_punch(sport: int, target: str, count: int, interval: float, at: float) -
     The socket is bound at once; sending starts at wall-clock time ``at``
     (0: now), so two peers started together are both listening first."""
     host, port = target.rsplit(":", 1)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("0.0.0.0", sport))
+    sock = _udp_socket(sport)
     got: list = []
     time.sleep(max(0.0, min(at - time.time(), 10.0)))
     start = time.monotonic()
