@@ -31,18 +31,25 @@ from typing import Any
 
 import hygiene
 from localports import free_tcp_port, port_open
-from nat_topo import NAT_DPID, NatTopo
+from nat_topo import NAT_DPID, SECOND_DPID, NatTopo
 
 REPO = Path(__file__).resolve().parent.parent
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
 
-LAB_BRIDGES = ("s1", "s2", "s3")
+LAB_BRIDGES = ("s1", "s2", "s3", "s4")
 
 BASE_NAT_OPTIONS = {
     "external_ip": "198.51.100.1/24",
     "external_port": "s1-eth1",
     "internal_subnet": "10.0.0.0/24",
     "internal_gateway_ip": "10.0.0.1",
+}
+# The two NAT bridges of ``Lab(bridges=2)``: one [nat:NAME] profile each.
+TWO_BRIDGE_PROFILES = {
+    "s1": {"dpid": f"0x{NAT_DPID}", **BASE_NAT_OPTIONS},
+    "s4": {"dpid": f"0x{SECOND_DPID}", "external_ip": "198.51.100.2/24",
+           "external_port": "s4-eth1", "internal_subnet": "10.0.1.0/24",
+           "internal_gateway_ip": "10.0.1.1"},
 }
 
 
@@ -227,8 +234,10 @@ class Controller:
 
     def __init__(self, nat_options: dict[str, Any] | None = None, of_port: int = 6653,
                  rest_port: int | None = None, workdir: str | None = None,
-                 wsapi_host: str | None = "127.0.0.1") -> None:
+                 wsapi_host: str | None = "127.0.0.1",
+                 profiles: dict[str, dict[str, Any]] | None = None) -> None:
         self.options = {**BASE_NAT_OPTIONS, **(nat_options or {})}
+        self.profiles = profiles or {}        # NAME -> options of [nat:NAME]
         self.wsapi_host = wsapi_host          # None: left to the app's default
         self.of_port = of_port
         self.rest_port = rest_port or free_tcp_port()
@@ -244,6 +253,8 @@ class Controller:
             lines.append(f"wsapi_host = {self.wsapi_host}")
         lines += ["", "[nat]"]
         lines += [f"{k} = {v}" for k, v in self.options.items()]
+        for name, options in self.profiles.items():
+            lines += ["", f"[nat:{name}]"] + [f"{k} = {v}" for k, v in options.items()]
         self.config_file.write_text("\n".join(lines) + "\n")
 
     def start(self, timeout: float = 20) -> None:
@@ -335,12 +346,15 @@ class Lab:
 
     def __init__(self, inside: int = 2, outside: int = 2,
                  nat_options: dict[str, Any] | None = None, of_port: int = 6653,
-                 far: bool = False, far_mtu: int = 0) -> None:
+                 far: bool = False, far_mtu: int = 0, bridges: int = 1) -> None:
         self.inside, self.outside = inside, outside
         self.far, self.far_mtu = far, far_mtu
+        self.bridges = bridges                # 2: s1 and s4, one profile each
         if far:      # remotes beyond the segment are reached through r1
             nat_options = {"external_gateway_ip": "198.51.100.254", **(nat_options or {})}
-        self.controller = Controller(nat_options, of_port=of_port)
+        self.controller = Controller(
+            nat_options, of_port=of_port,
+            profiles=TWO_BRIDGE_PROFILES if bridges == 2 else None)
         self.net = None
         self.ovs = ""
         self.namespaces: set[int] = set()     # of our hosts: what runs there is ours
@@ -377,7 +391,8 @@ class Lab:
             print(f"removed bridges {stale} left by a lab that was killed", file=sys.stderr)
         self.controller.start()
         setLogLevel(os.environ.get("MININET_LOGLEVEL", "warning"))
-        topo = NatTopo(self.inside, self.outside, far=self.far, far_mtu=self.far_mtu)
+        topo = NatTopo(self.inside, self.outside, far=self.far, far_mtu=self.far_mtu,
+                       bridges=self.bridges)
         self.net = Mininet(topo=topo, controller=None,
                            autoSetMacs=True, waitConnected=False, build=False)
         self.net.addController("c0", controller=RemoteController, ip="127.0.0.1",
@@ -412,16 +427,17 @@ class Lab:
             run("ovs-vsctl", "--timeout=5", "set", "Controller", uuid, f"target=\"{target}\"")
 
     def switch_ready(self) -> bool:
-        """s1 is connected and carries our ARP rules (uplink resolved)."""
-        flows = self.flows()
-        return any(f.get("match", {}).get("arp_tpa") for f in flows)
+        """s1 (and s4, with two NAT bridges) is connected and carries our ARP
+        rules (uplink resolved)."""
+        dpids = [NAT_DPID] + ([SECOND_DPID] if self.bridges == 2 else [])
+        return all(any(f.get("match", {}).get("arp_tpa") for f in self.flows(d)) for d in dpids)
 
-    def flows(self) -> list[dict]:
-        """s1's flow table as ryu.app.ofctl_rest reports it."""
-        status, body = self.controller.request("GET", f"/stats/flow/{int(NAT_DPID, 16)}")
+    def flows(self, dpid: str = NAT_DPID) -> list[dict]:
+        """A NAT bridge's flow table (s1's by default) as ryu.app.ofctl_rest reports it."""
+        status, body = self.controller.request("GET", f"/stats/flow/{int(dpid, 16)}")
         if status != 200 or not isinstance(body, dict):
             return []
-        return body.get(str(int(NAT_DPID, 16)), [])
+        return body.get(str(int(dpid, 16)), [])
 
     def stop(self) -> None:
         """Mininet down, then whatever still runs in our hosts' namespaces

@@ -48,6 +48,12 @@ FAR_ROUTER = ipaddress.IPv4Address("203.0.113.1")        # RFC 5737 TEST-NET-3
 FAR_SERVER = ipaddress.IPv4Address("203.0.113.10")
 UPLINK_PORT = 1
 UPLINK_NAME = "s1-eth1"
+# A second NAT bridge (``bridges=2``): s4, its own inside network, the same outside.
+SECOND_DPID = "0000000000000004"
+SECOND_INSIDE_NET = ipaddress.IPv4Network("10.0.1.0/24")
+SECOND_INSIDE_GATEWAY = ipaddress.IPv4Address("10.0.1.1")
+SECOND_NAT_ADDRESS = ipaddress.IPv4Address("198.51.100.2")
+SECOND_UPLINK_NAME = "s4-eth1"
 OFFLOADS = ("rx", "tx", "sg", "tso", "gso", "gro")
 
 
@@ -98,13 +104,17 @@ class NatRouter(NatHost):
 class NatTopo(Topo):
     """``inside`` hosts behind the NAT bridge s1, ``outside`` servers beyond it.
 
+    With ``bridges=2`` a second NAT bridge s4 (dpid 4, uplink s4-eth1 to the
+    same outside segment) has ``inside`` hosts of its own, g1 10.0.1.11, ...
+    routed via 10.0.1.1; both bridges use the one controller.
+
     With ``far=True`` a router r1 (198.51.100.254) joins the outside segment
     and leads to a far network 203.0.113.0/24 with server f1 (203.0.113.10),
     whose link has MTU ``far_mtu`` (traceroute and PMTU discovery tests).
     """
 
     def build(self, inside: int = 2, outside: int = 2, datapath: str | None = None,
-              far: bool = False, far_mtu: int = 0) -> None:
+              far: bool = False, far_mtu: int = 0, bridges: int = 1) -> None:
         inside, outside = int(inside), int(outside)
         if not 1 <= inside <= 200 or not 1 <= outside <= 200:
             raise ValueError("inside and outside host counts must be 1..200")
@@ -119,6 +129,18 @@ class NatTopo(Topo):
                                 ip=f"{inside_ip(i)}/{INSIDE_NET.prefixlen}",
                                 defaultRoute=f"via {INSIDE_GATEWAY}")
             self.addLink(host, nat)
+        if int(bridges) == 2:
+            second = self.addSwitch("s4", cls=OVSSwitch, dpid=SECOND_DPID, datapath=dp,
+                                    protocols="OpenFlow13", failMode="secure")
+            self.addLink(second, segment)       # s4 port 1, its uplink
+            for i in range(1, inside + 1):
+                host = self.addHost(f"g{i}", cls=NatHost,
+                                    ip=f"{SECOND_INSIDE_NET.network_address + 10 + i}/"
+                                       f"{SECOND_INSIDE_NET.prefixlen}",
+                                    defaultRoute=f"via {SECOND_INSIDE_GATEWAY}")
+                self.addLink(host, second)
+        elif int(bridges) != 1:
+            raise ValueError("bridges must be 1 or 2")
         for j in range(1, outside + 1):
             self.addHost(f"o{j}", cls=NatHost, ip=f"{outside_ip(j)}/{OUTSIDE_NET.prefixlen}")
             self.addLink(f"o{j}", segment)

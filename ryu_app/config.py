@@ -9,6 +9,7 @@ value raises :class:`ConfigError`, whose message is one line naming the option.
 from __future__ import annotations
 
 import configparser
+import copy
 import difflib
 import ipaddress
 import logging
@@ -106,6 +107,10 @@ OPTS = [
 ]
 
 REQUIRED = ("external_ip", "external_port", "internal_subnet")   # no default can do
+# One process, one value: these live in [nat] only, never in a bridge's profile.
+PROCESS_WIDE = ("rest_token", "log_mappings", "mapping_log_file", "mapping_log_max_bytes",
+                "mapping_log_backups", "stats_interval")
+PROFILE_PREFIX = "nat:"      # [nat:NAME]: one NAT bridge's profile
 FILTERING_MODES = ("endpoint-independent", "address-dependent", "address-and-port-dependent")
 _TCP, _UDP = 6, 17   # IP protocol numbers
 
@@ -113,9 +118,14 @@ _TCP, _UDP = 6, 17   # IP protocol numbers
 class ConfigError(ValueError):
     """An invalid ``[nat]`` option; ``str()`` is one line naming it."""
 
-    def __init__(self, option: str, value: object, problem: str) -> None:
-        super().__init__(f"invalid [{GROUP}] {option}={value!r}: {problem}")
-        self.option = option
+    def __init__(self, option: str, value: object, problem: str,
+                 section: str = GROUP) -> None:
+        super().__init__(f"invalid [{section}] {option}={value!r}: {problem}")
+        self.option, self.value, self.problem = option, value, problem
+
+    def in_section(self, section: str) -> "ConfigError":
+        """The same error, naming the bridge profile it was found in."""
+        return ConfigError(self.option, self.value, self.problem, section)
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,7 @@ class NatConfig:
     rest_token: str | None = None
     packet_in_host_rate: int = 0       # 0: no budget (the option's default is on)
     packet_in_host_burst: int = 0
+    name: str = GROUP                  # the profile: "nat", or NAME of [nat:NAME]
 
     def __post_init__(self) -> None:
         for name in ("tcp_filtering", "udp_filtering"):
@@ -298,12 +309,19 @@ class _Checked:
     app's constructor instead of one line naming the option.
     """
 
-    def __init__(self, group: cfg.ConfigOpts.GroupAttr) -> None:
+    def __init__(self, group: cfg.ConfigOpts.GroupAttr,
+                 fallback: "cfg.ConfigOpts.GroupAttr | None" = None) -> None:
         self._group = group
+        self._fallback = fallback     # a profile's unset options come from [nat]
 
     def __getattr__(self, name: str):
         try:
-            return getattr(self._group, name)
+            if name in PROCESS_WIDE and self._fallback is not None:
+                return getattr(self._fallback, name)
+            value = getattr(self._group, name)
+            if value is None and self._fallback is not None:
+                value = getattr(self._fallback, name)
+            return value
         except cfg.ConfigFileValueError as exc:
             kind = {cfg.IntOpt: "an integer", cfg.BoolOpt: "true or false"}
             opt = next((o for o in OPTS if o.dest == name), None)
@@ -312,31 +330,41 @@ class _Checked:
             raise ConfigError(name, raw, f"must be {problem}" if opt else str(exc)) from None
 
 
-def _reject_unknown(conf: cfg.ConfigOpts) -> None:
-    """A misspelt option (``udp_timout``) would silently keep its default:
-    refuse any ``[nat]`` key of the config files that is not an option."""
-    known = {opt.dest for opt in OPTS}
+def _config_paths(conf: cfg.ConfigOpts) -> list[str]:
     try:   # both exist only once the command line has been parsed
         paths = list(conf.config_file or [])
         if conf.config_dir:
             paths += sorted(str(p) for p in Path(conf.config_dir).glob("*.conf"))
     except cfg.NoSuchOptError:
-        return
-    for path in paths:
+        return []
+    return paths
+
+
+def _reject_unknown(conf: cfg.ConfigOpts, section: str = GROUP) -> None:
+    """A misspelt option (``udp_timout``) would silently keep its default:
+    refuse any key of the ``section`` of the config files that is not an
+    option (in a bridge's profile, nor one that only ``[nat]`` may set)."""
+    known = {opt.dest for opt in OPTS}
+    if section != GROUP:
+        known -= set(PROCESS_WIDE)
+    for path in _config_paths(conf):
         parser = configparser.RawConfigParser(strict=False, interpolation=None,
                                               default_section="\0none")
         try:
             parser.read(path)
         except configparser.Error:
             continue   # oslo has parsed (or refused) the file already
-        if not parser.has_section(GROUP):
+        if not parser.has_section(section):
             continue
-        for key, value in parser.items(GROUP):
+        for key, value in parser.items(section):
             name = key.replace("-", "_")
+            if name in PROCESS_WIDE and section != GROUP:
+                raise ConfigError(key, value, f"one value for the whole controller: set it "
+                                  f"in [{GROUP}] ({path})", section)
             if name not in known:
                 close = difflib.get_close_matches(name, sorted(known), n=1)
                 hint = f"; did you mean {close[0]}?" if close else ""
-                raise ConfigError(key, value, f"unknown option in {path}{hint}")
+                raise ConfigError(key, value, f"unknown option in {path}{hint}", section)
 
 
 def _raw_value(exc: Exception) -> str:
@@ -381,8 +409,85 @@ def load(conf: cfg.ConfigOpts | None = None,
     """
     conf = register(conf)
     _reject_unknown(conf)
-    group = _Checked(conf[GROUP])
+    return _build(_Checked(conf[GROUP]), GROUP, warn or logging.getLogger(__name__).warning)
+
+
+def profile_names(conf: cfg.ConfigOpts) -> list[str]:
+    """NAME of every ``[nat:NAME]`` section of the config files, in file order."""
+    try:
+        sections = conf.list_all_sections()
+    except (AttributeError, cfg.NoSuchOptError):   # not parsed yet
+        return []
+    return [s[len(PROFILE_PREFIX):] for s in sections if s.startswith(PROFILE_PREFIX)]
+
+
+def load_profiles(conf: cfg.ConfigOpts | None = None,
+                  warn: Callable[[str], None] | None = None) -> list[NatConfig]:
+    """One :class:`NatConfig` per NAT bridge.
+
+    Without ``[nat:NAME]`` sections that is ``[nat]`` alone (one bridge, or
+    every switch when ``dpid`` is unset).  With them, each section is one
+    bridge's profile: its ``dpid`` is required, and an option the section
+    does not set takes its value from ``[nat]``; the options of
+    :data:`PROCESS_WIDE` are only read from ``[nat]``.
+    """
+    conf = register(conf)
     warn = warn or logging.getLogger(__name__).warning
+    names = profile_names(conf)
+    if not names:
+        return [load(conf, warn)]
+    _reject_unknown(conf)
+    profiles: list[NatConfig] = []
+    for name in names:
+        section = PROFILE_PREFIX + name
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", name):
+            raise ConfigError("section", section, "a profile name is 1..32 letters, digits, "
+                              "'_', '.' or '-'", section)
+        _register_profile(conf, section)
+        try:
+            _reject_unknown(conf, section)
+            profile = _build(_Checked(conf[section], conf[GROUP]), name, warn)
+            if profile.dpid is None:
+                raise ConfigError("dpid", None, "required in a bridge's profile")
+        except ConfigError as err:
+            raise err.in_section(section) from None
+        profiles.append(profile)
+    _distinct(profiles)
+    return profiles
+
+
+def _register_profile(conf: cfg.ConfigOpts, section: str) -> None:
+    """The bridge options on ``section``, all defaulting to None: unset means [nat]'s."""
+    opts = []
+    for opt in OPTS:
+        if opt.dest not in PROCESS_WIDE:
+            mine = copy.copy(opt)
+            mine.default = None
+            opts.append(mine)
+    try:
+        conf.register_opts(opts, group=section)
+    except cfg.DuplicateOptError:
+        pass
+
+
+def _distinct(profiles: list[NatConfig]) -> None:
+    """Two profiles may not claim one switch, one NAT address or one forwards file."""
+    for field_name in ("dpid", "external_ip", "forwards_file"):
+        seen: dict = {}
+        for p in profiles:
+            value = getattr(p, field_name)
+            key = value.ip if field_name == "external_ip" else value
+            if value is None:
+                continue
+            if key in seen:
+                raise ConfigError(field_name, str(value), f"already used by [{PROFILE_PREFIX}"
+                                  f"{seen[key]}]", PROFILE_PREFIX + p.name)
+            seen[key] = p.name
+
+
+def _build(group: _Checked, profile: str, warn: Callable[[str], None]) -> NatConfig:
+    """Check one profile's options (``[nat]``'s, or a bridge's over them)."""
+    where = GROUP if profile == GROUP else PROFILE_PREFIX + profile
 
     external_ip = _external_ip(group.external_ip)
     internal_subnet = _internal_subnet(group.internal_subnet)
@@ -407,13 +512,13 @@ def load(conf: cfg.ConfigOpts | None = None,
     for name, floor in RFC_FLOORS.items():
         seconds = _positive(name, getattr(group, name), 65535)  # OpenFlow idle_timeout is 16 bits
         if seconds < floor:
-            warn(f"[{GROUP}] {name}={seconds} is below the RFC floor of {floor} s")
+            warn(f"[{where}] {name}={seconds} is below the RFC floor of {floor} s")
         timers[name] = seconds
 
     max_conn = _positive("max_connections", group.max_connections)
     per_host = _positive("max_connections_per_host", group.max_connections_per_host)
     if per_host > max_conn:
-        warn(f"[{GROUP}] max_connections_per_host={per_host} exceeds "
+        warn(f"[{where}] max_connections_per_host={per_host} exceeds "
              f"max_connections={max_conn}; using {max_conn}")
         per_host = max_conn
 
@@ -443,6 +548,7 @@ def load(conf: cfg.ConfigOpts | None = None,
         forwards[fwd.key] = fwd
 
     return NatConfig(
+        name=profile,
         port_parity=bool(group.port_parity),
         forwards=tuple(forwards.values()),
         filtering=filtering,

@@ -44,17 +44,22 @@ class SwitchState:
 class Gateway:
     """Decides what the switch should do with gateway traffic."""
 
-    def __init__(self, config: NatConfig) -> None:
+    def __init__(self, config: NatConfig, mapping_log: MappingLog | None = None,
+                 events: EventFeed | None = None) -> None:
+        """``mapping_log`` and ``events`` are shared when one controller runs
+        several NAT bridges (one file, one feed); by default the gateway makes
+        its own from ``config``."""
         self.config = config
         self.counters = GatewayCounters()
         self.switches: dict[int, SwitchState] = {}
         self.forwards: dict[tuple[str, int], Forward] = {f.key: f for f in config.forwards}
         self._ours_outside = {str(config.external_address)}
         self._ours_inside = {str(config.external_address), str(config.internal_gateway_ip)}
-        self.mapping_log = MappingLog(config.mapping_log_file if config.log_mappings else None,
-                                      config.mapping_log_max_bytes, config.mapping_log_backups)
+        self.mapping_log = mapping_log or MappingLog(
+            config.mapping_log_file if config.log_mappings else None,
+            config.mapping_log_max_bytes, config.mapping_log_backups)
         self.budget = PuntBudget(config.packet_in_host_rate, config.packet_in_host_burst)
-        self.events = EventFeed()     # for GET /nat/events (snatctl watch)
+        self.events = events or EventFeed()     # for GET /nat/events (snatctl watch)
 
     # -- switch life cycle -------------------------------------------------
     def serves(self, dpid: int) -> bool:

@@ -71,8 +71,28 @@ class GatewayCollector:
                       value=st["handler_errors"])
         yield counter(f"{PREFIX}_rest_errors", "our bugs caught in REST requests",
                       value=st["rest_errors"])
+        yield from _per_switch(app.view.per_switch())
         yield _labelled(gauge, "stats_poll_seconds", "last flow-stats round trip", "dpid",
                         {f"{dpid:016x}": s for dpid, s in app.stats_poll_seconds.items()})
+
+
+def _per_switch(rows: list[dict]) -> Iterator[Any]:
+    """The NAT bridges one by one (labels: profile name, dpid in hex)."""
+    labels = ["bridge", "dpid"]
+    active = GaugeMetricFamily(f"{PREFIX}_bridge_sessions", "live sessions of one NAT bridge",
+                               labels=labels)
+    created = CounterMetricFamily(f"{PREFIX}_bridge_sessions_created",
+                                  "sessions one NAT bridge created", labels=labels)
+    ports = GaugeMetricFamily(f"{PREFIX}_bridge_ports_in_use",
+                              "external ports one NAT bridge's mappings hold",
+                              labels=labels + ["protocol"])
+    for row in rows:
+        key = [row["bridge"], f"{row['dpid']:016x}"]
+        active.add_metric(key, row["active"])
+        created.add_metric(key, row["created"])
+        for protocol, n in sorted(row["ports_in_use"].items()):
+            ports.add_metric(key + [protocol], n)
+    yield from (active, created, ports)
 
 
 def exposition(app: Any) -> bytes:

@@ -102,7 +102,7 @@ class NatRestController(ControllerBase):
         seconds (at most 30) for the first; without ``after``, none, and the
         number of the last one (where a watcher starts)."""
         query = _query(req, {"after", "wait"})
-        feed = self.app.gateway.events
+        feed = self.app.event_feed
         if "after" not in query:
             return {"events": [], "last": feed.last, "missed": 0}
         after = _integer("after", query["after"], 0, 0, 2 ** 63)
@@ -158,7 +158,7 @@ class NatRestController(ControllerBase):
     @route("nat", "/nat/forwards", methods=["POST"])
     @json_endpoint
     def add_forward(self, req: Any, **_: Any) -> dict:
-        _query(req, set())
+        dpid = _dpid(_query(req, {"dpid"}).get("dpid"))
         raw = req.body or b"null"
         if len(raw) > MAX_BODY:
             raise RestError(400, f"body larger than {MAX_BODY} bytes")
@@ -167,17 +167,21 @@ class NatRestController(ControllerBase):
         except (ValueError, RecursionError) as exc:
             raise RestError(400, f"body is not JSON: {exc}") from None
         try:
-            return self.app.add_forward(body)
+            return self.app.add_forward(body, dpid)
         except ValueError as exc:
             raise RestError(400, str(exc)) from None
 
     @route("nat", "/nat/forwards/{protocol}/{port}", methods=["DELETE"])
     @json_endpoint
     def delete_forward(self, req: Any, protocol: str, port: str, **_: Any) -> dict:
-        _query(req, set())
+        dpid = _dpid(_query(req, {"dpid"}).get("dpid"))
         if protocol not in ("tcp", "udp") or not _DIGITS.fullmatch(port):
             raise RestError(400, "expected /nat/forwards/{tcp|udp}/{external_port}")
-        if not self.app.remove_forward(protocol, int(port)):
+        try:
+            removed = self.app.remove_forward(protocol, int(port), dpid)
+        except ValueError as exc:
+            raise RestError(400, str(exc)) from None
+        if not removed:
             raise RestError(404, f"no forward of {protocol} port {port}")
         return {"deleted": {"protocol": protocol, "external_port": int(port)}}
 

@@ -62,30 +62,49 @@ class SnatApp(app_manager.RyuApp):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         try:
-            self.config = config.load(ryu_cfg.CONF, warn=LOG.warning)
+            self.configs = config.load_profiles(ryu_cfg.CONF, warn=LOG.warning)
         except config.ConfigError as err:
             # One clear line (Ryu's log: stderr, or --log-file) and exit 2,
             # not a traceback.
             LOG.error("ryu-snat: %s", err)
             raise SystemExit(2) from None
-        self.gateway = Gateway(self.config)
-        self._restore_forwards()
+        # Options one controller has once ([nat] only) are read off the first.
+        self.config = self.configs[0]
+        first = Gateway(self.config)
+        # One gateway per NAT bridge profile; they share the mapping log
+        # (one file) and the event feed (one GET /nat/events).
+        self.gateways = [first] + [Gateway(c, first.mapping_log, first.events)
+                                   for c in self.configs[1:]]
+        self.gateway = first          # app-wide counters (handler and REST errors)
+        self.event_feed = first.events   # (RyuApp.events is its own event queue)
+        for gw in self.gateways:
+            self._restore_forwards(gw)
         self.sender = Sender()
         self.datapaths: dict[int, Any] = {}
         # Flow-stats polls: when the one in flight was sent, and how long the
         # last answered one took (GET /metrics: ryu_snat_stats_poll_seconds).
         self._poll_sent: dict[int, float] = {}
         self.stats_poll_seconds: dict[int, float] = {}
-        self.view = ConnectionsView(self.gateway)
+        self.view = ConnectionsView(self.gateways)
         wsgi: WSGIApplication = kwargs["wsgi"]
         wsgi.register(NatRestController, {APP_KEY: self})
         wsgi.register(NatFallbackController, {})
         self._warn_if_exposed(str(getattr(ryu_cfg.CONF, "wsapi_host", "") or "0.0.0.0"))
-        LOG.info("ryu-snat: NAT address %s, inside %s (gateway %s), uplink %s",
-                 self.config.external_ip, self.config.internal_subnet,
-                 self.config.internal_gateway_ip, self.config.external_port)
+        for cfg in self.configs:
+            LOG.info("ryu-snat: %sNAT address %s, inside %s (gateway %s), uplink %s",
+                     "" if cfg.dpid is None else f"[{cfg.name}] switch {cfg.dpid:016x}: ",
+                     cfg.external_ip, cfg.internal_subnet, cfg.internal_gateway_ip,
+                     cfg.external_port)
         self.threads.append(hub.spawn(self._every, 1.0, self._tick))
         self.threads.append(hub.spawn(self._every, self.config.stats_interval, self._poll_stats))
+
+    def _gateway_for(self, dpid: int) -> Gateway | None:
+        """The gateway whose profile names this switch (or serves every switch)."""
+        return next((gw for gw in self.gateways if gw.serves(dpid)), None)
+
+    def _serving(self, dpid: int) -> Gateway | None:
+        """The gateway the connected switch ``dpid`` belongs to."""
+        return next((gw for gw in self.gateways if dpid in gw.switches), None)
 
     def _warn_if_exposed(self, host: str) -> None:
         """One line at start when anyone who reaches the REST API may change state."""
@@ -106,67 +125,90 @@ class SnatApp(app_manager.RyuApp):
         return self.view.stats()
 
     def port_pool_sizes(self) -> dict[str, int]:
-        """External ports each protocol's pool holds (ICMP ids come from the same range)."""
-        low, high = self.config.port_range
-        return {name: high - low + 1 for name in ("tcp", "udp", "icmp")}
+        """External ports each protocol's pools hold, every bridge's NAT address
+        together (ICMP ids come from the same range)."""
+        total = sum(c.port_range[1] - c.port_range[0] + 1 for c in self.configs)
+        return {name: total for name in ("tcp", "udp", "icmp")}
 
     def count_rest_error(self) -> None:
         self.gateway.counters.rest_errors += 1
 
     def delete_connection(self, dpid: int, sid: int) -> bool:
-        msgs = self.gateway.delete_session(dpid, sid)
+        gw = self._serving(dpid)
+        msgs = gw.delete_session(dpid, sid) if gw is not None else None
         if msgs is None:
             return False
         self._send(dpid, msgs)
         return True
 
-    def list_forwards(self) -> list[dict]:
-        return [f.as_dict() for f in sorted(self.gateway.forwards.values(), key=str)]
+    def _profile(self, dpid: int | None) -> Gateway:
+        """The gateway a forward request is for: the only one, or the one of ``dpid``."""
+        if len(self.gateways) == 1:
+            if dpid is not None and self.config.dpid not in (None, dpid):
+                raise ValueError(f"no NAT bridge has dpid {dpid}")
+            return self.gateway
+        if dpid is None:
+            raise ValueError("this controller runs several NAT bridges: say which with "
+                             "?dpid=")
+        gw = next((g for g in self.gateways if g.config.dpid == dpid), None)
+        if gw is None:
+            raise ValueError(f"no NAT bridge has dpid {dpid}")
+        return gw
 
-    def add_forward(self, body: Any) -> dict:
-        """Validate and add a forward on every switch; ValueError -> 400."""
-        cfg = self.config
+    def list_forwards(self) -> list[dict]:
+        if len(self.gateways) == 1:
+            return [f.as_dict() for f in sorted(self.gateway.forwards.values(), key=str)]
+        return [{**f.as_dict(), "bridge": gw.config.name, "dpid": gw.config.dpid}
+                for gw in self.gateways for f in sorted(gw.forwards.values(), key=str)]
+
+    def add_forward(self, body: Any, dpid: int | None = None) -> dict:
+        """Validate and add a forward on the bridge's switch; ValueError -> 400."""
+        gw = self._profile(dpid)
+        cfg = gw.config
         fwd = forwards.from_json(body, cfg.internal_subnet, cfg.internal_gateway_ip)
-        clash = forwards.conflict(fwd, self.gateway.forwards.values())
+        clash = forwards.conflict(fwd, gw.forwards.values())
         if clash:
             raise ValueError(clash)
         try:
-            per_switch = self.gateway.add_forward(fwd)
+            per_switch = gw.add_forward(fwd)
         except Refused as refused:
             raise ValueError(f"{fwd.protocol} port {fwd.external_port}: {refused}") from None
-        for dpid, msgs in per_switch.items():
-            self._send(dpid, msgs)
-        self._save_forwards()
+        for sw, msgs in per_switch.items():
+            self._send(sw, msgs)
+        self._save_forwards(gw)
         LOG.info("forward added: %s", fwd)
         return fwd.as_dict()
 
-    def remove_forward(self, protocol: str, port: int) -> bool:
-        per_switch = self.gateway.remove_forward(protocol, port)
+    def remove_forward(self, protocol: str, port: int, dpid: int | None = None) -> bool:
+        gw = self._profile(dpid)
+        per_switch = gw.remove_forward(protocol, port)
         if per_switch is None:
             return False
-        for dpid, msgs in per_switch.items():
-            self._send(dpid, msgs)
-        self._save_forwards()
+        for sw, msgs in per_switch.items():
+            self._send(sw, msgs)
+        self._save_forwards(gw)
         LOG.info("forward removed: %s port %d", protocol, port)
         return True
 
-    def _save_forwards(self) -> None:
+    def _save_forwards(self, gw: Gateway) -> None:
         """The REST-added forwards to ``forwards_file`` (config ones come back anyway)."""
+        cfg = gw.config
         try:
-            forward_store.save(self.config.forwards_file, [
-                f for f in self.gateway.forwards.values() if f not in self.config.forwards])
+            forward_store.save(cfg.forwards_file, [
+                f for f in gw.forwards.values() if f not in cfg.forwards])
         except OSError as why:
-            LOG.error("forwards_file %s not written: %s", self.config.forwards_file, why)
+            LOG.error("forwards_file %s not written: %s", cfg.forwards_file, why)
 
-    def _restore_forwards(self) -> None:
-        cfg = self.config
+    @staticmethod
+    def _restore_forwards(gw: Gateway) -> None:
+        cfg = gw.config
         for fwd in forward_store.load(cfg.forwards_file, cfg.internal_subnet,
                                       cfg.internal_gateway_ip):
-            clash = forwards.conflict(fwd, self.gateway.forwards.values())
+            clash = forwards.conflict(fwd, gw.forwards.values())
             if clash:
                 LOG.error("saved forward %s not restored: %s", fwd, clash)
                 continue
-            self.gateway.forwards[fwd.key] = fwd
+            gw.forwards[fwd.key] = fwd
             LOG.info("forward restored: %s", fwd)
 
     # -- timers --------------------------------------------------------------
@@ -180,14 +222,17 @@ class SnatApp(app_manager.RyuApp):
                 LOG.exception("periodic %s failed", work.__name__)
 
     def _tick(self) -> None:
-        for dpid, msgs in self.gateway.tick(time.monotonic()).items():
-            self._send(dpid, msgs)
+        now = time.monotonic()
+        for gw in self.gateways:
+            for dpid, msgs in gw.tick(now).items():
+                self._send(dpid, msgs)
 
     def _poll_stats(self) -> None:
-        meters = [flows.meter_stats_request()] if self.config.packet_in_port_rate else []
-        for dpid in list(self.gateway.switches):
-            self._poll_sent.setdefault(dpid, time.monotonic())
-            self._send(dpid, [flows.flow_stats_request()] + meters)
+        for gw in self.gateways:
+            meters = [flows.meter_stats_request()] if gw.config.packet_in_port_rate else []
+            for dpid in list(gw.switches):
+                self._poll_sent.setdefault(dpid, time.monotonic())
+                self._send(dpid, [flows.flow_stats_request()] + meters)
 
     def _send(self, dpid: int, msgs: list) -> None:
         dp = self.datapaths.get(dpid)
@@ -199,12 +244,14 @@ class SnatApp(app_manager.RyuApp):
     @guarded
     def _switch_features(self, ev: Any) -> None:
         dp = ev.msg.datapath
-        if not self.gateway.serves(dp.id):
-            LOG.info("ignoring switch %016x (dpid option is %016x)", dp.id, self.config.dpid)
+        gw = self._gateway_for(dp.id)
+        if gw is None:
+            LOG.info("ignoring switch %016x: no NAT bridge profile has its dpid (%s)", dp.id,
+                     ", ".join(f"{c.dpid:016x}" for c in self.configs))
             return
         LOG.info("switch %016x connected", dp.id)
         self.datapaths[dp.id] = dp
-        self.sender.send(dp, self.gateway.switch_connected(dp.id))
+        self.sender.send(dp, gw.switch_connected(dp.id))
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def _switch_gone(self, ev: Any) -> None:
@@ -213,7 +260,8 @@ class SnatApp(app_manager.RyuApp):
         # new datapath with the same id: the old one's death must not end it.
         if dp.id is not None and self.datapaths.get(dp.id) is dp:
             LOG.info("switch %016x disconnected", dp.id)
-            self.gateway.switch_disconnected(dp.id)
+            for gw in self.gateways:
+                gw.switch_disconnected(dp.id)
             self.datapaths.pop(dp.id, None)
             self._poll_sent.pop(dp.id, None)      # its reply will never come
 
@@ -221,14 +269,16 @@ class SnatApp(app_manager.RyuApp):
     @guarded
     def _port_desc(self, ev: Any) -> None:
         dp = ev.msg.datapath
-        ports = {p.name.decode(errors="replace"): p.port_no for p in ev.msg.body}
-        self.sender.send(dp, self.gateway.ports_described(dp.id, ports))
+        gw = self._serving(dp.id)
+        if gw is not None:
+            ports = {p.name.decode(errors="replace"): p.port_no for p in ev.msg.body}
+            self.sender.send(dp, gw.ports_described(dp.id, ports))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     @guarded
     def _port_status(self, ev: Any) -> None:
         dp = ev.msg.datapath
-        if dp.id in self.gateway.switches:
+        if self._serving(dp.id) is not None:
             self.sender.send(dp, [flows.port_desc_request()])
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
@@ -236,8 +286,13 @@ class SnatApp(app_manager.RyuApp):
     def _packet_in(self, ev: Any) -> None:
         msg = ev.msg
         dp = msg.datapath
+        gw = self._serving(dp.id)
+        if gw is None:
+            self.gateway.counters.packet_ins += 1
+            self.gateway.counters.drop("unknown_switch")
+            return
         match = msg.match
-        self.sender.send(dp, self.gateway.packet_in(
+        self.sender.send(dp, gw.packet_in(
             dp.id, match["in_port"], msg.data, cookie=msg.cookie,
             metadata=match.get("metadata", 0) if msg.table_id else 0))
 
@@ -245,8 +300,10 @@ class SnatApp(app_manager.RyuApp):
     @guarded
     def _flow_removed(self, ev: Any) -> None:
         msg = ev.msg
-        self._send(msg.datapath.id, self.gateway.flow_removed(
-            msg.datapath.id, msg.cookie, msg.reason, msg.packet_count, msg.byte_count))
+        gw = self._serving(msg.datapath.id)
+        if gw is not None:
+            self._send(msg.datapath.id, gw.flow_removed(
+                msg.datapath.id, msg.cookie, msg.reason, msg.packet_count, msg.byte_count))
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     @guarded
@@ -256,13 +313,18 @@ class SnatApp(app_manager.RyuApp):
         sent = None if more else self._poll_sent.pop(msg.datapath.id, None)
         if sent is not None:
             self.stats_poll_seconds[msg.datapath.id] = time.monotonic() - sent
-        self._send(msg.datapath.id, self.gateway.flow_stats_reply(msg.datapath.id, msg.body, more))
+        gw = self._serving(msg.datapath.id)
+        if gw is not None:
+            self._send(msg.datapath.id, gw.flow_stats_reply(msg.datapath.id, msg.body, more))
 
     @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MAIN_DISPATCHER)
     @guarded
     def _meter_stats(self, ev: Any) -> None:
         msg = ev.msg
-        self.gateway.meter_stats(msg.datapath.id, {
+        gw = self._serving(msg.datapath.id)
+        if gw is None:
+            return
+        gw.meter_stats(msg.datapath.id, {
             m.meter_id: sum(b.packet_band_count for b in m.band_stats) for m in msg.body})
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])

@@ -12,7 +12,7 @@ import itertools
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from conntrack import Session
 from ryu_app.gateway import Gateway
@@ -47,10 +47,10 @@ class LookupError_(Exception):
 
 
 class ConnectionsView:
-    """Read-only projections of every switch's NatService."""
+    """Read-only projections of every switch's NatService, every NAT bridge's."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    def __init__(self, gateways: Gateway | Sequence[Gateway]) -> None:
+        self.gateways = [gateways] if isinstance(gateways, Gateway) else list(gateways)
 
     def session_counts(self) -> Counter:
         """Live sessions by (protocol, state), every switch together."""
@@ -66,9 +66,22 @@ class ConnectionsView:
             hosts.update(str(s.inside_ip) for s in nat.ct.sessions())
         return hosts.most_common(n)
 
+    def per_switch(self) -> list[dict[str, Any]]:
+        """Each connected switch's own numbers, with its bridge profile's name."""
+        now, out = time.monotonic(), []
+        for gw in self.gateways:
+            for dpid, st in sorted(gw.switches.items()):
+                if st.nat is not None:
+                    ct = st.nat.ct.stats(now)
+                    out.append({"bridge": gw.config.name, "dpid": dpid, "active": ct.active,
+                                "created": ct.created,
+                                "ports_in_use": {name: ct.ports_in_use.get(name, 0)
+                                                 for name in PROTOCOLS}})
+        return out
+
     def _services(self) -> list[tuple[int, NatService]]:
-        return [(dpid, st.nat) for dpid, st in sorted(self.gateway.switches.items())
-                if st.nat is not None]
+        return sorted((dpid, st.nat) for gw in self.gateways
+                      for dpid, st in gw.switches.items() if st.nat is not None)
 
     @staticmethod
     def session(dpid: int, nat: NatService, s: Session, now: float, wall: float) -> dict:
@@ -150,7 +163,18 @@ class ConnectionsView:
         return self.session(d, nat, s, time.monotonic(), time.time())
 
     def stats(self) -> dict[str, Any]:
-        counters = self.gateway.counters
+        """Every bridge together, and with several bridges each one under
+        ``bridges`` (by profile name)."""
+        total = self._stats(self.gateways)
+        if len(self.gateways) > 1:
+            total["bridges"] = {gw.config.name: {"dpid": gw.config.dpid,
+                                                 "external_ip": str(gw.config.external_address),
+                                                 **self._stats([gw])}
+                                for gw in self.gateways}
+        return total
+
+    def _stats(self, gateways: list[Gateway]) -> dict[str, Any]:
+        counters = _sum_counters(gw.counters.as_dict() for gw in gateways)
         totals: Counter = Counter()
         refused: Counter = Counter()
         ports: Counter = Counter()
@@ -158,7 +182,9 @@ class ConnectionsView:
         switch_drops: Counter = Counter()
         in_switch = records = 0
         now = time.monotonic()
-        for _dpid, nat in self._services():
+        services = [(dpid, st.nat) for gw in gateways
+                    for dpid, st in sorted(gw.switches.items()) if st.nat is not None]
+        for _dpid, nat in services:
             st = nat.ct.stats(now)
             totals.update(active=st.active, created=st.created, expired=st.expired,
                           removed=st.removed, mappings=st.mappings)
@@ -170,8 +196,8 @@ class ConnectionsView:
             in_switch += sum(1 for r in nat.records.values() if r.installed and not r.ending)
             records += len(nat.records)
         return {
-            **counters.as_dict(),
-            "switches_connected": len(self.gateway.switches),
+            **counters,
+            "switches_connected": sum(len(gw.switches) for gw in gateways),
             "active": totals["active"], "created": totals["created"],
             "expired": totals["expired"], "removed": totals["removed"],
             "mappings": totals["mappings"],
@@ -181,14 +207,30 @@ class ConnectionsView:
             "switch_drops": dict(sorted(switch_drops.items())),
             "ports_in_use": {name: ports.get(name, 0) for name in PROTOCOLS},
             "ports_quarantined": {name: quarantined.get(name, 0) for name in PROTOCOLS},
-            "packet_ins_metered": self._metered(),
+            "packet_ins_metered": self._metered(gateways),
         }
 
-    def _metered(self) -> dict[str, int]:
+    @staticmethod
+    def _metered(gateways: list[Gateway]) -> dict[str, int]:
         """Packet-ins each port's meter dropped (last meter-stats poll), by port name."""
         out: Counter = Counter()
-        for state in self.gateway.switches.values():
-            names = {no: name for name, no in state.ports.items()}
-            for port, dropped in state.metered.items():
-                out[names.get(port, str(port))] += dropped
+        for gw in gateways:
+            for state in gw.switches.values():
+                names = {no: name for name, no in state.ports.items()}
+                for port, dropped in state.metered.items():
+                    out[names.get(port, str(port))] += dropped
         return dict(sorted(out.items()))
+
+
+def _sum_counters(dicts: Any) -> dict[str, Any]:
+    """GatewayCounters.as_dict() of several gateways added up (``drops`` by reason)."""
+    total: dict[str, Any] = {}
+    for d in dicts:
+        for key, value in d.items():
+            if isinstance(value, dict):
+                merged = Counter(total.get(key, {}))
+                merged.update(value)
+                total[key] = dict(sorted(merged.items()))
+            else:
+                total[key] = total.get(key, 0) + value
+    return total

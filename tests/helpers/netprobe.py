@@ -257,20 +257,24 @@ def tcp_connect_loop(target: str, seconds: float, most: int) -> None:
     gateway lost costs the kernel's 1 s retransmission, so the connect times
     show starvation.  Reports successes, failures and connect-time quantiles."""
     host, port = target.rsplit(":", 1)
-    ok, failed, times = 0, 0, []
+    ok, failed, times, errors = 0, 0, [], []
     start = time.monotonic()
     deadline = start + seconds
     while time.monotonic() < deadline and ok + failed < most:
         began = time.monotonic()
+        stage = "connect"
         try:
             with socket.create_connection((host, int(port)), timeout=3) as sock:
                 times.append(time.monotonic() - began)
+                stage = "echo"
                 sock.sendall(b"hello\n")
                 if not sock.recv(64):
                     raise ConnectionError("closed before the echo")
             ok += 1
-        except OSError:
+        except OSError as err:
             failed += 1
+            if len(errors) < 5:     # what went wrong, when and where (the first few)
+                errors.append(f"{began - start:.2f}s {stage}: {err}")
     elapsed = time.monotonic() - start
     times.sort()
     quantile = (lambda q: round(times[min(len(times) - 1, int(q * len(times)))] * 1000, 1)
@@ -278,7 +282,8 @@ def tcp_connect_loop(target: str, seconds: float, most: int) -> None:
     print(json.dumps({"ok": ok, "failed": failed, "seconds": round(elapsed, 2),
                       "rate": round(ok / elapsed, 1) if elapsed else 0.0,
                       "connect_ms_p50": quantile(0.5), "connect_ms_p99": quantile(0.99),
-                      "slow_connects": sum(1 for t in times if t > 0.9)}))
+                      "slow_connects": sum(1 for t in times if t > 0.9),
+                      "errors": errors}))
 
 
 def flood(iface: str, gateway_mac: str, target: str, seconds: float, most: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 
 import hygiene
+from lab import LAB_BRIDGES
 
 
 def bridges() -> set[str]:
@@ -31,7 +32,7 @@ def links() -> set[str]:
 def assert_left_nothing(lab) -> None:
     """After a lab's teardown: no bridge, switch port, process in our hosts'
     namespaces, controller, leaked test process or controller traceback."""
-    assert not {"s1", "s2", "s3"} & bridges(), "bridges left behind"
+    assert not set(LAB_BRIDGES) & bridges(), "bridges left behind"
     assert not lab.switch_ports & links(), f"interfaces left: {lab.switch_ports & links()}"
     assert not hygiene.pids_in(lab.namespaces), "processes left in the hosts' namespaces"
     assert lab.controller.proc is None or lab.controller.proc.poll() is not None, \

@@ -113,12 +113,12 @@ class ForwardsApp(StubApp):
         self.rest_token = token
         self.added: list[dict] = []
 
-    def add_forward(self, body):
+    def add_forward(self, body, dpid=None):
         fwd = forwards.from_json(body, INSIDE, GATEWAY).as_dict()
         self.added.append(fwd)
         return fwd
 
-    def remove_forward(self, protocol: str, port: int) -> bool:
+    def remove_forward(self, protocol: str, port: int, dpid=None) -> bool:
         return any(f["protocol"] == protocol and f["external_port"] == port for f in self.added)
 
 
@@ -215,6 +215,7 @@ class FeedApp(StubApp):
         from helpers.nat_lab import H1, S1, make_lab, open_flow
         self.lab = make_lab()
         self.gateway = self.lab.gateway
+        self.event_feed = self.gateway.events
         self.open = lambda sport: open_flow(self.lab, H1, sport, S1, 53)
 
 
@@ -247,7 +248,7 @@ def test_bad_event_queries_are_json_400(query):
 def test_a_slow_watcher_is_told_what_it_missed():
     from ryu_app.event_feed import EventFeed
     stub = FeedApp()
-    stub.gateway.events = feed = EventFeed(size=3)
+    stub.event_feed = feed = EventFeed(size=3)
     stub.gateway.switches[1].nat.ct.on_event = lambda e: feed.record(1, e)
     for sport in range(5000, 5005):
         stub.open(sport)
