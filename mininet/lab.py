@@ -49,7 +49,7 @@ TWO_BRIDGE_PROFILES = {
     "s1": {"dpid": f"0x{NAT_DPID}", **BASE_NAT_OPTIONS},
     "s4": {"dpid": f"0x{SECOND_DPID}", "external_ip": "198.51.100.2/24",
            "external_port": "s4-eth1", "internal_subnet": "10.0.1.0/24",
-           "internal_gateway_ip": "10.0.1.1"},
+           "internal_gateway_ip": "10.0.1.1", "gateway_mac": "02:53:4e:41:54:04"},
 }
 
 
@@ -325,6 +325,41 @@ class Controller:
         return body
 
 
+class CoordinationEngine:
+    """A Redis server of our own on a free loopback port, for a controller
+    pair's election (``coordination_url``); nothing is saved to disk."""
+
+    def __init__(self) -> None:
+        self.port = free_tcp_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is missing: run scripts/setup.sh")
+        self.proc = subprocess.Popen(
+            [exe, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "no", "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=hygiene.die_with_parent)
+        if not _wait(lambda: port_open(self.port), timeout):
+            self.stop()
+            raise RuntimeError(f"redis-server did not listen on {self.port} within {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy, at most ``timeout`` s."""
     deadline = time.monotonic() + timeout
@@ -346,15 +381,24 @@ class Lab:
 
     def __init__(self, inside: int = 2, outside: int = 2,
                  nat_options: dict[str, Any] | None = None, of_port: int = 6653,
-                 far: bool = False, far_mtu: int = 0, bridges: int = 1) -> None:
+                 far: bool = False, far_mtu: int = 0, bridges: int = 1,
+                 pair: bool = False) -> None:
         self.inside, self.outside = inside, outside
         self.far, self.far_mtu = far, far_mtu
         self.bridges = bridges                # 2: s1 and s4, one profile each
         if far:      # remotes beyond the segment are reached through r1
             nat_options = {"external_gateway_ip": "198.51.100.254", **(nat_options or {})}
+        # pair=True: two controllers on s1 (6653 and 6654) elected through a
+        # Redis of our own; ``controller`` is the first (the MASTER at start).
+        self.engine = CoordinationEngine() if pair else None
+        if pair:
+            nat_options = {"coordination_url": self.engine.url, **(nat_options or {})}
         self.controller = Controller(
             nat_options, of_port=of_port,
             profiles=TWO_BRIDGE_PROFILES if bridges == 2 else None)
+        self.controllers = [self.controller]
+        if pair:
+            self.controllers.append(Controller(nat_options, of_port=of_port + 1))
         self.net = None
         self.ovs = ""
         self.namespaces: set[int] = set()     # of our hosts: what runs there is ours
@@ -389,14 +433,20 @@ class Lab:
         stale = hygiene.claim_bridge_names(LAB_BRIDGES)
         if stale:
             print(f"removed bridges {stale} left by a lab that was killed", file=sys.stderr)
-        self.controller.start()
+        if self.engine is not None:
+            self.engine.start()
+        for ctl in self.controllers:
+            ctl.start()
+            if self.engine is not None and ctl is self.controller:   # elected before the other starts
+                wait_for(lambda: ctl.get("/nat/ha")["leader"], 15, what="the first controller elected")
         setLogLevel(os.environ.get("MININET_LOGLEVEL", "warning"))
         topo = NatTopo(self.inside, self.outside, far=self.far, far_mtu=self.far_mtu,
                        bridges=self.bridges)
         self.net = Mininet(topo=topo, controller=None,
                            autoSetMacs=True, waitConnected=False, build=False)
-        self.net.addController("c0", controller=RemoteController, ip="127.0.0.1",
-                               port=self.controller.of_port)
+        for i, ctl in enumerate(self.controllers):
+            self.net.addController(f"c{i}", controller=RemoteController, ip="127.0.0.1",
+                                   port=ctl.of_port)
         self.net.build()
         root = hygiene.netns_of(os.getpid())
         self.namespaces = {hygiene.netns_of(h.pid) for h in self.net.hosts} - {None, root}
@@ -475,8 +525,13 @@ class Lab:
                 finally:
                     self._sweep()
             finally:
-                self.controller.stop()
-                self._untune_ovs()
+                try:
+                    for ctl in self.controllers:
+                        ctl.stop()
+                    if self.engine is not None:
+                        self.engine.stop()
+                finally:
+                    self._untune_ovs()
         finally:
             if self._locked:
                 self._locked = False

@@ -101,6 +101,18 @@ OPTS = [
                     "(to FILE.1 ... FILE.N); 0 = never"),
     cfg.IntOpt("mapping_log_backups", default=5,
                help="rotated mapping log files kept (FILE.1 is the newest)"),
+    cfg.StrOpt("coordination_url", secret=True,
+               help="tooz URL of the coordination engine that elects the MASTER of a "
+                    "controller pair, e.g. redis://127.0.0.1:6379 (unset: this controller "
+                    "is alone and acts on every switch it serves)"),
+    cfg.StrOpt("ha_group", default="ryu-snat",
+               help="name the two controllers of a pair share in the coordination engine"),
+    cfg.IntOpt("ha_lease", default=2,
+               help="seconds the MASTER's lock outlives its last renewal: a dead "
+                    "MASTER is replaced after at most this long"),
+    cfg.FloatOpt("ha_interval", default=0.25,
+                 help="seconds between renewals of the lock (and the standby's tries "
+                      "for it); at most a quarter of ha_lease"),
     cfg.StrOpt("forwards_file", default=None,
                help="keep the forwards added over REST in this JSON file, so that a "
                     "restarted controller has them again (unset: they live in memory)"),
@@ -109,7 +121,8 @@ OPTS = [
 REQUIRED = ("external_ip", "external_port", "internal_subnet")   # no default can do
 # One process, one value: these live in [nat] only, never in a bridge's profile.
 PROCESS_WIDE = ("rest_token", "log_mappings", "mapping_log_file", "mapping_log_max_bytes",
-                "mapping_log_backups", "stats_interval")
+                "mapping_log_backups", "stats_interval", "coordination_url", "ha_group",
+                "ha_lease", "ha_interval")
 PROFILE_PREFIX = "nat:"      # [nat:NAME]: one NAT bridge's profile
 FILTERING_MODES = ("endpoint-independent", "address-dependent", "address-and-port-dependent")
 _TCP, _UDP = 6, 17   # IP protocol numbers
@@ -165,6 +178,10 @@ class NatConfig:
     packet_in_host_rate: int = 0       # 0: no budget (the option's default is on)
     packet_in_host_burst: int = 0
     name: str = GROUP                  # the profile: "nat", or NAME of [nat:NAME]
+    coordination_url: str | None = None   # None: no controller pair (no election)
+    ha_group: str = "ryu-snat"
+    ha_lease: int = 2
+    ha_interval: float = 0.25
 
     def __post_init__(self) -> None:
         for name in ("tcp_filtering", "udp_filtering"):
@@ -323,7 +340,8 @@ class _Checked:
                 value = getattr(self._fallback, name)
             return value
         except cfg.ConfigFileValueError as exc:
-            kind = {cfg.IntOpt: "an integer", cfg.BoolOpt: "true or false"}
+            kind = {cfg.IntOpt: "an integer", cfg.BoolOpt: "true or false",
+                    cfg.FloatOpt: "a number"}
             opt = next((o for o in OPTS if o.dest == name), None)
             problem = kind.get(type(opt), "not a valid value")
             raw = _raw_value(exc)
@@ -388,6 +406,27 @@ def _token(value: str | None) -> str | None:
         raise ConfigError("rest_token", "***", "must be 16..256 printable ASCII characters, "
                           "no spaces")
     return value
+
+
+def _ha(group: _Checked) -> dict:
+    """The controller pair's options: a tooz URL, a group name, lease and interval."""
+    url = group.coordination_url
+    if url is not None and not str(url).strip():
+        url = None
+    if url is not None:
+        url = str(url).strip()
+        if not re.fullmatch(r"[a-z][a-z0-9+.-]*://\S*", url):
+            raise ConfigError("coordination_url", "***", "not a URL like redis://HOST:PORT")
+    name = str(group.ha_group or "").strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", name):
+        raise ConfigError("ha_group", group.ha_group, "1..64 letters, digits, '_.:-'")
+    lease = _bounded("ha_lease", group.ha_lease, 1, 60, "seconds")
+    interval = group.ha_interval
+    if interval is None or not 0.05 <= interval <= lease / 4:
+        raise ConfigError("ha_interval", interval, f"must be 0.05..{lease / 4:g} seconds "
+                          "(a quarter of ha_lease)")
+    return {"coordination_url": url, "ha_group": name, "ha_lease": lease,
+            "ha_interval": float(interval)}
 
 
 def _writable_file(name: str, path: str | None) -> str | None:
@@ -471,8 +510,10 @@ def _register_profile(conf: cfg.ConfigOpts, section: str) -> None:
 
 
 def _distinct(profiles: list[NatConfig]) -> None:
-    """Two profiles may not claim one switch, one NAT address or one forwards file."""
-    for field_name in ("dpid", "external_ip", "forwards_file"):
+    """Two profiles may not claim one switch, one NAT address, one MAC (two
+    bridges on one outside segment would make its switches' MAC learning
+    flap between them) or one forwards file."""
+    for field_name in ("dpid", "external_ip", "gateway_mac", "forwards_file"):
         seen: dict = {}
         for p in profiles:
             value = getattr(p, field_name)
@@ -547,7 +588,9 @@ def _build(group: _Checked, profile: str, warn: Callable[[str], None]) -> NatCon
             raise ConfigError("forwards", spec, clash)
         forwards[fwd.key] = fwd
 
+    ha = _ha(group)
     return NatConfig(
+        **ha,
         name=profile,
         port_parity=bool(group.port_parity),
         forwards=tuple(forwards.values()),

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
-from ryu_app.config import GROUP, OPTS, REQUIRED, RFC_FLOORS
+from ryu_app.config import GROUP, OPTS, PROCESS_WIDE, REQUIRED, RFC_FLOORS
 
 _TYPES = {cfg.StrOpt: "string", cfg.IntOpt: "integer", cfg.BoolOpt: "boolean",
-          cfg.ListOpt: "list"}
+          cfg.ListOpt: "list", cfg.FloatOpt: "number"}
 
 
 def _default(opt: cfg.Opt) -> str:
@@ -42,6 +42,11 @@ def render() -> str:
         "line naming the option (exit status 2). `etc/ryu-snat.conf` has them all, commented.",
         "Ryu's own options (`[DEFAULT]`: `wsapi_host`, `wsapi_port`, `ofp_tcp_listen_port`, ...)",
         "are Ryu's; ryu-snat makes `wsapi_host` default to 127.0.0.1.",
+        "",
+        "Several NAT bridges: each `[nat:NAME]` section is one bridge's profile. Its `dpid` is",
+        "required; an option the section does not set takes its value from `[nat]`. These",
+        "options have one value for the whole controller and are only read from `[nat]`: "
+        + ", ".join(f"`{name}`" for name in PROCESS_WIDE) + ".",
         "",
         "| option | type | default | meaning |",
         "|---|---|---|---|",

@@ -6,6 +6,7 @@ drive this class directly with bytes and port numbers.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import logging
@@ -39,6 +40,9 @@ class SwitchState:
     ports: dict[str, int] = field(default_factory=dict)  # interface name -> port
     nat: NatService | None = None                 # exists once the uplink is known
     metered: dict[int, int] = field(default_factory=dict)  # port -> packet-ins its meter dropped
+    # The standby of a controller pair: its table is rebuilt from each flow
+    # dump (warm, read-only), and it logs, counts and announces nothing.
+    standby: bool = False
 
 
 class Gateway:
@@ -65,7 +69,7 @@ class Gateway:
     def serves(self, dpid: int) -> bool:
         return self.config.dpid is None or self.config.dpid == dpid
 
-    def switch_connected(self, dpid: int) -> list:
+    def switch_connected(self, dpid: int, standby: bool = False) -> list:
         """Install the table-miss, ask for the ports; keep the flows there.
 
         The bridge is fail-secure: session flows that outlived a controller
@@ -74,7 +78,7 @@ class Gateway:
         rules are re-added in place (same match and priority: replaced, never
         missing for a moment).
         """
-        state = SwitchState(dpid)
+        state = SwitchState(dpid, standby=standby)
         if isinstance(self.config.external_port, int):
             state.uplink = self.config.external_port
         self.switches[dpid] = state
@@ -88,6 +92,25 @@ class Gateway:
 
     def switch_disconnected(self, dpid: int) -> None:
         self.switches.pop(dpid, None)
+
+    def refresh_standby(self, dpid: int) -> list:
+        """A standby's switch: read the flows again into a new warm table
+        (the old one's sessions may have ended at the MASTER since)."""
+        state = self.switches.get(dpid)
+        if state is None or not state.standby or state.uplink is None:
+            return []
+        if state.nat is not None and state.nat.adopting:
+            return []                      # the last dump is still being read
+        state.nat = None
+        return self._gateway_rules(state)
+
+    def adopting(self, dpid: int) -> bool:
+        nat = self._nat(dpid)
+        return nat is not None and nat.adopting
+
+    def sessions(self, dpid: int) -> int:
+        nat = self._nat(dpid)
+        return len(nat.ct) if nat is not None else 0
 
     def ports_described(self, dpid: int, ports: Mapping[str, int]) -> list:
         """Meter every port's packet-ins; resolve an uplink given by name and
@@ -154,6 +177,11 @@ class Gateway:
         drop rules for the uplink; new inside flows to the controller."""
         cfg, up = self.config, state.uplink
         adopt = []
+        if state.nat is None and state.standby:
+            state.nat = NatService(dataclasses.replace(cfg, log_mappings=False),
+                                   GatewayCounters(), up)
+            state.nat.adopting = True
+            return [flows.flow_stats_request()]   # a warm table needs no rules
         if state.nat is None:
             state.nat = NatService(cfg, self.counters, up, self.mapping_log,
                                    functools.partial(self.events.record, state.dpid))

@@ -19,6 +19,7 @@ from ryu.app.wsgi import ControllerBase, Response, route
 from ryu.lib import hub
 
 from ryu_app import metrics
+from ryu_app.roles import NotMaster
 
 from ryu_app.views import DEFAULT_LIMIT, MAX_LIMIT, LookupError_
 
@@ -64,6 +65,8 @@ def json_endpoint(func: Callable[..., Any]) -> Callable[..., Response]:
             resp = json_response({"error": err.message}, err.status)
             resp.headers.update(getattr(err, "headers", {}))
             return resp
+        except NotMaster as err:          # the standby of an HA pair changes nothing
+            return json_response({"error": str(err)}, 503)
         except Exception:
             app = getattr(self, "app", None)
             if app is not None:
@@ -148,6 +151,13 @@ class NatRestController(ControllerBase):
         dpid, _nat, session = self.app.view.find(sid_, dpid_)
         self.app.delete_connection(dpid, session.id)
         return {"deleted": session.id, "dpid": dpid}
+
+    @route("nat", "/nat/ha", methods=["GET"])
+    @json_endpoint
+    def ha(self, req: Any, **_: Any) -> dict:
+        """This controller's part in an HA pair (leader, role at each switch)."""
+        _query(req, set())
+        return self.app.ha_status()
 
     @route("nat", "/nat/forwards", methods=["GET"])
     @json_endpoint

@@ -22,7 +22,8 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
 from conntrack import Refused
-from ryu_app import config, flows, forward_store, forwards
+from ryu_app import config, flows, forward_store, forwards, roles
+from ryu_app.election import Election
 from ryu_app.gateway import Gateway
 from ryu_app.rest import APP_KEY, NatFallbackController, NatRestController
 from ryu_app.sender import Sender
@@ -95,8 +96,90 @@ class SnatApp(app_manager.RyuApp):
                      "" if cfg.dpid is None else f"[{cfg.name}] switch {cfg.dpid:016x}: ",
                      cfg.external_ip, cfg.internal_subnet, cfg.internal_gateway_ip,
                      cfg.external_port)
+        # A controller pair: the coordination engine elects the MASTER; the
+        # switches are told with OpenFlow role requests (ryu_app.roles).
+        self.roles = roles.SwitchRoles()
+        self.election: Election | None = None
+        self.takeovers: list[dict] = []       # GET /nat/ha: each switch taken over
+        self._won_at: float | None = None
+        self._warm: dict[int, tuple[float, int]] = {}   # dpid -> (takeover began, warm sessions)
+        if self.config.coordination_url:
+            self.election = Election(self.config.coordination_url, self.config.ha_group,
+                                     self.config.ha_lease)
+            LOG.info("ryu-snat: HA pair %r through %s, member %s: standby until elected",
+                     self.config.ha_group, self.config.coordination_url.split("://")[0],
+                     self.election.member)
+            self.threads.append(hub.spawn(self._every, self.config.ha_interval, self._ha_step))
+        else:
+            self.roles.leader = True          # alone: acts on every switch it serves
         self.threads.append(hub.spawn(self._every, 1.0, self._tick))
         self.threads.append(hub.spawn(self._every, self.config.stats_interval, self._poll_stats))
+
+    def close(self) -> None:
+        """ryu-manager's shutdown: give the MASTER lock back at once."""
+        if self.election is not None:
+            self.election.stop()
+        super().close()
+
+    # -- controller pair ------------------------------------------------------------
+    def _ha_step(self) -> None:
+        election = self.election
+        if not election.started:
+            try:
+                election.start()
+            except Exception as why:          # tooz raises its own and the driver's errors
+                election.engine_errors += 1
+                if election.engine_errors % 40 == 1:    # once, then every ~10 s
+                    LOG.error("ha: coordination engine unreachable (%s): standing by", why)
+                return
+        if election.step() and election.leader:
+            self._won_at = time.monotonic()
+        now = time.monotonic()
+        for dpid, msgs in self.roles.lead(election.leader, now).items():
+            self._send(dpid, msgs)
+
+    def ha_status(self) -> dict:
+        """GET /nat/ha: this controller's part in the pair."""
+        el = self.election
+        return {
+            "enabled": el is not None,
+            "member": el.member if el else None,
+            "group": self.config.ha_group if el else None,
+            "leader": self.roles.leader,
+            "engine_reachable": el.engine_reachable if el else None,
+            "switches": {f"{dpid:016x}": {"role": st.role.name if st.role else None,
+                                          "generation_id": st.generation_id}
+                         for dpid, st in sorted(self.roles.switches.items())},
+            "takeovers": self.takeovers[-10:],
+        }
+
+    def writable(self) -> None:
+        """REST changes go to the MASTER only (roles.NotMaster: HTTP 503)."""
+        if not self.roles.leader:
+            raise roles.NotMaster("this controller is the standby of an HA pair: "
+                                  "send changes to the MASTER")
+
+    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
+    @guarded
+    def _role_reply(self, ev: Any) -> None:
+        msg = ev.msg
+        dpid = msg.datapath.id
+        gw = self._gateway_for(dpid)
+        if gw is None:
+            return
+        now = time.monotonic()
+        change = self.roles.reply(dpid, msg.role, msg.generation_id, now)
+        self._send(dpid, change.msgs)
+        if change.became is roles.Role.MASTER:
+            warm = gw.sessions(dpid)
+            self._warm[dpid] = (now, warm)
+            LOG.info("ha: MASTER of switch %016x (generation %d); warm table %d sessions: "
+                     "taking over", dpid, (msg.generation_id or 0), warm)
+            self._send(dpid, gw.switch_connected(dpid))
+        elif change.became is roles.Role.SLAVE:
+            LOG.info("ha: SLAVE of switch %016x (generation %d): standing by", dpid,
+                     msg.generation_id)
+            self._send(dpid, gw.switch_connected(dpid, standby=True))
 
     def _gateway_for(self, dpid: int) -> Gateway | None:
         """The gateway whose profile names this switch (or serves every switch)."""
@@ -134,6 +217,7 @@ class SnatApp(app_manager.RyuApp):
         self.gateway.counters.rest_errors += 1
 
     def delete_connection(self, dpid: int, sid: int) -> bool:
+        self.writable()
         gw = self._serving(dpid)
         msgs = gw.delete_session(dpid, sid) if gw is not None else None
         if msgs is None:
@@ -163,6 +247,7 @@ class SnatApp(app_manager.RyuApp):
 
     def add_forward(self, body: Any, dpid: int | None = None) -> dict:
         """Validate and add a forward on the bridge's switch; ValueError -> 400."""
+        self.writable()
         gw = self._profile(dpid)
         cfg = gw.config
         fwd = forwards.from_json(body, cfg.internal_subnet, cfg.internal_gateway_ip)
@@ -180,6 +265,7 @@ class SnatApp(app_manager.RyuApp):
         return fwd.as_dict()
 
     def remove_forward(self, protocol: str, port: int, dpid: int | None = None) -> bool:
+        self.writable()
         gw = self._profile(dpid)
         per_switch = gw.remove_forward(protocol, port)
         if per_switch is None:
@@ -230,14 +316,22 @@ class SnatApp(app_manager.RyuApp):
     def _poll_stats(self) -> None:
         for gw in self.gateways:
             meters = [flows.meter_stats_request()] if gw.config.packet_in_port_rate else []
-            for dpid in list(gw.switches):
+            for dpid, state in list(gw.switches.items()):
+                if state.standby:                 # a new warm table from each dump
+                    self._send(dpid, gw.refresh_standby(dpid))
+                    continue
                 self._poll_sent.setdefault(dpid, time.monotonic())
                 self._send(dpid, [flows.flow_stats_request()] + meters)
 
     def _send(self, dpid: int, msgs: list) -> None:
+        """The one way out; a controller that is not MASTER only reads."""
         dp = self.datapaths.get(dpid)
         if dp is not None and msgs:
-            self.sender.send(dp, msgs)
+            self.sender.send(dp, roles.writable(msgs, self._acting(dpid)))
+
+    def _acting(self, dpid: int) -> bool:
+        """Whether this controller may change the switch: alone, or its MASTER."""
+        return self.election is None or self.roles.is_master(dpid)
 
     # -- OpenFlow events ---------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -251,7 +345,12 @@ class SnatApp(app_manager.RyuApp):
             return
         LOG.info("switch %016x connected", dp.id)
         self.datapaths[dp.id] = dp
-        self.sender.send(dp, gw.switch_connected(dp.id))
+        if self.election is not None:        # no change before our role is known
+            for g in self.gateways:
+                g.switch_disconnected(dp.id)
+            self._send(dp.id, self.roles.connected(dp.id, time.monotonic()))
+            return
+        self._send(dp.id, gw.switch_connected(dp.id))
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def _switch_gone(self, ev: Any) -> None:
@@ -262,6 +361,7 @@ class SnatApp(app_manager.RyuApp):
             LOG.info("switch %016x disconnected", dp.id)
             for gw in self.gateways:
                 gw.switch_disconnected(dp.id)
+            self.roles.disconnected(dp.id)
             self.datapaths.pop(dp.id, None)
             self._poll_sent.pop(dp.id, None)      # its reply will never come
 
@@ -272,14 +372,14 @@ class SnatApp(app_manager.RyuApp):
         gw = self._serving(dp.id)
         if gw is not None:
             ports = {p.name.decode(errors="replace"): p.port_no for p in ev.msg.body}
-            self.sender.send(dp, gw.ports_described(dp.id, ports))
+            self._send(dp.id, gw.ports_described(dp.id, ports))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     @guarded
     def _port_status(self, ev: Any) -> None:
         dp = ev.msg.datapath
         if self._serving(dp.id) is not None:
-            self.sender.send(dp, [flows.port_desc_request()])
+            self._send(dp.id, [flows.port_desc_request()])
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     @guarded
@@ -287,12 +387,12 @@ class SnatApp(app_manager.RyuApp):
         msg = ev.msg
         dp = msg.datapath
         gw = self._serving(dp.id)
-        if gw is None:
+        if gw is None or not self._acting(dp.id):
             self.gateway.counters.packet_ins += 1
-            self.gateway.counters.drop("unknown_switch")
+            self.gateway.counters.drop("unknown_switch" if gw is None else "not_master")
             return
         match = msg.match
-        self.sender.send(dp, gw.packet_in(
+        self._send(dp.id, gw.packet_in(
             dp.id, match["in_port"], msg.data, cookie=msg.cookie,
             metadata=match.get("metadata", 0) if msg.table_id else 0))
 
@@ -301,7 +401,7 @@ class SnatApp(app_manager.RyuApp):
     def _flow_removed(self, ev: Any) -> None:
         msg = ev.msg
         gw = self._serving(msg.datapath.id)
-        if gw is not None:
+        if gw is not None and self._acting(msg.datapath.id):
             self._send(msg.datapath.id, gw.flow_removed(
                 msg.datapath.id, msg.cookie, msg.reason, msg.packet_count, msg.byte_count))
 
@@ -313,9 +413,28 @@ class SnatApp(app_manager.RyuApp):
         sent = None if more else self._poll_sent.pop(msg.datapath.id, None)
         if sent is not None:
             self.stats_poll_seconds[msg.datapath.id] = time.monotonic() - sent
-        gw = self._serving(msg.datapath.id)
-        if gw is not None:
-            self._send(msg.datapath.id, gw.flow_stats_reply(msg.datapath.id, msg.body, more))
+        dpid = msg.datapath.id
+        gw = self._serving(dpid)
+        if gw is None:
+            return
+        was_adopting = gw.adopting(dpid)
+        self._send(dpid, gw.flow_stats_reply(dpid, msg.body, more))
+        if was_adopting and not gw.adopting(dpid) and dpid in self._warm:
+            self._taken_over(gw, dpid)
+
+    def _taken_over(self, gw: Gateway, dpid: int) -> None:
+        """The new MASTER has read the switch's flows: the takeover is done."""
+        began, warm = self._warm.pop(dpid)
+        now = time.monotonic()
+        record = {"dpid": dpid, "warm_sessions": warm, "adopted": gw.sessions(dpid),
+                  "seconds_after_role": round(now - began, 3),
+                  "seconds_after_election": (round(now - self._won_at, 3)
+                                             if self._won_at is not None else None),
+                  "at": round(time.time(), 3)}
+        self.takeovers.append(record)
+        LOG.info("ha: switch %016x taken over: %d sessions adopted (warm table had %d), "
+                 "%.0f ms after the role reply", dpid, record["adopted"], warm,
+                 1000 * record["seconds_after_role"])
 
     @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MAIN_DISPATCHER)
     @guarded
@@ -331,6 +450,12 @@ class SnatApp(app_manager.RyuApp):
     def _error(self, ev: Any) -> None:
         msg = ev.msg
         self.gateway.counters.openflow_errors += 1
+        ofp_ = msg.datapath.ofproto
+        now = time.monotonic()
+        if msg.type == ofp_.OFPET_ROLE_REQUEST_FAILED:
+            self.sender.send(msg.datapath, self.roles.refused(msg.datapath.id, now))
+        elif (msg.type, msg.code) == (ofp_.OFPET_BAD_REQUEST, ofp_.OFPBRC_IS_SLAVE):
+            self.sender.send(msg.datapath, self.roles.demoted(msg.datapath.id, now))
         culprit = self.sender.culprit(msg.datapath.id, msg.xid)
         LOG.error("switch %s: OpenFlow error type=%d code=%d for %s",
                   msg.datapath.id, msg.type, msg.code, culprit if culprit is not None

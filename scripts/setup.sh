@@ -15,9 +15,11 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-# 1. Debian packages: OVS, Mininet and the traffic tools the tests use.
+# 1. Debian packages: OVS, Mininet, the traffic tools the tests use, and
+#    redis-server (the coordination engine of a controller pair).
 APT_PKGS=(openvswitch-switch mininet iperf3 tcpdump iputils-ping netcat-openbsd
-          curl ethtool iproute2 traceroute iputils-tracepath python3 python3-venv python3-dev gcc coturn iptables)
+          curl ethtool iproute2 traceroute iputils-tracepath python3 python3-venv python3-dev gcc coturn iptables
+          redis-server)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

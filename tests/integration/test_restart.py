@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from helpers.peers import NETPROBE, Server, client
+from helpers.echo import EchoLoop, assert_echoed_throughout
+from helpers.peers import Server, client
 from helpers.system import assert_left_nothing
 from lab import Lab, run, wait_for
 
@@ -45,32 +46,6 @@ def ofctl(*args: str) -> str:
 def cookie_flows(cookie: int) -> list[str]:
     return [line for line in ofctl("dump-flows", "s1", f"cookie={cookie:#x}/-1").splitlines()
             if "cookie=" in line]
-
-
-class EchoLoop:
-    """h1 keeps one TCP connection to o1 talking for ``seconds``."""
-
-    def __init__(self, lab, port: int, sport: int, seconds: float) -> None:
-        self.proc = lab.host("h1").popen(
-            [sys.executable, NETPROBE, "tcp-echo-loop", "--to", f"{O1}:{port}",
-             "--sport", str(sport), "--seconds", str(seconds), "--interval", "0.1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def result(self) -> dict:
-        out, err = self.proc.communicate(timeout=60)
-        assert out.strip(), f"echo loop said nothing: {err}"
-        return json.loads(out.strip().splitlines()[-1])
-
-
-def assert_echoed_throughout(result: dict, away: float, back: float) -> None:
-    """Echoes never stopped, also while the controller was away."""
-    echoes = result["echoes"]
-    assert result["connected"] and result["error"] is None, result["error"]
-    during = [t for t in echoes if away < t < back]
-    assert len(during) >= 5, (f"{len(during)} echoes while the controller was away "
-                              f"({back - away:.1f} s)")
-    gaps = [b - a for a, b in zip(echoes, echoes[1:])]
-    assert max(gaps) < 1.0, f"the connection stalled for {max(gaps):.2f} s"
 
 
 def test_controller_restart_keeps_a_live_connection_and_its_mapping(lab):

@@ -31,6 +31,7 @@ dpid = 0x4
 external_ip = 198.51.100.2/24
 external_port = 1
 internal_subnet = 10.0.1.0/24
+gateway_mac = 02:53:4e:41:54:04
 udp_timeout = 150
 """
 
@@ -71,6 +72,7 @@ def test_without_sections_nat_is_the_one_profile(tmp_path):
     ("dpid = 4\nudp_timout = 3", "nat:west", "udp_timout"),          # misspelt
     ("external_ip = 198.51.100.2/24", "nat:west", "dpid"),           # no dpid
     ("dpid = 4\nexternal_ip = 198.51.100.2", "nat:west", "external_ip"),
+    ("dpid = 4\nexternal_ip = 198.51.100.2/24", "nat:west", "gateway_mac"),   # east's MAC
 ])
 def test_a_bad_profile_names_its_section_and_option(tmp_path, change, section, option):
     text = TWO_BRIDGES.split("[nat:west]")[0] + "[nat:west]\nexternal_port = 1\n" + change + "\n"
