@@ -19,6 +19,9 @@ import os
 import socket
 from typing import Any
 
+from tooz import NotImplemented as NotImplementedInDriver
+from tooz import ToozError, coordination
+
 LOG = logging.getLogger(__name__)
 
 
@@ -41,7 +44,6 @@ class Election:
 
     def start(self) -> None:
         """Connect to the engine (raises tooz.ToozError when it cannot)."""
-        from tooz import coordination
         if self._coord is None:
             # A call may block the hub for at most a quarter lease: an engine
             # that does not answer must not stall the MASTER's renewals.
@@ -54,6 +56,17 @@ class Election:
         self._lock = self._coord.get_lock(f"ryu-snat-master:{self.group}".encode())
         self.engine_reachable = True
 
+    def try_start(self) -> bool:
+        """:meth:`start`, counting and logging (once, then every 40th) a failure."""
+        try:
+            self.start()
+            return True
+        except Exception as why:      # tooz's own errors and its driver's
+            self.engine_errors += 1
+            if self.engine_errors % 40 == 1:
+                LOG.error("ha: coordination engine unreachable (%s): standing by", why)
+            return False
+
     def step(self) -> bool:
         """Renew or try for the lock; True when leadership changed.
 
@@ -61,7 +74,6 @@ class Election:
         other controller cannot take the lock either, and the switch's
         generation ids keep a late claim from winning over a newer one.
         """
-        from tooz import ToozError
         was = self.leader
         try:
             if self.leader and not self._still_ours():
@@ -84,14 +96,12 @@ class Election:
 
     def _forget_lock(self) -> None:
         """Stop renewing a lock the engine gave to another (its lease ran out)."""
-        from tooz import ToozError
         try:
             self._lock.release()      # not ours: tooz logs it, and drops it from its heartbeat
         except ToozError:
             pass
 
     def _still_ours(self) -> bool:
-        from tooz import NotImplemented as NotImplementedInDriver
         try:
             return bool(self._lock.is_still_owner())
         except NotImplementedInDriver:        # etcd3gw: a refreshed lease is ours
@@ -99,7 +109,6 @@ class Election:
 
     def stop(self) -> None:
         """Give the lock back (the standby need not wait out the lease)."""
-        from tooz import ToozError
         try:
             if self.leader and self._lock is not None:
                 self._lock.release()

@@ -124,14 +124,8 @@ class SnatApp(app_manager.RyuApp):
     # -- controller pair ------------------------------------------------------------
     def _ha_step(self) -> None:
         election = self.election
-        if not election.started:
-            try:
-                election.start()
-            except Exception as why:          # tooz raises its own and the driver's errors
-                election.engine_errors += 1
-                if election.engine_errors % 40 == 1:    # once, then every ~10 s
-                    LOG.error("ha: coordination engine unreachable (%s): standing by", why)
-                return
+        if not election.started and not election.try_start():
+            return
         if election.step() and election.leader:
             self._won_at = time.monotonic()
         now = time.monotonic()

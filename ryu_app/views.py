@@ -79,9 +79,11 @@ class ConnectionsView:
                                                  for name in PROTOCOLS}})
         return out
 
-    def _services(self) -> list[tuple[int, NatService]]:
-        return sorted((dpid, st.nat) for gw in self.gateways
-                      for dpid, st in gw.switches.items() if st.nat is not None)
+    def _services(self, gateways: list[Gateway] | None = None) -> list[tuple[int, NatService]]:
+        """(dpid, NatService) of every switch with one, of ``gateways`` (default: all)."""
+        return sorted(((dpid, st.nat) for gw in (gateways or self.gateways)
+                       for dpid, st in gw.switches.items() if st.nat is not None),
+                      key=lambda pair: pair[0])
 
     @staticmethod
     def session(dpid: int, nat: NatService, s: Session, now: float, wall: float) -> dict:
@@ -182,9 +184,7 @@ class ConnectionsView:
         switch_drops: Counter = Counter()
         in_switch = records = 0
         now = time.monotonic()
-        services = [(dpid, st.nat) for gw in gateways
-                    for dpid, st in sorted(gw.switches.items()) if st.nat is not None]
-        for _dpid, nat in services:
+        for _dpid, nat in self._services(gateways):
             st = nat.ct.stats(now)
             totals.update(active=st.active, created=st.created, expired=st.expired,
                           removed=st.removed, mappings=st.mappings)
