@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ryu.lib.packet import in_proto as inet
+from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from ryu_app.flows import TABLE_NAT, CookieKind, SessionPath, parse_cookie
 
@@ -49,6 +50,7 @@ class AdoptedSession:
     age: float                  # seconds since the older flow went in
     counts: dict                # CookieKind -> FlowCounts of each live flow
     hairpin: HairpinFlow | None = None
+    idle: dict | None = None    # CookieKind -> idle timeout of each live flow
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class _Flow:
     idle_timeout: int
     age: float
     counts: FlowCounts
+    closing_timeout: int        # its fin_timeout's (0: none, an earlier version's flow)
 
 
 def _actions(instructions: Iterable[Any]) -> tuple[dict, list, int | None]:
@@ -85,9 +88,12 @@ def _flow(stat: Any) -> _Flow | None:
     if parsed is None or parsed[0] not in (CookieKind.SESSION_OUT, CookieKind.SESSION_IN):
         return None
     fields, actions, output = _actions(stat.instructions)
+    closing = next((a.fin_idle_timeout for a in actions
+                    if isinstance(a, parser.NXActionFinTimeout)), 0)
+    actions = [a for a in actions if not isinstance(a, parser.NXActionFinTimeout)]
     return _Flow(parsed[0], parsed[1], stat.cookie, stat.match, fields, actions, output,
                  stat.idle_timeout, stat.duration_sec + stat.duration_nsec / 1e9,
-                 FlowCounts(stat.packet_count, stat.byte_count))
+                 FlowCounts(stat.packet_count, stat.byte_count), closing)
 
 
 def _get(match: Any, key: str) -> Any:
@@ -113,7 +119,8 @@ def _pair(fwd: _Flow, rev: _Flow, gateway_mac: str) -> AdoptedSession | None:
         external_ip=external_ip, external_port=external_port, remote_ip=remote_ip,
         remote_port=remote_port, inside_mac=rev.fields.get("eth_dst"),
         inside_switch_port=rev.output, next_hop_mac=fwd.fields.get("eth_dst"),
-        uplink=fwd.output, gateway_mac=gateway_mac, idle_timeout=fwd.idle_timeout)
+        uplink=fwd.output, gateway_mac=gateway_mac,
+        idle_timeout=max(fwd.idle_timeout, rev.idle_timeout), closing_timeout=fwd.closing_timeout)
     agrees = (
         None not in (inside_ip, remote_ip, inside_port, remote_port, external_ip,
                      path.inside_mac, path.inside_switch_port, path.next_hop_mac, path.uplink)
@@ -126,7 +133,9 @@ def _pair(fwd: _Flow, rev: _Flow, gateway_mac: str) -> AdoptedSession | None:
     if not agrees:
         return None
     return AdoptedSession(path, max(fwd.age, rev.age),
-                          {CookieKind.SESSION_OUT: fwd.counts, CookieKind.SESSION_IN: rev.counts})
+                          {CookieKind.SESSION_OUT: fwd.counts, CookieKind.SESSION_IN: rev.counts},
+                          idle={CookieKind.SESSION_OUT: fwd.idle_timeout,
+                                CookieKind.SESSION_IN: rev.idle_timeout})
 
 
 def _ends(flow: _Flow) -> tuple | None:
@@ -169,12 +178,13 @@ def _hairpins(singles: list[_Flow], gateway_mac: str) -> dict[int, AdoptedSessio
             remote_ip=flow.fields["ipv4_src"], remote_port=sent_to,
             inside_mac=back.fields.get("eth_dst"), inside_switch_port=back.output,
             next_hop_mac=back.fields.get("eth_dst"), uplink=None, gateway_mac=gateway_mac,
-            idle_timeout=flow.idle_timeout)
+            idle_timeout=flow.idle_timeout, closing_timeout=flow.closing_timeout)
         if None in (path.inside_mac, path.inside_port, path.external_port):
             continue
         adopted[flow.sid] = AdoptedSession(
             path, flow.age, {CookieKind.SESSION_OUT: flow.counts},
-            HairpinFlow(flow.actions, back.sid, back.counts.packets))
+            HairpinFlow(flow.actions, back.sid, back.counts.packets),
+            idle={CookieKind.SESSION_OUT: flow.idle_timeout})
     return adopted
 
 

@@ -51,6 +51,12 @@ OPTS = [
                help="idle timeout (s) of established TCP; RFC 5382 floor 7440"),
     cfg.IntOpt("tcp_transitory_timeout", default=240,
                help="idle timeout (s) of opening/closing TCP; RFC 5382 floor 240"),
+    cfg.BoolOpt("tcp_fin_upcall", default=False,
+                help="send each TCP connection's first FIN through Open vSwitch's slow "
+                     "path, so that its fin_timeout applies at once instead of at the next "
+                     "revalidation (about half a second later); only for datapaths whose "
+                     "flows do not report TCP flags (hardware offload): it costs an upcall "
+                     "per FIN, and the FIN overtakes the data queued with it"),
     cfg.IntOpt("udp_timeout", default=300, help="UDP idle timeout (s); RFC 4787 floor 120"),
     cfg.IntOpt("icmp_timeout", default=60, help="ICMP query idle timeout (s); RFC 5508 floor 60"),
     cfg.IntOpt("stats_interval", default=10, help="seconds between flow-stats polls"),
@@ -78,19 +84,21 @@ OPTS = [
     cfg.StrOpt("mapping_log_file", default=None,
                help="write the mapping log to this file, in batches each second, instead "
                     "of the ryu_snat.mappings logger (much cheaper per new session)"),
-    cfg.IntOpt("packet_in_port_rate", default=500,
-               help="packets a second each switch port may send to the controller "
-                    "(an OpenFlow meter per port; a flood from one host then cannot "
-                    "starve the others' new sessions); 0 = no meters"),
+    cfg.IntOpt("packet_in_port_rate", default=3000,
+               help="packets a second each switch port may send to the controller (an "
+                    "OpenFlow meter per port, in the switch): about what the controller "
+                    "handles in all, so one host alone may use all of it while a flood "
+                    "from one port is cut before it costs the controller anything; "
+                    "0 = no meters"),
     cfg.IntOpt("packet_in_port_burst", default=0,
                help="packets a port may send to the controller at once above its rate "
                     "(the meter's burst); 0 = as many as packet_in_port_rate"),
-    cfg.IntOpt("packet_in_host_rate", default=100,
-               help="packet-ins a second the controller handles from one source "
-                    "(IPv4 address or MAC) on one port; the rest are dropped unread "
-                    "(hosts that share a port); 0 = no limit"),
+    cfg.IntOpt("packet_in_host_rate", default=0,
+               help="a hard limit on the packet-ins a second the controller handles from "
+                    "one source (IPv4 address or MAC) on one port; 0 = none: sources share "
+                    "the controller fairly only when it is overloaded"),
     cfg.IntOpt("packet_in_host_burst", default=0,
-               help="packet-ins one source may send at once above its rate; "
+               help="packet-ins one source may send at once above packet_in_host_rate; "
                     "0 = as many as packet_in_host_rate"),
     cfg.StrOpt("rest_token", secret=True,
                help="bearer token that POST and DELETE under /nat need "
@@ -172,10 +180,11 @@ class NatConfig:
     forwards_file: str | None = None
     forwards: tuple = ()
     port_parity: bool = False
+    tcp_fin_upcall: bool = False
     packet_in_port_rate: int = 0       # 0: no meters (the option's default is on)
     packet_in_port_burst: int = 0
     rest_token: str | None = None
-    packet_in_host_rate: int = 0       # 0: no budget (the option's default is on)
+    packet_in_host_rate: int = 0       # 0: no hard limit per source
     packet_in_host_burst: int = 0
     name: str = GROUP                  # the profile: "nat", or NAME of [nat:NAME]
     coordination_url: str | None = None   # None: no controller pair (no election)
@@ -555,6 +564,12 @@ def _build(group: _Checked, profile: str, warn: Callable[[str], None]) -> NatCon
         if seconds < floor:
             warn(f"[{where}] {name}={seconds} is below the RFC floor of {floor} s")
         timers[name] = seconds
+    if timers["tcp_transitory_timeout"] + 1 >= timers["tcp_established_timeout"]:
+        # fin_timeout lowers a flow to the transitory timeout, opening flows
+        # carry it plus one: both must differ from the established timeout.
+        raise ConfigError("tcp_transitory_timeout", timers["tcp_transitory_timeout"],
+                          "must be at least 2 s below tcp_established_timeout "
+                          f"({timers['tcp_established_timeout']})")
 
     max_conn = _positive("max_connections", group.max_connections)
     per_host = _positive("max_connections_per_host", group.max_connections_per_host)
@@ -593,6 +608,7 @@ def _build(group: _Checked, profile: str, warn: Callable[[str], None]) -> NatCon
         **ha,
         name=profile,
         port_parity=bool(group.port_parity),
+        tcp_fin_upcall=bool(group.tcp_fin_upcall),
         forwards=tuple(forwards.values()),
         filtering=filtering,
         tcp_filtering=tcp_filtering,

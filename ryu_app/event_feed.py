@@ -3,6 +3,9 @@
 The engine's event hook feeds a bounded ring of numbered events; ``GET
 /nat/events?after=N`` long-polls it.  A client that falls more than the
 ring's size behind is told so (``missed``) instead of silently skipping.
+Every new session records an event, and most are never read: the ring keeps
+plain values, and an event becomes a dict (addresses as text) only when a
+client asks for it.
 """
 from __future__ import annotations
 
@@ -25,21 +28,26 @@ class EventFeed:
         self.last = 0
 
     def record(self, dpid: int, event: Event) -> None:
-        s = event.session
+        # The session's addresses and ports never change; its state does, so
+        # that is taken now.
         self.last += 1
-        self._ring.append({
-            "seq": self.last, "event": KIND_NAMES.get(event.kind, event.kind.value),
-            "time": round(time.time(), 3), "dpid": dpid, "id": s.id,
-            "protocol": s.protocol_name, "state": s.state.value,
-            "internal_ip": str(s.inside_ip), "internal_port": s.inside_port,
-            "external_ip": str(s.external_ip), "external_port": s.external_port,
-            "remote_ip": str(s.remote_ip), "remote_port": s.remote_port,
-            "reason": event.reason})
+        self._ring.append((self.last, time.time(), dpid, event, event.session.state))
 
     def since(self, after: int, limit: int = 1000) -> tuple[list[dict], int]:
         """Events numbered above ``after`` (at most ``limit``), and how many
         of those are gone from the ring already."""
-        first = self._ring[0]["seq"] if self._ring else self.last + 1
+        first = self._ring[0][0] if self._ring else self.last + 1
         missed = max(0, first - after - 1) if after < self.last else 0
-        events = [e for e in self._ring if e["seq"] > after][:limit]
+        events = [_as_dict(e) for e in self._ring if e[0] > after][:limit]
         return events, missed
+
+
+def _as_dict(entry: tuple) -> dict:
+    seq, at, dpid, event, state = entry
+    s = event.session
+    return {"seq": seq, "event": KIND_NAMES.get(event.kind, event.kind.value),
+            "time": round(at, 3), "dpid": dpid, "id": s.id, "protocol": s.protocol_name,
+            "state": state.value, "internal_ip": str(s.inside_ip), "internal_port": s.inside_port,
+            "external_ip": str(s.external_ip), "external_port": s.external_port,
+            "remote_ip": str(s.remote_ip), "remote_port": s.remote_port,
+            "reason": event.reason}

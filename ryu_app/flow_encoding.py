@@ -21,6 +21,7 @@ import struct
 from functools import lru_cache
 from typing import Any
 
+from ryu.ofproto import nicira_ext, ofproto_common
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
@@ -40,6 +41,9 @@ _DEC_TTL = struct.pack(ofp.OFP_ACTION_HEADER_PACK_STR, ofp.OFPAT_DEC_NW_TTL,
 _GOTO_WATCH = _GOTO.pack(ofp.OFPIT_GOTO_TABLE, ofp.OFP_INSTRUCTION_GOTO_TABLE_SIZE,
                          TABLE_TCP_WATCH)
 _U8, _U16, _U32 = struct.Struct("!B"), struct.Struct("!H"), struct.Struct("!I")
+# NXAST_FIN_TIMEOUT (Ryu's NXActionFinTimeout): experimenter action header,
+# Nicira subtype, fin_idle_timeout, fin_hard_timeout, 2 bytes of padding.
+_FIN_TIMEOUT = struct.Struct("!HHIHHH2x")
 
 # OXM class OPENFLOW_BASIC (0x8000), field numbers of OpenFlow 1.3 (s7.2.3.7).
 _FIELD = {"in_port": (0, 4), "eth_dst": (3, 6), "eth_src": (4, 6), "eth_type": (5, 2),
@@ -190,9 +194,19 @@ def decode(buf: bytes) -> Any:
     return msg
 
 
-def _instructions(actions: bytes, tag: int | None) -> bytes:
-    kind = ofp.OFPIT_APPLY_ACTIONS if tag is None else ofp.OFPIT_WRITE_ACTIONS
-    head = _INST_HEAD.pack(kind, ofp.OFP_INSTRUCTION_ACTIONS_SIZE + len(actions))
+@lru_cache(maxsize=16)
+def _fin_timeout(closing_timeout: int) -> bytes:
+    return _FIN_TIMEOUT.pack(ofp.OFPAT_EXPERIMENTER, _FIN_TIMEOUT.size,
+                             ofproto_common.NX_EXPERIMENTER_ID, nicira_ext.NXAST_FIN_TIMEOUT,
+                             closing_timeout, 0)
+
+
+def _instructions(actions: bytes, tag: int | None, closing_timeout: int) -> bytes:
+    """flows.session_instructions: apply the actions; TCP (``tag``) first
+    applies fin_timeout, then writes the tag and goes to TABLE_TCP_WATCH."""
+    if tag is not None:
+        actions = _fin_timeout(closing_timeout) + actions
+    head = _INST_HEAD.pack(ofp.OFPIT_APPLY_ACTIONS, ofp.OFP_INSTRUCTION_ACTIONS_SIZE + len(actions))
     if tag is None:
         return head + actions
     return (head + actions
@@ -214,7 +228,8 @@ def session_flow(p: SessionPath, kind: CookieKind) -> Encoded:
     head = _FLOW_MOD.pack(make_cookie(kind, p.session_id), 0, TABLE_NAT, ofp.OFPFC_ADD,
                           p.idle_timeout, 0, Priority.SESSION, ofp.OFP_NO_BUFFER, 0, 0,
                           ofp.OFPFF_SEND_FLOW_REM)
-    return Encoded(ofp.OFPT_FLOW_MOD, head + match + _instructions(actions, watch_tag(p, kind)))
+    return Encoded(ofp.OFPT_FLOW_MOD, head + match
+                   + _instructions(actions, watch_tag(p, kind), p.closing_timeout))
 
 
 def session_flows(p: SessionPath) -> list[Encoded]:

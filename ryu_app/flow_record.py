@@ -1,9 +1,9 @@
 """What the switch holds for one session: its flows and their counters.
 
 A session's packets are counted by its two flows (forward and reverse;
-FIN and RST too, which the shared watch rules copy to the controller on
-their way), and flows come and go (idle, re-added, replaced) while the
-session lives.  :class:`FlowRecord` keeps the counts of flows that
+RSTs too, which the shared watch rule copies to the controller on their
+way), and flows come and go (idle, re-added, replaced) while the session
+lives.  :class:`FlowRecord` keeps the counts of flows that
 are gone in ``base`` and the latest stats of live ones in ``current``, so the
 session's totals only ever grow.
 """
@@ -34,9 +34,14 @@ class FlowRecord:
     base: dict = field(default_factory=_ZERO_COUNTS.copy)
     current: dict = field(default_factory=_ZERO_COUNTS.copy)
     ending: bool = False
-    # FIN/RST copies seen per direction (SESSION_OUT/IN): the flows count
+    # RST copies seen per direction (SESSION_OUT/IN): the flows count
     # those packets too, and plain_packets() leaves them out.
-    flag_copies: dict = field(default_factory=_ZERO_COPIES.copy)
+    rst_copies: dict = field(default_factory=_ZERO_COPIES.copy)
+    # The idle timeout each flow holds in the switch, as far as we know: the
+    # one we last sent it with, or the closing timeout once the flow stats
+    # showed that its fin_timeout lowered it (kinds in fin_lowered).
+    sent_idle: dict = field(default_factory=dict)
+    fin_lowered: set = field(default_factory=set)
     hairpin: bool = False         # one flow back inside (ryu_app.hairpin), not the usual pair
     # A hairpinned session's flow actions (they rewrite both ends) and the
     # session of the other inside host, whose flow carries this one's replies.
@@ -52,6 +57,11 @@ class FlowRecord:
     # until then): packets without FIN or RST both ways after that mean the
     # endpoints ignored it (forged, or out of window).
     after_rst: tuple | None = None
+
+    def sent(self, kind: CookieKind) -> None:
+        """The flow of ``kind`` was (re-)added with the path's idle timeout."""
+        self.sent_idle[kind] = self.path.idle_timeout
+        self.fin_lowered.discard(kind)
 
     def update(self, kind: CookieKind, packets: int, octets: int) -> None:
         """Counters of a live flow; a drop means it was replaced from zero."""
@@ -81,9 +91,9 @@ class FlowRecord:
         return kind in self.installed and kind not in self.revived
 
     def plain_packets(self) -> tuple[int, int]:
-        """Packets out and in that carried neither FIN nor RST: the flows'
-        counts less the FIN/RST copies the controller was sent."""
-        return tuple(max(0, self.base[k][0] + self.current[k][0] - self.flag_copies[k])
+        """Packets out and in that were not RSTs: the flows' counts less the
+        RST copies the controller was sent."""
+        return tuple(max(0, self.base[k][0] + self.current[k][0] - self.rst_copies[k])
                      for k in (CookieKind.SESSION_OUT, CookieKind.SESSION_IN))  # type: ignore[return-value]
 
     def totals(self) -> tuple[int, int, int, int]:

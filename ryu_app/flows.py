@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from ryu.ofproto import ether, inet
 from ryu.ofproto import ofproto_v1_3 as ofp
@@ -32,7 +31,7 @@ KIND_COOKIE_MASK = APP_COOKIE_MASK | (0xFF << _KIND_SHIFT)
 ID_MASK = 0xFFFFFFFF
 
 TABLE_NAT = 0        # gateway rules and the sessions' translations
-TABLE_TCP_WATCH = 1  # TCP session flows continue here: FIN/RST copies to the controller
+TABLE_TCP_WATCH = 1  # TCP session packets continue here: RST copies go on to TABLE_PUNT
 TABLE_PUNT = 2       # every packet for the controller passes here: metered per in_port
 METADATA_MASK = 0xFFFFFFFFFFFFFFFF
 
@@ -44,8 +43,8 @@ class CookieKind(enum.IntEnum):
     PUNT_METER = 0x02   # TABLE_PUNT rule of one in_port (id = port = meter id)
     SESSION_OUT = 0x10  # forward (inside -> outside) flow of a session
     SESSION_IN = 0x11   # reverse (outside -> inside) flow of a session
-    FLAGS_OUT = 0x12    # metadata tag: a TCP forward flow's packet, in TABLE_TCP_WATCH
-    FLAGS_IN = 0x13     # metadata tag: a TCP reverse flow's packet, in TABLE_TCP_WATCH
+    FLAGS_OUT = 0x12    # metadata tag: a TCP forward flow's packet, after TABLE_NAT
+    FLAGS_IN = 0x13     # metadata tag: a TCP reverse flow's packet, after TABLE_NAT
     MAPPING = 0x20      # inbound probe of a mapping (id = protocol << 16 | port)
 
 
@@ -79,7 +78,7 @@ class InfraRule(enum.IntEnum):
     FRAGMENTS_INSIDE = 10
     FRAGMENTS_OUTSIDE = 11
     SPOOFED_INSIDE_DROP = 12
-    TCP_FIN_WATCH = 13
+    TCP_FIN_WATCH = 13  # tcp_fin_upcall's FIN match (earlier versions: FIN copies)
     TCP_RST_WATCH = 14
     TCP_WATCH_PASS = 15
     NEW_TCP = 16
@@ -280,13 +279,14 @@ def inside_rules() -> list[parser.OFPFlowMod]:
     ]
 
 
-@dataclass(frozen=True)
-class SessionPath:
-    """Everything the two flows of one session need, as plain values.
+class SessionPath(NamedTuple):
+    """Everything the two flows of one session need, as plain values (a
+    tuple: one is made for every new session, and a frozen dataclass took
+    several times as long to build).
 
     For ICMP echo, ``inside_port``/``external_port``/``remote_port`` are the
     echo identifier; OpenFlow 1.3 can neither match nor rewrite it, so ICMP
-    flows match addresses and echo type only (see ``ryu_app.icmp_echo``).
+    flows match addresses and echo type only (see ``ryu_app.echo_paths``).
     """
 
     session_id: int
@@ -303,6 +303,7 @@ class SessionPath:
     uplink: int
     gateway_mac: str
     idle_timeout: int
+    closing_timeout: int = 0    # TCP: the idle timeout fin_timeout lowers a flow to
 
 
 _L4_FIELDS = {inet.IPPROTO_TCP: ("tcp_src", "tcp_dst"), inet.IPPROTO_UDP: ("udp_src", "udp_dst")}
@@ -362,22 +363,32 @@ def reverse_actions(p: SessionPath) -> list:
 
 def watch_tag(p: SessionPath, kind: CookieKind) -> int | None:
     """The metadata a TCP session flow writes before TABLE_TCP_WATCH: the
-    cookie layout with kind FLAGS_OUT/FLAGS_IN and the session id, so a
-    FIN/RST copy names its session and direction in the packet-in's match.
-    None for UDP and ICMP, whose flows end in TABLE_NAT."""
+    cookie layout with kind FLAGS_OUT/FLAGS_IN and the session id, so an RST
+    copy names its session and direction in the packet-in's match.  None
+    for UDP and ICMP, whose flows end in TABLE_NAT."""
     if p.protocol != inet.IPPROTO_TCP:
         return None
     return make_cookie(CookieKind.FLAGS_OUT if kind == CookieKind.SESSION_OUT
                        else CookieKind.FLAGS_IN, p.session_id)
 
 
-def session_instructions(actions: Sequence, tag: int | None) -> list:
-    """Apply ``actions`` now, or (TCP, ``tag`` given) write them to the action
-    set, tag the packet and go on to TABLE_TCP_WATCH, which copies FIN and RST
-    to the controller before the action set translates and forwards it."""
+def fin_timeout(closing_timeout: int) -> parser.NXActionFinTimeout:
+    """Open vSwitch's fin_timeout: a FIN or RST through the flow lowers its
+    idle timeout to ``closing_timeout`` (the transitory timeout), in the
+    switch, with no packet-in."""
+    return parser.NXActionFinTimeout(fin_idle_timeout=closing_timeout, fin_hard_timeout=0)
+
+
+def session_instructions(actions: Sequence, tag: int | None, closing_timeout: int = 0) -> list:
+    """Apply ``actions`` now; a TCP session's flow (``tag`` given) applies
+    ``fin_timeout`` first, then tags the packet with its session and
+    direction and goes on to TABLE_TCP_WATCH, where an RST (only) is copied
+    to the controller.  The packet has left by then: the watch table sees
+    the translated packet and can only add a copy."""
     if tag is None:
         return [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, list(actions))]
-    return [parser.OFPInstructionActions(ofp.OFPIT_WRITE_ACTIONS, list(actions)),
+    return [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
+                                         [fin_timeout(closing_timeout), *actions]),
             parser.OFPInstructionWriteMetadata(tag, METADATA_MASK),
             parser.OFPInstructionGotoTable(TABLE_TCP_WATCH)]
 
@@ -396,7 +407,7 @@ def session_flow(p: SessionPath, kind: CookieKind, actions: Sequence | None = No
         command=ofp.OFPFC_ADD, idle_timeout=p.idle_timeout, priority=Priority.SESSION,
         flags=ofp.OFPFF_SEND_FLOW_REM, match=match,
         instructions=session_instructions(acts if actions is None else actions,
-                                          watch_tag(p, kind)))
+                                          watch_tag(p, kind), p.closing_timeout))
 
 
 def session_flows(p: SessionPath) -> list[parser.OFPFlowMod]:
@@ -404,41 +415,59 @@ def session_flows(p: SessionPath) -> list[parser.OFPFlowMod]:
     return [session_flow(p, CookieKind.SESSION_OUT), session_flow(p, CookieKind.SESSION_IN)]
 
 
-FLAG_COPY_BYTES = 128   # headers are all the controller needs of a FIN/RST
 WATCH_FLAG_PRIORITY, WATCH_PASS_PRIORITY = 1, 0
 
 
-def tcp_watch_rules() -> list[parser.OFPFlowMod]:
-    """TABLE_TCP_WATCH, shared by every TCP session: FIN or RST headers to the
-    controller (one rule per flag: a masked match cannot say "FIN or RST"),
-    then, for every packet, the action set its session flow wrote.
+def tcp_watch_rules(fin_upcall: bool = False) -> list[parser.OFPFlowMod]:
+    """TABLE_TCP_WATCH, shared by every TCP session: an RST goes on to
+    TABLE_PUNT (its port's packet-in meter, then the controller); every
+    other packet ends here, already sent on by its session flow.
 
-    Two rules for all sessions instead of four watch flows per session: a
-    new TCP connection costs two flow-mods.  The copy is taken before the
-    action set runs, so it carries the untranslated headers; the metadata in
-    the packet-in names the session and direction.
+    FINs need no copy: the session flow's ``fin_timeout`` lowers its idle
+    timeout in the switch and the flow-stats poll reads it back.  An RST
+    lowers it too, but only in its own direction, and fin_timeout cannot
+    tell an RST from a FIN: the copy is what moves a reset connection to the
+    transitory timeout both ways (RFC 7857 s2.2) while a half-closed one
+    keeps the established timeout (RFC 5382: one FIN is still the
+    established phase).  Matching the RST bit here also keeps that bit in
+    the datapath flow's mask, so each connection's first RST takes OVS's
+    slow path.  The copy carries the translated headers and the session
+    tag in its metadata.
+
+    A FIN that hits its connection's cached datapath flow lowers the timeout
+    when OVS's revalidator pushes that flow's statistics (TCP flags
+    included), within about half a second.  With ``fin_upcall`` a rule
+    matching FIN (doing nothing) keeps the FIN bit in the datapath flow's
+    mask, so each connection's first FIN misses the cache and the slow path
+    applies fin_timeout at once: for datapaths that do not report TCP flags.
     """
-    copy = [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, FLAG_COPY_BYTES)]
-    def rule(ident: InfraRule, priority: int, match: parser.OFPMatch, actions: list):
+    def rule(ident: InfraRule, priority: int, match: parser.OFPMatch, instructions: list):
         return parser.OFPFlowMod(None, cookie=make_cookie(CookieKind.INFRA, ident),
                                  table_id=TABLE_TCP_WATCH, command=ofp.OFPFC_ADD,
-                                 priority=priority, match=match,
-                                 instructions=[parser.OFPInstructionActions(
-                                     ofp.OFPIT_APPLY_ACTIONS, actions)] if actions else [])
-    tcp_match = {"eth_type": ether.ETH_TYPE_IP, "ip_proto": inet.IPPROTO_TCP}
-    return [rule(InfraRule.TCP_FIN_WATCH, WATCH_FLAG_PRIORITY,
-                 parser.OFPMatch(**tcp_match, tcp_flags=(TCP_FIN, TCP_FIN)), copy),
-            rule(InfraRule.TCP_RST_WATCH, WATCH_FLAG_PRIORITY,
-                 parser.OFPMatch(**tcp_match, tcp_flags=(TCP_RST, TCP_RST)), copy),
-            rule(InfraRule.TCP_WATCH_PASS, WATCH_PASS_PRIORITY, parser.OFPMatch(), [])]
+                                 priority=priority, match=match, instructions=instructions)
+    tcp = {"eth_type": ether.ETH_TYPE_IP, "ip_proto": inet.IPPROTO_TCP}
+    rules = [rule(InfraRule.TCP_RST_WATCH, WATCH_FLAG_PRIORITY,
+                  parser.OFPMatch(**tcp, tcp_flags=(TCP_RST, TCP_RST)),
+                  [parser.OFPInstructionGotoTable(TABLE_PUNT)]),
+             rule(InfraRule.TCP_WATCH_PASS, WATCH_PASS_PRIORITY, parser.OFPMatch(), [])]
+    if fin_upcall:
+        rules.append(rule(InfraRule.TCP_FIN_WATCH, WATCH_FLAG_PRIORITY,
+                          parser.OFPMatch(**tcp, tcp_flags=(TCP_FIN, TCP_FIN)), []))
+    return rules
 
 
-def watched_session(cookie: int, metadata: int) -> tuple[CookieKind, int] | None:
-    """(FLAGS_OUT or FLAGS_IN, session id) of a packet-in sent up by a
-    TABLE_TCP_WATCH rule, from its metadata; None for any other packet-in."""
-    parsed = parse_cookie(cookie)
-    if parsed is None or parsed[0] != CookieKind.INFRA or parsed[1] not in (
-            InfraRule.TCP_FIN_WATCH, InfraRule.TCP_RST_WATCH):
+def retired_rules() -> list[parser.OFPFlowMod]:
+    """Rules of earlier versions that no rule of this one replaces in place
+    (the FIN copies of TABLE_TCP_WATCH): deleted when a switch connects,
+    before the gateway's rules (``tcp_fin_upcall`` adds its own again)."""
+    return [delete_flow(make_cookie(CookieKind.INFRA, InfraRule.TCP_FIN_WATCH), TABLE_TCP_WATCH)]
+
+
+def copied_session(metadata: int) -> tuple[CookieKind, int] | None:
+    """(FLAGS_OUT or FLAGS_IN, session id) of a packet-in that is an RST copy
+    (its metadata carries a TCP session flow's tag); None for any other
+    packet-in (first packets leave TABLE_NAT with metadata 0)."""
+    if not metadata:
         return None
     tag = parse_cookie(metadata)
     if tag is None or tag[0] not in (CookieKind.FLAGS_OUT, CookieKind.FLAGS_IN):

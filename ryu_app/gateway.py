@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Mapping
 
 from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
 from ryu.ofproto import ether, inet
@@ -26,7 +26,6 @@ from ryu_app.icmp_errors import ERROR_TYPES
 from ryu_app.mapping_log import MappingLog
 from ryu_app.nat_service import NatService
 from ryu_app.packet_info import classify, quick_classify
-from ryu_app.punt_budget import PuntBudget
 
 LOG = logging.getLogger(__name__)
 
@@ -62,7 +61,6 @@ class Gateway:
         self.mapping_log = mapping_log or MappingLog(
             config.mapping_log_file if config.log_mappings else None,
             config.mapping_log_max_bytes, config.mapping_log_backups)
-        self.budget = PuntBudget(config.packet_in_host_rate, config.packet_in_host_burst)
         self.events = events or EventFeed()     # for GET /nat/events (snatctl watch)
 
     # -- switch life cycle -------------------------------------------------
@@ -85,7 +83,7 @@ class Gateway:
         # Per-port punt meters come back with the port list; until then the
         # fallback sends to the controller unmetered.
         msgs = [flows.delete_app_flows(flows.CookieKind.PUNT_METER), flows.punt_fallback(),
-                flows.table_miss(), flows.port_desc_request()]
+                flows.table_miss(), *flows.retired_rules(), flows.port_desc_request()]
         if state.uplink is not None:
             msgs += self._gateway_rules(state)
         return msgs
@@ -198,7 +196,7 @@ class Gateway:
             flows.icmp_to_controller(flows.InfraRule.ICMP_INSIDE, None, cfg.internal_gateway_ip),
         ]
         return (rules + flows.uplink_filters(up, cfg.external_address, cfg.internal_subnet)
-                + flows.inside_rules() + flows.tcp_watch_rules()
+                + flows.inside_rules() + flows.tcp_watch_rules(cfg.tcp_fin_upcall)
                 + flows.fragment_rules(up, cfg.internal_subnet, cfg.external_address)
                 + state.nat.probes.all() + adopt)
 
@@ -237,11 +235,6 @@ class Gateway:
         nat = self._nat(dpid)
         return nat.flow_removed(cookie, reason, packets, octets, _now(now)) if nat else []
 
-    def flow_stats(self, dpid: int, entries: Iterable[tuple[int, int, int]],
-                   now: float | None = None) -> list:
-        nat = self._nat(dpid)
-        return nat.flow_stats(list(entries), _now(now)) if nat else []
-
     def flow_stats_reply(self, dpid: int, stats: list, more: bool,
                          now: float | None = None) -> list:
         """A part of a flow-stats reply (Ryu's OFPFlowStats): the adoption
@@ -250,7 +243,7 @@ class Gateway:
         if nat is None:
             return []
         msgs = nat.flow_dump(stats, more, _now(now)) if nat.adopting else []
-        entries = [(f.cookie, f.packet_count, f.byte_count) for f in stats]
+        entries = [(f.cookie, f.packet_count, f.byte_count, f.idle_timeout) for f in stats]
         return msgs + nat.flow_stats(entries, _now(now))
 
     def tick(self, now: float | None = None) -> dict[int, list]:
@@ -271,12 +264,11 @@ class Gateway:
 
     # -- packets ---------------------------------------------------------------
     def packet_in(self, dpid: int, in_port: int, data: bytes, now: float | None = None,
-                  cookie: int = 0, metadata: int = 0) -> list:
+                  metadata: int = 0) -> list:
         """Answer what is addressed to the gateway; NAT the rest; count drops.
 
-        ``cookie`` is the cookie of the flow that sent the packet up and
-        ``metadata`` the packet's metadata then: the FIN/RST watch rules send
-        copies of a TCP session's packets, which the switch forwards itself,
+        ``metadata`` is the packet's metadata when it was sent up: RSTs of a
+        TCP session come up as copies (the switch forwards the RST itself),
         tagged with the session and direction.
         """
         self.counters.packet_ins += 1
@@ -285,13 +277,9 @@ class Gateway:
         if state is None:
             self.counters.drop("unknown_switch")
             return []
-        if cookie:
-            watched = flows.watched_session(cookie, metadata)
-            if watched is not None:
-                return state.nat.tcp.flags_seen(*watched, data, now) if state.nat else []
-        if not self.budget.admit(dpid, in_port, data, now):
-            self.counters.drop("packet_in_budget")
-            return []
+        copied = flows.copied_session(metadata)
+        if copied is not None:
+            return state.nat.tcp.rst_seen(*copied, data, now) if state.nat else []
         quick = quick_classify(data)
         if quick is not None:             # TCP or UDP, not a fragment: as _ipv4 would
             if state.nat is None:

@@ -4,14 +4,16 @@ One line per event: protocol, inside ip:port, external ip:port and the
 session id (the remote is left out, as the RFC suggests by default);
 deletions add why and the final counters.
 
-Two destinations.  By default the ``ryu_snat.mappings`` logger (Ryu's log,
-or wherever ``--log-config-file`` routes it).  With ``[nat]
-mapping_log_file`` the lines go straight to that file, time-stamped,
-through a buffer written out every second (:meth:`MappingLog.flush`, from
-the gateway's tick): a log record, a ``stat`` and a flush per new session
-cost more than the rest of its set-up (a profile of the set-up path showed
-a fifth of the controller's time in ``logging``).  A crash loses at most
-the last second of lines.  The file is rotated by size by the standard
+Events are kept as they come and written out every second
+(:meth:`MappingLog.flush`, from the gateway's tick), off the packet path:
+formatting a line and a log record (a ``stat`` and a flush each) per new
+session cost more than the rest of its set-up (a profile of the set-up path
+showed a fifth of the controller's time in ``logging``).  A crash loses at
+most the last second of lines.  Two destinations.  By default the
+``ryu_snat.mappings`` logger (Ryu's log, or wherever ``--log-config-file``
+routes it), one record per event carrying the event's own time.  With
+``[nat] mapping_log_file`` the lines go straight to that file, time-stamped,
+one write per batch.  The file is rotated by size by the standard
 library's :class:`~logging.handlers.RotatingFileHandler`, one whole batch
 at a time, so no line is ever split across two files.
 
@@ -43,21 +45,17 @@ def _stamp(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second))
 
 
-def describe(event: Event) -> str:
-    """The log line of one event (without time stamp)."""
+def describe(event: Event, counts: tuple[int, int, int, int] | None = None) -> str:
+    """The log line of one event (without time stamp); ``counts`` are the
+    session's packets and bytes out and in when it happened (default: now)."""
     s = event.session
     head = (f"{s.protocol_name} {_text(s.inside_ip)}:{s.inside_port} -> "
             f"{_text(s.external_ip)}:{s.external_port}")
     if event.kind in (EventKind.CREATED, EventKind.RESTORED):
         return f"mapping {event.kind.value}: {head} (session {s.id})"
+    out_p, out_b, in_p, in_b = counts or (s.packets_out, s.bytes_out, s.packets_in, s.bytes_in)
     return (f"mapping {event.kind.value} ({event.reason}): {head} (session {s.id}, "
-            f"out {s.packets_out}/{s.bytes_out} in {s.packets_in}/{s.bytes_in})")
-
-
-def log_event(event: Event) -> None:
-    """Log one event on the ``ryu_snat.mappings`` logger."""
-    if MAPPING_LOG.isEnabledFor(logging.INFO):
-        MAPPING_LOG.info("%s", describe(event))
+            f"out {out_p}/{out_b} in {in_p}/{in_b})")
 
 
 class _BatchFile(RotatingFileHandler):
@@ -82,27 +80,39 @@ class MappingLog:
     def __init__(self, path: str | None = None, max_bytes: int = 0, backups: int = 5) -> None:
         self.path = path
         self._file: _BatchFile | None = None
-        self._pending: list[tuple[float, str]] = []
+        self._pending: list[tuple[float, Event, tuple[int, int, int, int]]] = []
         if path:
             self._file = _BatchFile(path, maxBytes=max_bytes, backupCount=backups,
                                     encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
+        """Keep the event; it is written (formatted, to the file or the
+        logger) at the next ``flush``, each second, off the packet path."""
         if event.kind is EventKind.UPDATED:     # a state change is no mapping event
             return
-        if self._file is None:
-            log_event(event)
-            return
-        self._pending.append((time.time(), describe(event)))
+        s = event.session
+        # What the line shows of the session: its counters change later.
+        self._pending.append((time.time(), event, (s.packets_out, s.bytes_out, s.packets_in,
+                                                   s.bytes_in)))
         if len(self._pending) >= 4096:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is pending, each line stamped with its event's time."""
-        if self._file is None or not self._pending:
+        """Write what is pending: to the file, each line stamped with its
+        event's time; else a record per event on the logger, carrying the
+        event's time as its own."""
+        if not self._pending:
             return
-        lines, self._pending = self._pending, []
-        batch = "".join(f"{_stamp(int(t))}.{int(t * 1000) % 1000:03d} {line}\n"
-                        for t, line in lines)
+        events, self._pending = self._pending, []
+        if self._file is None:
+            if MAPPING_LOG.isEnabledFor(logging.INFO):
+                for t, event, counts in events:
+                    record = MAPPING_LOG.makeRecord(MAPPING_LOG.name, logging.INFO, __file__, 0,
+                                                    "%s", (describe(event, counts),), None)
+                    record.created, record.msecs = t, (t - int(t)) * 1000
+                    MAPPING_LOG.handle(record)
+            return
+        batch = "".join(f"{_stamp(int(t))}.{int(t * 1000) % 1000:03d} "
+                        f"{describe(event, counts)}\n" for t, event, counts in events)
         # A record without args: its text is never %-formatted.
         self._file.handle(logging.makeLogRecord({"msg": batch, "levelno": logging.INFO}))

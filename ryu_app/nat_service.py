@@ -26,7 +26,6 @@ Life of a TCP/UDP session:
 """
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import logging
 from typing import Callable
@@ -48,6 +47,7 @@ from ryu_app.forwards import Forward
 from ryu_app.icmp_errors import ERROR_TYPES
 from ryu_app.neighbors import InsideHosts, NextHops
 from ryu_app.packet_info import ICMP, PacketInfo
+from ryu_app.tcp_tracking import flow_idle_timeout
 
 LOG = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class NatService:
         msgs: list = []
         for rec in self.records.values():
             if rec.path.inside_ip == ip and rec.installed and not rec.ending and not rec.hairpin:
-                rec.path = dataclasses.replace(rec.path, inside_mac=mac, inside_switch_port=port)
+                rec.path = rec.path._replace(inside_mac=mac, inside_switch_port=port)
                 msgs += [self.flow_of(rec, kind) for kind in sorted(rec.installed)]
         return msgs
 
@@ -226,6 +226,7 @@ class NatService:
     def flow_of(self, rec: FlowRecord, kind: CookieKind):
         """One of a session's flows as it is now (path, idle timeout), to re-add;
         a hairpinned session's one flow has its own actions."""
+        rec.sent(kind)
         if rec.actions is None:
             return flow_encoding.session_flow(rec.path, kind)
         return flows.session_flow(rec.path, kind, rec.actions)
@@ -276,6 +277,7 @@ class NatService:
         host = self.hosts.get(inside_ip)
         if host is None:
             return None
+        closing = self.config.tcp_transitory_timeout if session.protocol == TCP else 0
         return SessionPath(
             session_id=session.id, protocol=session.protocol,
             inside_ip=inside_ip, inside_port=session.inside_port,
@@ -283,7 +285,7 @@ class NatService:
             remote_ip=text(session.remote_ip), remote_port=session.remote_port,
             inside_mac=host.mac, inside_switch_port=host.port, next_hop_mac=next_hop_mac,
             uplink=self.uplink, gateway_mac=self.config.gateway_mac,
-            idle_timeout=int(session.timeout))
+            idle_timeout=flow_idle_timeout(session, closing), closing_timeout=closing)
 
     def _ensure_flows(self, session: Session, next_hop_mac: str) -> list:
         """Both flows of ``session`` unless already sent (duplicate packet-ins)."""
@@ -297,6 +299,8 @@ class NatService:
         rec.installed = set(OTHER_FLOW)
         rec.ending = False
         rec.revived.clear()
+        for kind in OTHER_FLOW:
+            rec.sent(kind)
         msgs = flow_encoding.session_flows(path)
         msgs += self.probes.for_session(session, add=True)
         return msgs
@@ -373,15 +377,17 @@ class NatService:
         return []
 
     # -- periodic work --------------------------------------------------------------
-    def flow_stats(self, entries: list[tuple[int, int, int]], now: float) -> list:
-        """Apply a flow-stats reply: (cookie, packets, bytes) of each of our flows.
+    def flow_stats(self, entries: list[tuple[int, int, int, int]], now: float) -> list:
+        """Apply a flow-stats reply: (cookie, packets, bytes, idle timeout) of
+        each of our flows.
 
         Only the sessions the reply names are looked at: a reply comes in
         parts (one event each) and walking every record per part cost a
         third of a second at 100k sessions, with packet-ins waiting.
         """
         touched: dict[int, FlowRecord] = {}
-        for cookie, packets, octets in entries:
+        idle: dict[int, dict] = {}
+        for cookie, packets, octets, idle_timeout in entries:
             parsed = flows.parse_cookie(cookie)
             if parsed is None:
                 continue
@@ -396,11 +402,12 @@ class NatService:
                 if rec is not None:
                     rec.update(kind, packets, octets)
                     touched[ident] = rec
+                    idle.setdefault(ident, {})[kind] = idle_timeout
         msgs: list = []
         for sid, rec in touched.items():
             session = self.ct.set_counters(sid, *self.totals(rec), now=now)
             if session is not None and session.protocol == TCP and not rec.ending:
-                msgs += self.tcp.counters_seen(session, rec, now)
+                msgs += self.tcp.flows_seen(session, rec, idle[sid], now)
         return msgs
 
     def tick(self, now: float, grace: float) -> list:
@@ -450,8 +457,10 @@ class NatService:
         msgs: list = []
         kept = 0
         for adopted in sessions:
-            if self._adopt(adopted, now):
+            upgraded = self._adopt(adopted, now)
+            if upgraded is not None:
                 kept += 1
+                msgs += upgraded
             else:
                 discard += [flows.make_cookie(kind, adopted.path.session_id)
                             for kind in OTHER_FLOW]
@@ -465,23 +474,24 @@ class NatService:
             msgs += self.probes.for_session(session, add=True)
         return msgs
 
-    def _adopt(self, adopted: AdoptedSession, now: float) -> bool:
-        """Rebuild one session and its flow record; False if it cannot be."""
+    def _adopt(self, adopted: AdoptedSession, now: float) -> list | None:
+        """Rebuild one session and its flow record: the flows to re-add (an
+        earlier version's TCP flows, without fin_timeout), or None if it
+        cannot be adopted."""
         p, hairpin = adopted.path, adopted.hairpin
         if p.external_ip != self._external or (hairpin is None and p.uplink != self.uplink):
-            return False
+            return None
         if hairpin is not None:
-            p = dataclasses.replace(p, uplink=self.uplink)
-        cfg = self.ct.config
+            p = p._replace(uplink=self.uplink)
+        idle = adopted.idle or {}
         # UDP: replied once its reverse flow (a hairpinned one: its peer's) has carried a packet.
         replied = (hairpin.peer_packets if hairpin is not None
                    else adopted.counts[CookieKind.SESSION_IN].packets) > 0
-        state = State.REPLIED if replied else State.UNREPLIED
+        state, lowered = (State.REPLIED if replied else State.UNREPLIED), set()
+        upgrade = p.protocol == TCP and p.closing_timeout != self.config.tcp_transitory_timeout
         if p.protocol == TCP:
-            state = {int(cfg.tcp_closing_timeout): State.CLOSING,
-                     int(cfg.tcp_opening_timeout): State.SYN_SENT,
-                     int(cfg.tcp_established_timeout): State.ESTABLISHED}.get(
-                         p.idle_timeout, State.ESTABLISHED)
+            p = p._replace(closing_timeout=self.config.tcp_transitory_timeout)
+            state, lowered = self._tcp_state_of(idle)
         try:
             session = self.ct.restore(
                 p.session_id, p.protocol, p.inside_ip, p.inside_port, p.external_ip,
@@ -489,16 +499,36 @@ class NatService:
                 created_at=now - adopted.age, last_seen=now, state=state)
         except (Refused, ValueError) as why:
             LOG.warning("session %d on the switch not adopted: %s", p.session_id, why)
-            return False
+            return None
         self.hosts.learn(p.inside_ip, p.inside_mac, p.inside_switch_port)
+        if p.protocol == TCP:
+            p = p._replace(idle_timeout=flow_idle_timeout(
+                session, p.closing_timeout))
         rec = self.records[session.id] = FlowRecord(p, installed=set(adopted.counts))
+        rec.sent_idle, rec.fin_lowered = dict(idle), lowered
         if hairpin is not None:
             rec.hairpin, rec.actions, rec.peer = True, list(hairpin.actions), hairpin.peer
         for kind, counts in adopted.counts.items():
             rec.update(kind, counts.packets, counts.octets)
         self.ct.set_counters(session.id, *self.totals(rec))
         self.counters.sessions_adopted += 1
-        return True
+        return [self.flow_of(rec, kind) for kind in sorted(rec.installed)] if upgrade else []
+
+    def _tcp_state_of(self, idle: dict) -> tuple[State, set]:
+        """A TCP session's state from its flows' idle timeouts (opening flows
+        carry the closing timeout plus one; fin_timeout lowers a flow to the
+        closing timeout), and the flows a FIN or RST lowered."""
+        cfg = self.config
+        closing, established = cfg.tcp_transitory_timeout, cfg.tcp_established_timeout
+        timeouts = set(idle.values())
+        if timeouts == {closing}:
+            return State.CLOSING, set()
+        if closing + 1 in timeouts:
+            return State.SYN_SENT, set()
+        lowered = {kind for kind, t in idle.items() if t == closing}
+        if lowered and established in timeouts:
+            return State.FIN_WAIT, lowered
+        return State.ESTABLISHED, set()
 
     # -- operator ---------------------------------------------------------------------
     def delete(self, sid: int, now: float) -> list | None:

@@ -3,15 +3,19 @@
 Each event's messages leave in one write: they are serialised (Ryu-built
 ones by Ryu, :class:`~ryu_app.flow_encoding.Encoded` ones by us) with their
 xids, concatenated and queued once on the datapath, instead of one queue
-entry, greenlet switch and ``sendall`` per message.  Recent messages are
-remembered by xid, so an OpenFlow error from the switch can be logged next
-to the message that caused it.
+entry, greenlet switch and ``sendall`` per message.  Inside ``batch()``
+(queued packet-ins handled one after another) the writes of several events
+are held and leave together at ``flush()``: a loopback ``send`` costs the
+controller the switch's side of TCP too.  Recent messages are remembered by
+xid, so an OpenFlow error from the switch can be logged next to the message
+that caused it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import OrderedDict
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from ryu_app.flow_encoding import Encoded
 
@@ -26,6 +30,29 @@ class Sender:
         self._recent: OrderedDict[tuple[int, int], Any] = OrderedDict()
         self.sent = 0
         self.failed = 0
+        self._held: dict[int, tuple[Any, list[bytes]]] | None = None   # dpid -> (dp, writes)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold the writes of every ``send`` in the block; send them, one
+        write per switch, when it ends (or at ``flush``)."""
+        if self._held is not None:          # nested: the outer block sends
+            yield
+            return
+        self._held = {}
+        try:
+            yield
+        finally:
+            self.flush()
+            self._held = None
+
+    def flush(self) -> None:
+        """Send what a batch holds so far."""
+        if not self._held:
+            return
+        held, self._held = self._held, {}
+        for datapath, bufs in held.values():
+            self._write(datapath, b"".join(bufs), len(bufs))
 
     def send(self, datapath: Any, msgs: Iterable[Any]) -> None:
         bufs, recent = [], self._recent
@@ -44,13 +71,19 @@ class Sender:
             return
         while len(recent) > self._memory:
             recent.popitem(last=False)
-        if not datapath.send(b"".join(bufs)):
+        if self._held is not None:
+            self._held.setdefault(datapath.id, (datapath, []))[1].extend(bufs)
+            return
+        self._write(datapath, b"".join(bufs), len(bufs))
+
+    def _write(self, datapath: Any, buf: bytes, count: int) -> None:
+        if not datapath.send(buf):
             # Ryu returns False once the connection is closing; the switch
             # will reconnect and be re-programmed from scratch.
-            self.failed += len(bufs)
-            LOG.warning("switch %s: could not send %d messages", datapath.id, len(bufs))
+            self.failed += count
+            LOG.warning("switch %s: could not send %d messages", datapath.id, count)
             return
-        self.sent += len(bufs)
+        self.sent += count
 
     def culprit(self, dpid: int, xid: int) -> Any | None:
         """The message we sent to ``dpid`` with ``xid``, if still remembered."""

@@ -22,15 +22,20 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
 from conntrack import Refused
-from ryu_app import config, flows, forward_store, forwards, roles
+from ryu_app import config, flows, forward_store, forwards, ofctl_compat, ofp_channel, roles
 from ryu_app.election import Election
+from ryu_app.fair_queue import FairQueue, frame_source
 from ryu_app.gateway import Gateway
 from ryu_app.rest import APP_KEY, NatFallbackController, NatRestController
 from ryu_app.sender import Sender
 from ryu_app.views import ConnectionsView
 
 LOG = logging.getLogger("ryu_app.snat")
+# How long queued packet-ins are handled before a switch with more to read is
+# read again (and their messages sent): fair shares need what came meanwhile.
+DRAIN_SLICE = 0.002
 config.register(ryu_cfg.CONF)   # before ryu-manager reads the [nat] group
+ofctl_compat.install()          # ofctl_rest's flow dumps show our fin_timeout
 # Ryu's REST server listens on 0.0.0.0 unless told otherwise; ours changes
 # state (forwards, deleting sessions), so it answers on loopback unless the
 # operator asks for more (--wsapi-host, or wsapi_host in [DEFAULT]).  This
@@ -81,6 +86,11 @@ class SnatApp(app_manager.RyuApp):
         for gw in self.gateways:
             self._restore_forwards(gw)
         self.sender = Sender()
+        # Packet-ins wait here only while the controller is behind (see _admit).
+        self.packet_ins: FairQueue[Any] = FairQueue(
+            rate=self.config.packet_in_host_rate, burst=self.config.packet_in_host_burst,
+            on_drop=self._packet_in_dropped)
+        ofp_channel.install(self._admit, self._drain, self.name)   # packet-ins come to _admit
         self.datapaths: dict[int, Any] = {}
         # Flow-stats polls: when the one in flight was sent, and how long the
         # last answered one took (GET /metrics: ryu_snat_stats_poll_seconds).
@@ -180,8 +190,12 @@ class SnatApp(app_manager.RyuApp):
         return next((gw for gw in self.gateways if gw.serves(dpid)), None)
 
     def _serving(self, dpid: int) -> Gateway | None:
-        """The gateway the connected switch ``dpid`` belongs to."""
-        return next((gw for gw in self.gateways if dpid in gw.switches), None)
+        """The gateway the connected switch ``dpid`` belongs to (once per
+        packet-in: a plain loop, no generator)."""
+        for gw in self.gateways:
+            if dpid in gw.switches:
+                return gw
+        return None
 
     def _warn_if_exposed(self, host: str) -> None:
         """One line at start when anyone who reaches the REST API may change state."""
@@ -199,7 +213,10 @@ class SnatApp(app_manager.RyuApp):
         return self.config.rest_token
 
     def stats_snapshot(self) -> dict:
-        return self.view.stats()
+        stats = self.view.stats()
+        stats["packet_in_queue"] = {"waiting": len(self.packet_ins),
+                                    **self.packet_ins.counters.as_dict()}
+        return stats
 
     def port_pool_sizes(self) -> dict[str, int]:
         """External ports each protocol's pools hold, every bridge's NAT address
@@ -375,20 +392,80 @@ class SnatApp(app_manager.RyuApp):
         if self._serving(dp.id) is not None:
             self._send(dp.id, [flows.port_desc_request()])
 
-    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
-    @guarded
-    def _packet_in(self, ev: Any) -> None:
-        msg = ev.msg
-        dp = msg.datapath
-        gw = self._serving(dp.id)
-        if gw is None or not self._acting(dp.id):
-            self.gateway.counters.packet_ins += 1
-            self.gateway.counters.drop("unknown_switch" if gw is None else "not_master")
+    # -- packet-in admission ------------------------------------------------------
+    def _send_event(self, ev: Any, state: Any) -> None:
+        """Ryu hands each event for this app here.  Packet-ins come straight
+        to ``_admit`` from the receive loop (``ryu_app.ofp_channel``); one
+        that still comes as an event (another app watches packet-ins too)
+        skips Ryu's app queue as well.  Every other event takes that queue,
+        in order, as usual."""
+        if type(ev) is ofp_event.EventOFPPacketIn:
+            if state == MAIN_DISPATCHER:
+                dp = ev.msg.datapath
+                self._admit(dp, ofp_channel.from_ryu(ev.msg), ofp_channel.unread(dp))
             return
-        match = msg.match
-        self._send(dp.id, gw.packet_in(
-            dp.id, match["in_port"], msg.data, cookie=msg.cookie,
-            metadata=match.get("metadata", 0) if msg.table_id else 0))
+        super()._send_event(ev, state)
+
+    def _admit(self, dp: Any, pin: ofp_channel.PacketIn, more: bool) -> None:
+        """Work-conserving and fair (``ryu_app.fair_queue``): while the
+        controller keeps up (nothing queued, no further message of the
+        switch waiting: ``more``) a packet-in is handled at once, in the
+        receive loop, with no hop through a queue; once it falls behind,
+        packet-ins queue per source (switch, port, source address) and
+        ``_drain`` takes them in turn after each chunk the loop reads, so
+        the loop goes on reading and the switch's own queue (first come,
+        first dropped) never fills."""
+        source = (dp.id, pin.in_port, frame_source(pin.data))
+        now = time.monotonic()
+        item = (dp, pin)
+        if not self.packet_ins.within_limit(source, item, now):
+            return
+        if not more and not len(self.packet_ins):
+            self._handle_packet_in(dp, pin)
+            return
+        self.packet_ins.offer(source, item, now)
+
+    def _drain(self, dp: Any) -> None:
+        """Queued packet-ins, one source after another, their messages sent
+        in one write per switch; once a slice of time is spent, a switch
+        (``dp``, whose loop this is) that sent more is read first."""
+        if not len(self.packet_ins):
+            return
+        start = time.monotonic()
+        with self.sender.batch():
+            while (item := self.packet_ins.take(time.monotonic())) is not None:
+                self._handle_packet_in(*item)
+                if time.monotonic() - start > DRAIN_SLICE:
+                    self.sender.flush()
+                    if ofp_channel.unread(dp):
+                        return
+                    start = time.monotonic()
+
+    def _packet_in_dropped(self, item: Any, reason: str) -> None:
+        """A packet-in dropped unhandled (queue full, waited too long, over
+        an operator's hard limit): counted where /nat/stats shows drops."""
+        gw = self._serving(item[0].id) or self.gateway
+        gw.counters.packet_ins += 1
+        gw.counters.drop({"full": "packet_in_queue_full", "stale": "packet_in_stale",
+                          "limit": "packet_in_budget"}[reason])
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev: Any) -> None:
+        """Never called (see ``_send_event``); it makes this app an observer
+        of packet-ins, which is what brings them here at all."""
+
+    def _handle_packet_in(self, dp: Any, pin: ofp_channel.PacketIn) -> None:
+        try:
+            gw = self._serving(dp.id)
+            if gw is None or not self._acting(dp.id):
+                self.gateway.counters.packet_ins += 1
+                self.gateway.counters.drop("unknown_switch" if gw is None else "not_master")
+                return
+            self._send(dp.id, gw.packet_in(dp.id, pin.in_port, pin.data,
+                                           metadata=pin.metadata if pin.table_id else 0))
+        except Exception:
+            self.gateway.counters.handler_errors += 1
+            LOG.exception("packet-in from switch %s failed", dp.id)
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     @guarded

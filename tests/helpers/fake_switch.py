@@ -98,25 +98,37 @@ def action_set_order(actions: list) -> list:
 
 
 def apply_actions(actions: list, data: bytes) -> list[tuple[int, bytes]]:
-    """(port, frame) for each output of ``actions`` applied to ``data``, in order.
+    """(port, frame) for each output of ``actions`` applied to ``data``, in order."""
+    return run_actions(actions, data)[0]
 
-    Output to the controller carries the frame as it came in; a TTL that
-    decrements to zero drops the packet (OVS's default without an
+
+def run_actions(actions: list, data: bytes) -> tuple[list[tuple[int, bytes]], bytes | None]:
+    """(port, frame) for each output of ``actions`` applied to ``data``, in
+    order, and the frame as the actions left it (None: dropped).
+
+    Each output carries the frame as the actions before it made it; a TTL
+    that decrements to zero drops the packet (OVS's default without an
     invalid-TTL packet-in).  Unmodified frames leave byte for byte.
+    ``fin_timeout`` changes no frame (the pipeline applies it to its flow).
     """
     pkt, changed, out = None, False, []
+
+    def current() -> bytes:
+        if not changed:
+            return bytes(data)
+        pkt.serialize()
+        return bytes(pkt.data)
+
     for action in actions:
         if isinstance(action, parser.OFPActionOutput):
-            if action.port == CONTROLLER:
-                out.append((CONTROLLER, bytes(data)))
-            elif changed:
-                pkt.serialize()
-                out.append((action.port, bytes(pkt.data)))
-            else:
-                out.append((action.port, bytes(data)))
+            out.append((action.port, current()))
+            continue
+        if isinstance(action, parser.NXActionFinTimeout):
             continue
         if pkt is None:
             pkt = packet.Packet(bytes(data))
+        elif changed:                       # the frame as serialised so far
+            pkt = packet.Packet(current())
         if isinstance(action, parser.OFPActionSetField):
             proto_cls, attr = _SET_FIELDS[action.key]
             header = pkt.get_protocol(proto_cls)
@@ -126,7 +138,7 @@ def apply_actions(actions: list, data: bytes) -> list[tuple[int, bytes]]:
             header = pkt.get_protocol(ipv4.ipv4)
             assert header is not None, "dec_nw_ttl on a frame without IPv4"
             if header.ttl <= 1:
-                return out
+                return out, None
             header.ttl -= 1
         else:
             raise NotImplementedError(f"action {action}")
@@ -134,7 +146,23 @@ def apply_actions(actions: list, data: bytes) -> list[tuple[int, bytes]]:
         for proto in pkt.protocols:       # let serialize() recompute every checksum
             if isinstance(proto, (ipv4.ipv4, tcp.tcp, udp.udp, icmp.icmp)):
                 proto.csum = 0
-    return out
+    return out, current()
+
+
+def lower_on_fin(flow: "Flow", actions: list, data: bytes) -> None:
+    """OVS's fin_timeout: a FIN or RST through ``flow`` lowers its idle
+    timeout (and a hard timeout, if given) to the action's, never raises it."""
+    for action in actions:
+        if not isinstance(action, parser.NXActionFinTimeout):
+            continue
+        t = packet.Packet(bytes(data)).get_protocol(tcp.tcp)
+        if t is None or not t.bits & (0x01 | 0x04):
+            return
+        for attr, limit in (("idle_timeout", action.fin_idle_timeout),
+                            ("hard_timeout", action.fin_hard_timeout)):
+            now = getattr(flow, attr)
+            if limit and (not now or now > limit):
+                setattr(flow, attr, limit)
 
 
 @dataclass
@@ -179,7 +207,7 @@ class Flow:
     goto: int | None = None
     created: float = 0.0
     meter: int | None = None
-
+    hard_timeout: int = 0
 
     @property
     def actions(self) -> list:
@@ -204,9 +232,6 @@ class Flow:
                 flow.meter = inst.meter_id
             else:
                 raise NotImplementedError(f"instruction {inst}")
-        assert not (flow.goto is not None and any(
-            not isinstance(a, parser.OFPActionOutput) for a in flow.apply)), \
-            "the fake switch does not carry apply-action rewrites into the next table"
         return flow
 
     def matches(self, fields: dict[str, Any]) -> bool:
@@ -232,7 +257,8 @@ class Flow:
         age = max(0.0, now - self.created)
         return parser.OFPFlowStats(
             table_id=self.table_id, duration_sec=int(age), duration_nsec=int(age % 1 * 1e9),
-            priority=self.priority, idle_timeout=self.idle_timeout, hard_timeout=0,
+            priority=self.priority, idle_timeout=self.idle_timeout,
+            hard_timeout=self.hard_timeout,
             flags=self.flags, cookie=self.cookie, packet_count=self.packets,
             byte_count=self.bytes, match=parser.OFPMatch(**self.match), instructions=insts)
 
@@ -335,7 +361,8 @@ class FakeSwitch:
     def pipeline(self, in_port: int, data: bytes) -> list[tuple[int, bytes, Flow, int]]:
         """OpenFlow 1.3's pipeline from table 0: (port, frame, the flow that
         output it, the packet's metadata then) for every frame that leaves.
-        A table without a matching flow drops the packet, action set and all."""
+        Apply-actions change the packet the next table sees; a table without
+        a matching flow drops the packet, action set and all."""
         out, action_set, metadata, table_id = [], [], 0, 0
         while True:
             flow = self.lookup(in_port, data, table_id, metadata)
@@ -343,7 +370,12 @@ class FakeSwitch:
                 return out
             if flow.meter is not None and not self.meters[flow.meter].take(self.now):
                 return out                       # the meter's band dropped it
-            out += [(p, f, flow, metadata) for p, f in apply_actions(flow.apply, data)]
+            lower_on_fin(flow, flow.apply, data)
+            sent, after = run_actions(flow.apply, data)
+            out += [(p, f, flow, metadata) for p, f in sent]
+            if after is None:
+                return out
+            data = after
             action_set += flow.write
             if flow.metadata is not None:
                 value, mask = flow.metadata
@@ -391,9 +423,9 @@ class FakeSwitch:
         notes, self.removed = self.removed, []
         return notes
 
-    def stats(self) -> list[tuple[int, int, int]]:
-        """A flow-stats reply of every flow: (cookie, packets, bytes)."""
-        return [(f.cookie, f.packets, f.bytes) for f in self.flows]
+    def stats(self) -> list[parser.OFPFlowStats]:
+        """A flow-stats reply of every flow, as Ryu's parser hands it over."""
+        return [f.stats(self.now) for f in self.flows]
 
 
 @dataclass
@@ -424,7 +456,7 @@ class Wire:
             # A packet-in names the flow that sent it and the packet's metadata (OF 1.3).
             self.packet_ins += 1
             out += self.run(self.gateway.packet_in(self.switch.dpid, in_port, data, self.now,
-                                                   cookie=flow.cookie, metadata=metadata))
+                                                   metadata=metadata))
         return out
 
     def run(self, msgs: list | None) -> list[tuple[int, bytes]]:
@@ -457,4 +489,5 @@ class Wire:
     def poll_stats(self) -> list[tuple[int, bytes]]:
         """One flow-stats round trip (the gateway's periodic poll)."""
         self.last_poll = self.now
-        return self.run(self.gateway.flow_stats(self.switch.dpid, self.switch.stats(), self.now))
+        return self.run(self.gateway.flow_stats_reply(self.switch.dpid, self.switch.stats(),
+                                                      False, self.now))

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import pytest
 from ryu.controller import ofp_event
+from ryu.controller.handler import MAIN_DISPATCHER
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from helpers.frames import arp_request
 from helpers.ryu_shell import RecordingDatapath, snat_app
+from ryu_app import snat
 
 
 @pytest.fixture
@@ -38,7 +40,7 @@ def test_reconnect_survives_the_old_connections_death(app):
     app._switch_gone(ofp_event.EventOFPStateChange(old))
     assert 1 in app.gateway.switches
 
-    app._packet_in(packet_in(new, 2, arp_request("00:00:00:00:00:01", "10.0.0.11", "10.0.0.1")))
+    app._send_event(packet_in(new, 2, arp_request("00:00:00:00:00:01", "10.0.0.11", "10.0.0.1")), MAIN_DISPATCHER)
     replies = [m for m in new.sent if isinstance(m, parser.OFPPacketOut)]
     assert replies, "the reconnected switch's ARP for the gateway went unanswered"
     assert app.gateway.counters.drops.get("unknown_switch", 0) == 0
@@ -65,9 +67,9 @@ def test_a_bug_in_a_handler_is_counted_and_the_next_event_is_handled(app, monkey
 
     monkeypatch.setattr(app.gateway, "packet_in", flaky)
     frame = arp_request("00:00:00:00:00:01", "10.0.0.11", "10.0.0.1")
-    app._packet_in(packet_in(dp, 2, frame))
+    app._send_event(packet_in(dp, 2, frame), MAIN_DISPATCHER)
     assert app.stats_snapshot()["handler_errors"] == 1
-    app._packet_in(packet_in(dp, 2, frame))
+    app._send_event(packet_in(dp, 2, frame), MAIN_DISPATCHER)
     assert [m for m in dp.sent if isinstance(m, parser.OFPPacketOut)], "second ARP unanswered"
 
 
@@ -97,3 +99,67 @@ def test_a_corrupt_forwards_file_is_logged_not_fatal(tmp_path, caplog):
     with snat_app(external_port="1", forwards_file=str(saved)) as (app_, _):
         assert app_.list_forwards() == []
     assert "forwards_file" in caplog.text and "unreadable" in caplog.text
+
+
+class SocketDatapath(RecordingDatapath):
+    """A datapath whose switch connection is a real socket pair, so the app
+    can see whether messages wait unread (``switch`` writes them)."""
+
+    def __init__(self, dpid: int) -> None:
+        super().__init__(dpid)
+        import socket
+        import types
+        mine, self.switch = socket.socketpair()
+        mine.setblocking(False)
+        self.socket = types.SimpleNamespace(fd=mine)
+        self.state = MAIN_DISPATCHER
+        self.writes = 0
+
+    def send(self, buf: bytes) -> bool:
+        self.writes += 1
+        return super().send(buf)
+
+
+def arp_from(n: int) -> bytes:
+    return arp_request(f"00:00:00:00:01:{n:02x}", f"10.0.0.{n}", "10.0.0.1")
+
+
+def replied_to(dp) -> list[str]:
+    """The hosts (MACs) the gateway's ARP replies went to, in order."""
+    from ryu.lib.packet import ethernet, packet
+    return [packet.Packet(m.data).get_protocol(ethernet.ethernet).dst for m in dp.sent
+            if isinstance(m, parser.OFPPacketOut)]
+
+
+def test_a_packet_in_is_handled_at_once_while_the_controller_keeps_up(app):
+    """Nothing queued, nothing unread from the switch: handled in the receive
+    loop itself, no queue, no hop, no budget (a thousand in a row)."""
+    dp = SocketDatapath(1)
+    connect(app, dp)
+    for _ in range(1000):
+        app._send_event(packet_in(dp, 2, arp_from(11)), MAIN_DISPATCHER)
+        assert len(app.packet_ins) == 0
+    assert len(replied_to(dp)) == 1000
+    assert app.stats_snapshot()["drops"].get("packet_in_budget", 0) == 0
+
+
+def test_behind_the_switch_packet_ins_queue_per_source_and_are_served_in_turn(app, monkeypatch):
+    """With messages unread in the connection, packet-ins queue; once the
+    receive loop has read its chunk they are served, the sources in turn:
+    h1's one request is answered second, not after h2's twenty, and all
+    twenty-one answers leave in one write."""
+    dp = SocketDatapath(1)
+    connect(app, dp)
+    dp.switch.send(b"\x04" * 8)            # the switch has sent more than was read
+    for _ in range(20):
+        app._send_event(packet_in(dp, 3, arp_from(12)), MAIN_DISPATCHER)
+    app._send_event(packet_in(dp, 2, arp_from(11)), MAIN_DISPATCHER)
+    assert len(app.packet_ins) == 21 and replied_to(dp) == []
+    dp.socket.fd.recv(64)                  # read: nothing waits any more
+    monkeypatch.setattr(snat, "DRAIN_SLICE", 60.0)   # one slice, however slow this machine
+    writes = dp.writes
+    app._drain(dp)
+    assert len(app.packet_ins) == 0 and dp.writes == writes + 1
+    replies = replied_to(dp)
+    assert len(replies) == 21
+    assert replies.index("00:00:00:00:01:0b") == 1

@@ -7,6 +7,7 @@ import ipaddress
 import pytest
 from oslo_config import cfg
 from ryu.controller import ofp_event
+from ryu.controller.handler import MAIN_DISPATCHER
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
@@ -104,7 +105,7 @@ def arp_for(app, dp: RecordingDatapath, src_ip: str, gateway_ip: str) -> list:
     msg = parser.OFPPacketIn(dp, reason=ofp.OFPR_NO_MATCH, table_id=0, cookie=0,
                              match=parser.OFPMatch(in_port=2),
                              data=arp_request("00:00:00:00:00:01", src_ip, gateway_ip))
-    app._packet_in(ofp_event.EventOFPPacketIn(msg))
+    app._send_event(ofp_event.EventOFPPacketIn(msg), MAIN_DISPATCHER)
     return [m for m in dp.sent if isinstance(m, parser.OFPPacketOut)]
 
 

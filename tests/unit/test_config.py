@@ -194,9 +194,18 @@ def test_default_section_keys_are_not_nat_options(tmp_path):
     ("udp_timeout", "5", 120), ("icmp_timeout", "3", 60)])
 def test_timers_below_rfc_floor_warn_but_load(tmp_path, option, value, floor):
     warnings: list[str] = []
-    c = load(tmp_path, warnings, **{option: value})
+    others = {"tcp_transitory_timeout": "30"} if option == "tcp_established_timeout" else {}
+    c = load(tmp_path, warnings, **{option: value}, **others)
     assert getattr(c, option) == int(value)
-    assert warnings == [f"[nat] {option}={value} is below the RFC floor of {floor} s"]
+    assert f"[nat] {option}={value} is below the RFC floor of {floor} s" in warnings
+
+
+def test_transitory_timeout_must_stay_below_the_established_one(tmp_path):
+    """A FIN lowers a flow to the transitory timeout: the controller reads
+    that in the flow stats only if it differs from the established one."""
+    with pytest.raises(config.ConfigError, match=r"tcp_transitory_timeout=7439: must be at least "
+                                          r"2 s below tcp_established_timeout \(7440\)"):
+        load(tmp_path, [], tcp_transitory_timeout="7439")
 
 
 def test_per_host_quota_above_table_bound_is_clamped_with_warning(tmp_path):

@@ -36,7 +36,7 @@ paths = st.builds(
     inside_ip=ips, inside_port=ports, external_ip=ips, external_port=ports, remote_ip=ips,
     remote_port=ports, inside_mac=macs, inside_switch_port=st.integers(1, 0xFFFFFF00),
     next_hop_mac=macs, uplink=st.integers(1, 0xFFFFFF00), gateway_mac=macs,
-    idle_timeout=st.integers(0, 65535))
+    idle_timeout=st.integers(0, 65535), closing_timeout=st.integers(0, 65535))
 
 
 @settings(max_examples=300, deadline=None)
@@ -55,14 +55,19 @@ def test_first_packet_out_bytes_equal_ryus(path, data):
 
 
 def test_same_port_sessions_rewrite_no_port():
-    """A session keeping its inside port rewrites only MACs and the address."""
+    """A session keeping its inside port rewrites only MACs and the address;
+    a TCP session's flow lowers its own idle timeout on FIN or RST first."""
     path = SessionPath(1, 6, "10.0.0.11", 5000, "198.51.100.1", 5000, "198.51.100.10", 80,
-                       "00:00:00:00:00:01", 2, "00:00:00:00:00:10", 1, "02:53:4e:41:54:01", 240)
+                       "00:00:00:00:00:01", 2, "00:00:00:00:00:10", 1, "02:53:4e:41:54:01", 7440,
+                       closing_timeout=240)
     msg = flow_encoding.session_flow(path, CookieKind.SESSION_OUT).decode()
-    written = [i for i in msg.instructions if isinstance(i, parser.OFPInstructionActions)]
-    keys = [a.key for a in written[0].actions if isinstance(a, parser.OFPActionSetField)]
+    [applied] = [i for i in msg.instructions if isinstance(i, parser.OFPInstructionActions)]
+    keys = [a.key for a in applied.actions if isinstance(a, parser.OFPActionSetField)]
     assert keys == ["eth_src", "eth_dst", "ipv4_src"]
-    assert written[0].type == ofp.OFPIT_WRITE_ACTIONS
+    assert applied.type == ofp.OFPIT_APPLY_ACTIONS
+    fin = applied.actions[0]
+    assert isinstance(fin, parser.NXActionFinTimeout)
+    assert (fin.fin_idle_timeout, fin.fin_hard_timeout) == (240, 0)
 
 
 def test_decode_gives_back_the_message():

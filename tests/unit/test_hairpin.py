@@ -132,6 +132,8 @@ def test_a_hairpinned_tcp_connection_lives_by_tcp_state():
     [(port, _)] = lab.send(H1.port, frame(H1, 5555, NAT_IP, 8081, bits=0x11))   # FIN, forwarded
     assert port == H3.port
     lab.send(H3.port, frame(H3, 80, NAT_IP, a.external_port, bits=0x11))
+    assert idle_timeouts(lab, a, b) == {240}, "each FIN lowered its own flow, in the switch"
+    lab.poll_stats()                             # where the controller reads it
     assert (a.state.value, b.state.value) == ("CLOSING", "CLOSING")
     assert idle_timeouts(lab, a, b) == {240}
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import re
 
 from helpers.fake_switch import Wire
@@ -32,12 +33,18 @@ def test_mappings_go_to_their_file_each_second(tmp_path):
 
 
 def test_without_a_file_mappings_go_to_the_logger(caplog):
+    """Within the second (the gateway's tick), each with its event's time."""
     lab = make_lab()
     with caplog.at_level(logging.INFO, logger="ryu_snat.mappings"):
+        before = time.time()
         session, _ = open_flow(lab, H1, 5000, S1, 53)
-    assert [r.getMessage() for r in caplog.records if r.name == "ryu_snat.mappings"] == [
+        after = time.time()
+        lab.advance(1, poll=None)
+    [record] = [r for r in caplog.records if r.name == "ryu_snat.mappings"]
+    assert record.getMessage() == (
         f"mapping created: udp 10.0.0.11:5000 -> 198.51.100.1:{session.external_port} "
-        f"(session {session.id})"]
+        f"(session {session.id})")
+    assert before <= record.created <= after
 
 
 def test_the_file_is_rotated_by_size_in_whole_lines(tmp_path):

@@ -284,11 +284,15 @@ def test_counters_follow_the_flows_across_a_re_added_flow(lab):
 
 def test_flow_stats_entries_set_the_counters(lab):
     s, _ = open_flow(lab, H1, 5000, S1, 53)
-    entries = [(flows.make_cookie(CookieKind.SESSION_OUT, s.id), 7, 700),
-               (flows.make_cookie(CookieKind.SESSION_IN, s.id), 3, 300),
-               (0x1234, 99, 9900)]                   # a foreign flow is ignored
+
+    def entry(cookie: int, packets: int, octets: int):
+        return parser.OFPFlowStats(cookie=cookie, packet_count=packets, byte_count=octets,
+                                   idle_timeout=300, match=parser.OFPMatch(), instructions=[])
+    entries = [entry(flows.make_cookie(CookieKind.SESSION_OUT, s.id), 7, 700),
+               entry(flows.make_cookie(CookieKind.SESSION_IN, s.id), 3, 300),
+               entry(0x1234, 99, 9900)]                   # a foreign flow is ignored
     first = len(out_frame(H1, 5000, S1, 53, payload=b"first"))   # sent by packet-out
-    assert lab.gateway.flow_stats(1, entries, now=5.0) == []
+    assert lab.gateway.flow_stats_reply(1, entries, False, now=5.0) == []
     assert (s.packets_out, s.bytes_out, s.packets_in, s.bytes_in) == (
         7 + 1, 700 + first, 3, 300)
     assert s.replied and s.last_seen == 5.0
@@ -296,7 +300,9 @@ def test_flow_stats_entries_set_the_counters(lab):
 
 def test_tcp_reply_in_the_counters_moves_flows_to_the_established_timeout(lab):
     s, _ = open_flow(lab, H1, 40000, S1, 80, TCP)
-    assert {f.idle_timeout for f in flows_of(lab, s.id).values()} == {240}
+    # opening: the transitory timeout, and one second more so that a FIN's
+    # lowering (to the transitory timeout itself) shows in the flow stats
+    assert {f.idle_timeout for f in flows_of(lab, s.id).values()} == {241}
     lab.send(UPLINK, in_frame(S1, 80, s.external_port, proto=TCP, bits=SYN | ACK))
     lab.advance(10)
     assert s.state.value == "ESTABLISHED"
@@ -309,7 +315,9 @@ def test_tcp_reply_in_the_counters_moves_flows_to_the_established_timeout(lab):
 
 def test_unanswered_tcp_syn_ends_after_the_transitory_timeout(lab):
     s, _ = open_flow(lab, H1, 40000, S1, 80, TCP)
-    lab.advance(240)
+    lab.advance(239)
+    assert nat(lab).ct.get(s.id) is s, "not before the transitory timeout (RFC 5382 REQ-5)"
+    lab.advance(2)                                    # its flows carry 240 + 1 s
     assert nat(lab).ct.get(s.id) is None and session_flows(lab) == []
 
 

@@ -1,5 +1,7 @@
-"""TCP state in the switch era: FIN/RST watch flows move sessions to the
-closing timeout, and the session's flows follow (RFC 5382, RFC 7857 s2.2)."""
+"""TCP state in the switch era: a FIN or RST lowers its own flow's idle
+timeout in the switch (fin_timeout), the flow stats tell the controller, an
+RST is copied up as well; sessions move to the closing timeout and their
+flows follow (RFC 5382, RFC 7857 s2.2)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -7,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 from ryu.lib.packet import ethernet, ipv4, packet, tcp
 from ryu.ofproto import ether, inet
+from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from helpers.fake_switch import Wire
 from helpers.nat_config import make_config
@@ -61,10 +64,15 @@ def idle_timeouts(lab, sid) -> set[int]:
                                                 (CookieKind.SESSION_IN, sid))}
 
 
-def test_established_session_flows_pass_the_shared_flag_watches(lab):
-    """Two flows per TCP session: each writes its translation to the action
-    set, tags the packet with its session and direction and goes on to the
-    watch table, whose two shared rules copy FIN and RST to the controller."""
+def flow_mods(lab) -> int:
+    return sum(isinstance(m, parser.OFPFlowMod) for m in lab.switch.sent)
+
+
+def test_established_session_flows_lower_themselves_and_pass_the_rst_watch(lab):
+    """Two flows per TCP session: each applies fin_timeout (the transitory
+    timeout) and its translation, tags the packet with its session and
+    direction and goes on to the watch table, whose one shared rule sends
+    RSTs on to the punt table (metered per port) and so to the controller."""
     session, _, _ = open_connection(lab)
     assert session.state.value == "ESTABLISHED"
     assert idle_timeouts(lab, session.id) == {7440}
@@ -76,34 +84,88 @@ def test_established_session_flows_pass_the_shared_flag_watches(lab):
                                  flows.make_cookie(CookieKind.FLAGS_OUT, session.id)),
         CookieKind.SESSION_IN: (flows.TABLE_TCP_WATCH,
                                 flows.make_cookie(CookieKind.FLAGS_IN, session.id))}
+    for flow in mine.values():
+        fin = flow.apply[0]
+        assert isinstance(fin, parser.NXActionFinTimeout) and fin.fin_idle_timeout == 240
+        assert not flow.write, "the packet leaves in TABLE_NAT: a watch can only add a copy"
     watches = [f for f in lab.switch.flows if f.table_id == flows.TABLE_TCP_WATCH]
-    assert sorted(str(f.match.get("tcp_flags")) for f in watches) == [
-        str((FIN, FIN)), str((RST, RST)), "None"]
+    assert sorted(str(f.match.get("tcp_flags")) for f in watches) == [str((RST, RST)), "None"]
+    [rst] = [f for f in watches if f.match.get("tcp_flags")]
+    assert rst.goto == flows.TABLE_PUNT and not rst.apply
     assert all(f.idle_timeout == 0 for f in watches)
 
 
-def test_fins_both_ways_move_to_closing_and_flows_follow(lab):
+def test_fins_both_ways_close_in_the_switch_with_no_packet_in(lab):
     session, out, back = open_connection(lab)
-    ins = lab.packet_ins
+    ins, mods = lab.packet_ins, flow_mods(lab)
     assert [p for p, _ in out(FIN | ACK)] == [UPLINK], "a FIN is forwarded by the switch"
-    assert session.state.value == "FIN_WAIT" and idle_timeouts(lab, session.id) == {7440}
+    [fwd] = [f for f in lab.switch.flows if f.cookie == flows.make_cookie(
+        CookieKind.SESSION_OUT, session.id)]
+    assert fwd.idle_timeout == 240, "its own flow lowered itself"
+    lab.poll_stats()
+    assert session.state.value == "FIN_WAIT", "half-closed: still the established phase"
+    assert session.timeout == 7440
     assert [p for p, _ in back(FIN | ACK)] == [H1_PORT]
+    assert idle_timeouts(lab, session.id) == {240}
+    lab.poll_stats()
+    assert session.state.value == "CLOSING" and session.timeout == 240
+    assert lab.packet_ins == ins, "FINs never reach the controller"
+    assert flow_mods(lab) == mods, "the switch lowered both flows itself: nothing to re-add"
+
+
+def test_a_connection_opened_and_closed_between_two_polls_is_seen_closed(lab):
+    """Handshake, data and both FINs before the first poll: the counters say
+    answered, the flows' lowered timeouts say closed; the session must not
+    get the established timeout (its port would be held for two hours)."""
+    session, out, back = open_connection(lab, poll=False)
+    assert idle_timeouts(lab, session.id) == {241}, "opening: transitory + 1 s"
+    out(PSH | ACK)
+    back(FIN | ACK)
+    out(FIN | ACK)
+    back(ACK)
+    assert idle_timeouts(lab, session.id) == {240}
+    lab.poll_stats()
     assert session.state.value == "CLOSING"
     assert idle_timeouts(lab, session.id) == {240}
-    assert lab.packet_ins == ins + 2, "only the header copies reach the controller"
+    lab.advance(245)
+    assert lab.gateway.switches[1].nat.ct.get(session.id) is None
+    assert session_flows_of(lab, session.id) == []
+
+
+def test_a_half_closed_connection_keeps_the_established_timeout(lab):
+    """One FIN (RFC 5382: still the established phase): the server goes on
+    sending for longer than the transitory timeout; the client's lowered
+    flow idles out meanwhile and is re-added at once as a stand-in, so the
+    server's data keeps flowing; when both fall quiet the session lasts the
+    established timeout, not the transitory one."""
+    session, out, back = open_connection(lab)
+    out(FIN | ACK)
+    for _ in range(30):                     # 300 s of server data, no client packet
+        lab.advance(10)
+        assert [p for p, _ in back(PSH | ACK)] == [H1_PORT]
+    assert session.state.value == "FIN_WAIT" and session.alive
+    lab.advance(3000)
+    assert session.alive, "a quiet half-closed connection is not cut after 240 s"
+    lab.advance(4500)
+    assert not session.alive, "the established timeout after the last packet"
 
 
 def test_rst_closes_and_the_session_goes_after_the_transitory_timeout(lab):
     session, out, back = open_connection(lab)
+    ins = lab.packet_ins
     assert [p for p, _ in back(RST)] == [H1_PORT], "a matching RST is translated (7857 s2.2)"
+    assert lab.packet_ins == ins + 1, "an RST alone is copied up"
     assert session.state.value == "CLOSING" and idle_timeouts(lab, session.id) == {240}
     lab.advance(239)
     assert lab.gateway.switches[1].nat.ct.get(session.id) is session
     lab.advance(5)
     assert lab.gateway.switches[1].nat.ct.get(session.id) is None
-    assert [f for f in lab.switch.flows if (flows.parse_cookie(f.cookie) or (0, 0))[1]
-            == session.id and flows.parse_cookie(f.cookie)[0] in SESSION_KINDS] == [], \
-        "no flow of the session, FIN/RST watches included, outlives it"
+    assert session_flows_of(lab, session.id) == [], "no flow of the session outlives it"
+
+
+def session_flows_of(lab, sid: int) -> list:
+    return [f for f in lab.switch.flows if (flows.parse_cookie(f.cookie) or (0, 0))[1] == sid
+            and flows.parse_cookie(f.cookie)[0] in SESSION_KINDS]
 
 
 def test_watch_packets_count_in_the_session(lab):
@@ -151,9 +213,15 @@ def test_a_transfer_cut_by_an_rst_before_the_first_poll_stays_closed(lab):
         out(PSH | ACK)
         back(ACK)
     out(RST)
+    mods = flow_mods(lab)
     for _ in range(3):
         lab.poll_stats()
-    assert session.state.value == "CLOSING" and idle_timeouts(lab, session.id) == {240}
+    assert session.state.value == "CLOSING"
+    # The RST lowered its own flow; the other, still an opening one (240 + 1 s),
+    # lets the session go in time as it is: nothing re-added.
+    assert idle_timeouts(lab, session.id) == {240, 241} and flow_mods(lab) == mods
+    lab.advance(242)
+    assert lab.gateway.switches[1].nat.ct.get(session.id) is None
 
 
 def rule_hit(lab, in_port: int, frame: bytes) -> flows.InfraRule | None:
