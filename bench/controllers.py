@@ -92,9 +92,9 @@ def start(system: str, nat: dict[str, object] | None = None,
     lines = ["[DEFAULT]", "ofp_listen_host = 127.0.0.1", f"ofp_tcp_listen_port = {of_port}",
              "wsapi_host = 127.0.0.1", f"wsapi_port = {wsapi_port}", ""]
     if system == "ryu-snat":
-        # Every feature on, the RFC 6888 mapping log included: to its own
-        # file, as an operator runs it (see ryu_app/mapping_log.py).
-        options = {**SNAT_NAT, "mapping_log_file": workdir / "mappings.log", **(nat or {})}
+        # Every option at its default: the RFC 6888 mapping log on, to Ryu's
+        # log (--log-file below), the packet-in meters and admission on.
+        options = {**SNAT_NAT, **(nat or {})}
         lines += ["[nat]"] + [f"{k} = {v}" for k, v in options.items()]
     conf.write_text("\n".join(lines) + "\n")
     cmd = [str(RYU_MANAGER), "--config-file", str(conf), "--log-file", str(workdir / "ryu.log"),

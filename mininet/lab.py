@@ -34,7 +34,6 @@ from localports import free_tcp_port, port_open
 from nat_topo import NAT_DPID, SECOND_DPID, NatTopo
 
 REPO = Path(__file__).resolve().parent.parent
-OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
 
 LAB_BRIDGES = ("s1", "s2", "s3", "s4")
 
@@ -68,57 +67,14 @@ def ovs_running() -> bool:
 
 
 def ensure_ovs() -> str:
-    """Start ovsdb-server and ovs-vswitchd unless both run; say how.
-
-    ``ovs-ctl start`` gives up before ovs-vswitchd when it cannot load the
-    kernel module (a container whose host lacks it), although the userspace
-    datapath needs no module: then ovs-vswitchd is started directly.
-    """
+    """Open vSwitch as ryu-snat's install leaves it (``scripts/ovs.sh``:
+    started unless it runs, the install's setting applied); say how."""
     if ovs_running():
         return "already running"
-    outputs = []
-    if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
-        outputs.append(run("systemctl", "start", "openvswitch-switch", check=False, timeout=60))
-        how = "systemctl"
-    else:  # containers and machines without systemd
-        outputs.append(run(OVS_CTL, "start", "--system-id=random", check=False, timeout=60))
-        how = "ovs-ctl"
-    if daemon_up("ovsdb-server") and not _wait(lambda: daemon_up("ovs-vswitchd"), 2):
-        outputs.append(run("ovs-vswitchd", "unix:/var/run/openvswitch/db.sock",
-                           "--pidfile", "--detach", "--log-file",
-                           "--no-chdir", "-vconsole:emer", check=False, timeout=60))
-        how += " (ovs-vswitchd directly, without the kernel module)"
-    if _wait(ovs_running, 5):
-        return f"started with {how}"
-    said = "\n".join(out.stdout.strip() for out in outputs if out.stdout.strip())
-    raise RuntimeError(f"Open vSwitch did not start ({how}):\n{said}\n"
-                       "see /var/log/openvswitch/")
-
-
-# How long OVS keeps an idle datapath flow (its flow cache), in ms; OVS's
-# default is 10000.  Every change to an OpenFlow table makes OVS's
-# revalidator re-translate every cached datapath flow, and a reactive NAT
-# changes its table for each new connection, while each finished connection
-# leaves ~5 datapath flows behind for max-idle.  Measured here (500
-# sequential short connections): the default costs ovs-vswitchd 1.8-3.3 ms
-# of CPU per connection, growing with the cache; 100 ms costs 1.0 ms, flat.
-DATAPATH_MAX_IDLE_MS = int(os.environ.get("RYU_SNAT_OVS_MAX_IDLE", 100))
-
-
-def set_datapath_max_idle(ms: int | None) -> str | None:
-    """Set ovs-vswitchd's ``other_config:max-idle`` (None: OVS's default);
-    return the value it had before (None if unset), for :func:`set_datapath_max_idle`
-    to put back."""
-    got = run("ovs-vsctl", "--timeout=5", "--if-exists", "get", "Open_vSwitch", ".",
-              "other_config:max-idle", check=False)
-    before = got.stdout.strip().strip('"') if got.returncode == 0 and got.stdout.strip() else None
-    if ms is None:
-        run("ovs-vsctl", "--timeout=5", "remove", "Open_vSwitch", ".", "other_config",
-            "max-idle", check=False)
-    else:
-        run("ovs-vsctl", "--timeout=5", "set", "Open_vSwitch", ".",
-            f"other_config:max-idle={int(ms)}")
-    return before
+    done = run("bash", str(REPO / "scripts" / "ovs.sh"), check=False, timeout=90)
+    if done.returncode != 0 or not ovs_running():
+        raise RuntimeError(f"Open vSwitch did not start (scripts/ovs.sh):\n{done.stdout}")
+    return "started by scripts/ovs.sh"
 
 
 def _wait(predicate, seconds: float) -> bool:
@@ -406,8 +362,6 @@ class Lab:
         self.swept: list[tuple[int, str]] = []  # (pid, command) still running at stop
         self._namespace_fds: list[int] = []
         self._locked = False                  # holds the machine-wide lab lock
-        self._max_idle_before: str | None = None
-        self._max_idle_set = False            # put max-idle back at stop
 
     def __enter__(self) -> "Lab":
         try:
@@ -429,7 +383,6 @@ class Lab:
             acquire_lab_lock(what="lab")
             self._locked = True
         self.ovs = ensure_ovs()
-        self.tune_ovs()
         stale = hygiene.claim_bridge_names(LAB_BRIDGES)
         if stale:
             print(f"removed bridges {stale} left by a lab that was killed", file=sys.stderr)
@@ -502,19 +455,6 @@ class Lab:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
-    def tune_ovs(self) -> None:
-        """Shorten OVS's datapath flow idle time for this lab (see
-        DATAPATH_MAX_IDLE_MS); :meth:`_stop` puts the old value back."""
-        if DATAPATH_MAX_IDLE_MS > 0 and not self._max_idle_set:
-            self._max_idle_before = set_datapath_max_idle(DATAPATH_MAX_IDLE_MS)
-            self._max_idle_set = True
-
-    def _untune_ovs(self) -> None:
-        if self._max_idle_set:
-            self._max_idle_set = False
-            before = self._max_idle_before
-            set_datapath_max_idle(int(before) if before and before.isdigit() else None)
-
     def _stop(self) -> None:
         try:
             try:
@@ -525,13 +465,10 @@ class Lab:
                 finally:
                     self._sweep()
             finally:
-                try:
-                    for ctl in self.controllers:
-                        ctl.stop()
-                    if self.engine is not None:
-                        self.engine.stop()
-                finally:
-                    self._untune_ovs()
+                for ctl in self.controllers:
+                    ctl.stop()
+                if self.engine is not None:
+                    self.engine.stop()
         finally:
             if self._locked:
                 self._locked = False

@@ -13,6 +13,8 @@ packet waiting.  What does not fit is dropped from the source that has
 most queued (as Open vSwitch's own packet-in scheduler, ``pinsched``,
 drops from its longest per-port queue), and a packet that waited longer
 than ``max_age`` is dropped unhandled: its sender retransmitted by then.
+A source alone may fill the whole queue (a host opening 150 UDP flows at
+once loses none of them); ``per_source`` bounds one source below that.
 
 A source is whatever key the caller gives (the gateway uses switch, port
 and source address).  An optional hard limit per source (a token bucket,
@@ -52,7 +54,7 @@ class FairQueueCounters:
 class FairQueue(Generic[T]):
     """Per-source FIFO queues served round robin, bounded in all."""
 
-    def __init__(self, per_source: int = 64, total: int = 4096, max_age: float = 1.0,
+    def __init__(self, per_source: int = 4096, total: int = 4096, max_age: float = 1.0,
                  rate: float = 0.0, burst: float = 0.0, max_sources: int = 4096,
                  on_drop: Callable[[T, str], None] | None = None) -> None:
         """``on_drop(item, reason)`` hears of every packet dropped: reason

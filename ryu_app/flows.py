@@ -53,12 +53,12 @@ class Priority(enum.IntEnum):
 
     ANTI_SPOOF = 1003   # from the uplink with an inside source address: dropped
     FRAGMENT = 1002     # IPv4 fragments: only the controller can translate them
+    NEW_TCP = 1001      # an inside host's TCP SYN: to the controller, above the sessions
     SESSION = 1000      # per-session forward/reverse rewrites
     MAPPING = 800       # inbound to a mapped port from a new remote (filtering)
     GATEWAY = 500       # traffic addressed to the gateway itself (ARP, ping)
     UNSOLICITED = 20    # inbound to the NAT address with no session: dropped
     OUTSIDE = 10        # anything else from the uplink: dropped
-    NEW_TCP = 6         # inside TCP SYN with no session: to the controller
     NEW_FLOW = 5        # inside IPv4 with no session: to the controller
     MISS = 0            # table-miss
 
@@ -146,6 +146,13 @@ def punt_meter(port: int, rate: int, burst: int) -> list:
                           parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
                                                        _to_controller())]),
     ]
+
+
+def punt_meter_rate(port: int, rate: int, burst: int) -> parser.OFPMeterMod:
+    """A port's packet-in meter at a new rate (``ryu_app.punt_meters``)."""
+    return parser.OFPMeterMod(None, command=ofp.OFPMC_MODIFY, meter_id=port,
+                              flags=ofp.OFPMF_PKTPS | ofp.OFPMF_BURST | ofp.OFPMF_STATS,
+                              bands=[parser.OFPMeterBandDrop(rate=rate, burst_size=burst)])
 
 
 def punt_unmeter(port: int) -> list:
@@ -257,20 +264,26 @@ def uplink_filters(uplink: int, nat_address: ipaddress.IPv4Address,
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 
 
-def inside_rules() -> list[parser.OFPFlowMod]:
+def inside_rules(inside: ipaddress.IPv4Network) -> list[parser.OFPFlowMod]:
     """Inside IPv4 without a session goes to the controller; inside IPv6 is dropped.
 
-    A TCP SYN (without ACK) gets a rule of its own, above the catch-all and
-    with the same action.  It is there for OVS's flow cache: the datapath
-    flow a punted SYN leaves behind then matches the SYN and ACK bits, so
-    the handshake's ACK and the first data (no SYN) miss it and are looked
-    up afresh in the table, where the session flows just installed catch
-    them.  Without it they ride that stale "to the controller" cache entry
-    until OVS's revalidators catch up, each a needless packet-in.
+    An inside host's TCP SYN (without ACK) goes up by a rule of its own,
+    *above* the session flows.  That is for OVS's flow cache: the table's
+    lookup then stops at this rule and never looks at the sessions' ports,
+    so the datapath flow a punted SYN leaves behind is one per inside port
+    (SYN set, ACK clear), not one per connection.  Every later SYN of the
+    port hits it in the datapath, where its port's packet-in meter
+    (TABLE_PUNT) drops what is over the rate before any upcall: a SYN flood
+    to new ports costs OVS a lookup, not a translation each.  The
+    handshake's ACK and the data (no SYN) miss it and meet their session
+    flows.  A SYN on a session that exists (a retransmission, a new
+    connection on a closing one's ports) reaches the controller too, which
+    sends it on along the session.
     """
     return [
         punt_flow(make_cookie(CookieKind.INFRA, InfraRule.NEW_TCP), Priority.NEW_TCP,
                   parser.OFPMatch(eth_type=ether.ETH_TYPE_IP, ip_proto=inet.IPPROTO_TCP,
+                                  ipv4_src=(str(inside.network_address), str(inside.netmask)),
                                   tcp_flags=(TCP_SYN, TCP_SYN | TCP_ACK))),
         punt_flow(make_cookie(CookieKind.INFRA, InfraRule.NEW_FLOW), Priority.NEW_FLOW,
                   parser.OFPMatch(eth_type=ether.ETH_TYPE_IP)),

@@ -39,6 +39,7 @@ class SwitchState:
     ports: dict[str, int] = field(default_factory=dict)  # interface name -> port
     nat: NatService | None = None                 # exists once the uplink is known
     metered: dict[int, int] = field(default_factory=dict)  # port -> packet-ins its meter dropped
+    meter_rates: dict[int, int] = field(default_factory=dict)  # port -> rate, where below the option's
     # The standby of a controller pair: its table is rebuilt from each flow
     # dump (warm, read-only), and it logs, counts and announces nothing.
     standby: bool = False
@@ -131,6 +132,26 @@ class Gateway:
         for port in sorted(state.metered.keys() - ports):
             msgs += flows.punt_unmeter(port)
             del state.metered[port]
+            state.meter_rates.pop(port, None)
+        return msgs
+
+    def punt_rates(self, dpid: int, rates: Mapping[int, int]) -> list:
+        """Set ports' packet-in meters to these rates (``ryu_app.punt_meters``),
+        never above ``packet_in_port_rate``."""
+        state = self.switches.get(dpid)
+        if state is None:
+            return []
+        ceiling = self.config.packet_in_port_rate
+        msgs = []
+        for port, rate in sorted(rates.items()):
+            if port not in state.metered:
+                continue
+            rate = min(rate, ceiling)
+            if rate >= ceiling:
+                state.meter_rates.pop(port, None)
+            else:
+                state.meter_rates[port] = rate
+            msgs.append(flows.punt_meter_rate(port, rate, rate))
         return msgs
 
     def meter_stats(self, dpid: int, dropped: Mapping[int, int]) -> None:
@@ -196,7 +217,7 @@ class Gateway:
             flows.icmp_to_controller(flows.InfraRule.ICMP_INSIDE, None, cfg.internal_gateway_ip),
         ]
         return (rules + flows.uplink_filters(up, cfg.external_address, cfg.internal_subnet)
-                + flows.inside_rules() + flows.tcp_watch_rules(cfg.tcp_fin_upcall)
+                + flows.inside_rules(cfg.internal_subnet) + flows.tcp_watch_rules(cfg.tcp_fin_upcall)
                 + flows.fragment_rules(up, cfg.internal_subnet, cfg.external_address)
                 + state.nat.probes.all() + adopt)
 

@@ -165,6 +165,8 @@ class NatService:
             except Refused as refused:
                 self._drop(refused.reason.value)
                 return None, msgs + self.icmp.prohibited(in_port, eth_src, data, now)
+        elif info.protocol == TCP and info.tcp_flags & (TcpFlags.SYN | TcpFlags.ACK) == TcpFlags.SYN:
+            msgs += self.tcp.syn_again(session, now)
         return session, msgs
 
     def host_seen(self, ip: str, mac: str, port: int) -> list:

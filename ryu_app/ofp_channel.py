@@ -38,7 +38,10 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 LOG = logging.getLogger(__name__)
 
 RECV_SIZE = 65536
-YIELD_EVERY = 2048      # messages between forced yields to the hub, as Ryu's loop
+# Messages between forced yields to the hub (Ryu's loop: 2048).  Under a flood
+# the socket never runs dry, and the app's timers (the packet-in meters that
+# answer the flood) would wait a second for their turn.
+YIELD_EVERY = 256
 _HEADER = struct.Struct("!BBHI")
 _PACKET_IN = struct.Struct("!IHBBQ")          # buffer_id, total_len, reason, table_id, cookie
 _OXM = struct.Struct("!HBB")                  # class, field << 1 | hasmask, length

@@ -26,6 +26,7 @@ from ryu_app import config, flows, forward_store, forwards, ofctl_compat, ofp_ch
 from ryu_app.election import Election
 from ryu_app.fair_queue import FairQueue, frame_source
 from ryu_app.gateway import Gateway
+from ryu_app.punt_meters import PuntMeters
 from ryu_app.rest import APP_KEY, NatFallbackController, NatRestController
 from ryu_app.sender import Sender
 from ryu_app.views import ConnectionsView
@@ -34,6 +35,7 @@ LOG = logging.getLogger("ryu_app.snat")
 # How long queued packet-ins are handled before a switch with more to read is
 # read again (and their messages sent): fair shares need what came meanwhile.
 DRAIN_SLICE = 0.002
+METER_INTERVAL = 0.25   # how often the packet-in meters follow the load
 config.register(ryu_cfg.CONF)   # before ryu-manager reads the [nat] group
 ofctl_compat.install()          # ofctl_rest's flow dumps show our fin_timeout
 # Ryu's REST server listens on 0.0.0.0 unless told otherwise; ours changes
@@ -91,6 +93,10 @@ class SnatApp(app_manager.RyuApp):
             rate=self.config.packet_in_host_rate, burst=self.config.packet_in_host_burst,
             on_drop=self._packet_in_dropped)
         ofp_channel.install(self._admit, self._drain, self.name)   # packet-ins come to _admit
+        # The switch's per-port packet-in meters follow the load (ryu_app.punt_meters).
+        self.punt_meters = PuntMeters(max(c.packet_in_port_rate for c in self.configs))
+        self._handled = 0                    # packet-ins handled (the meters' measure)
+        self._load_seen = (0, 0, 0, time.monotonic())   # handled, queued, dropped, when: last look
         self.datapaths: dict[int, Any] = {}
         # Flow-stats polls: when the one in flight was sent, and how long the
         # last answered one took (GET /metrics: ryu_snat_stats_poll_seconds).
@@ -122,6 +128,7 @@ class SnatApp(app_manager.RyuApp):
             self.threads.append(hub.spawn(self._every, self.config.ha_interval, self._ha_step))
         else:
             self.roles.leader = True          # alone: acts on every switch it serves
+        self.threads.append(hub.spawn(self._every, METER_INTERVAL, self._adapt_meters))
         self.threads.append(hub.spawn(self._every, 1.0, self._tick))
         self.threads.append(hub.spawn(self._every, self.config.stats_interval, self._poll_stats))
 
@@ -418,6 +425,7 @@ class SnatApp(app_manager.RyuApp):
         source = (dp.id, pin.in_port, frame_source(pin.data))
         now = time.monotonic()
         item = (dp, pin)
+        self.punt_meters.seen(source[:2])
         if not self.packet_ins.within_limit(source, item, now):
             return
         if not more and not len(self.packet_ins):
@@ -454,7 +462,28 @@ class SnatApp(app_manager.RyuApp):
         """Never called (see ``_send_event``); it makes this app an observer
         of packet-ins, which is what brings them here at all."""
 
+    def _adapt_meters(self) -> None:
+        """Every METER_INTERVAL: the ports' meters follow the controller's load."""
+        handled, queued, dropped, then = self._load_seen
+        counters = self.packet_ins.counters
+        now = time.monotonic()
+        self._load_seen = (self._handled, counters.offered,
+                           counters.dropped_full + counters.dropped_stale, now)
+        uplinks = {(dpid, st.uplink) for gw in self.gateways for dpid, st in gw.switches.items()}
+        changes = self.punt_meters.tick(self._handled - handled, self._load_seen[1] - queued,
+                                        self._load_seen[2] - dropped, now - then, uplinks)
+        by_switch: dict[int, dict[int, int]] = {}
+        for (dpid, port), rate in changes.items():
+            by_switch.setdefault(dpid, {})[port] = rate
+        for dpid, rates in by_switch.items():
+            gw = self._serving(dpid)
+            if gw is not None:
+                self._send(dpid, gw.punt_rates(dpid, rates))
+                LOG.info("switch %016x: packet-in meters now %s", dpid,
+                         ", ".join(f"port {p} {r}/s" for p, r in sorted(rates.items())))
+
     def _handle_packet_in(self, dp: Any, pin: ofp_channel.PacketIn) -> None:
+        self._handled += 1
         try:
             gw = self._serving(dp.id)
             if gw is None or not self._acting(dp.id):

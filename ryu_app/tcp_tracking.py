@@ -69,6 +69,21 @@ class TcpTracking:
         moved = self._observe_both(session, rec, FLAG_DIRECTIONS[kind], flags, now)
         return [msg for s, r in moved.values() for msg in self.follow_timeout(s, r)]
 
+    def syn_again(self, session: Session, now: float) -> list:
+        """A SYN on a session that exists (every inside SYN reaches the
+        controller): a retransmission changes nothing; on a closing
+        session's ports it opens a new connection (RFC 7857 figure 1), whose
+        flows get the opening timeout again."""
+        if session.state != State.CLOSING:
+            return []
+        self.nat.ct.observe(session, OUTBOUND, TcpFlags.SYN, now)
+        rec = self.nat.records.get(session.id)
+        if rec is None or rec.ending:
+            return []
+        rec.after_rst = None
+        rec.fin_lowered.clear()
+        return self.follow_timeout(session, rec)
+
     def flows_seen(self, session: Session, rec: FlowRecord, idle: Mapping[CookieKind, int],
                    now: float) -> list:
         """A flow-stats reply named the session's flows with these idle
@@ -137,13 +152,10 @@ class TcpTracking:
         other goes on, the flow is re-added as a stand-in when it idles out
         (``NatService.flow_removed``), which keeps the session as long.
         """
-        closing = rec.path.closing_timeout
-        want = flow_idle_timeout(session, closing)
+        want = flow_idle_timeout(session, rec.path.closing_timeout)
         if want != rec.path.idle_timeout:
             rec.path = rec.path._replace(idle_timeout=want)
         keep_lowered = session.state == State.FIN_WAIT
         return [self.nat.flow_of(rec, kind) for kind in sorted(rec.installed)
                 if rec.sent_idle.get(kind) != want
-                and not (keep_lowered and kind in rec.fin_lowered)
-                # an opening flow (closing + 1 s) already lets a closing session go in time
-                and not (want == closing and rec.sent_idle.get(kind) == closing + 1)]
+                and not (keep_lowered and kind in rec.fin_lowered)]

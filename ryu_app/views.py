@@ -208,6 +208,7 @@ class ConnectionsView:
             "ports_in_use": {name: ports.get(name, 0) for name in PROTOCOLS},
             "ports_quarantined": {name: quarantined.get(name, 0) for name in PROTOCOLS},
             "packet_ins_metered": self._metered(gateways),
+            "packet_in_meter_rates": self._meter_rates(gateways),
         }
 
     @staticmethod
@@ -219,6 +220,19 @@ class ConnectionsView:
                 names = {no: name for name, no in state.ports.items()}
                 for port, dropped in state.metered.items():
                     out[names.get(port, str(port))] += dropped
+        return dict(sorted(out.items()))
+
+
+    @staticmethod
+    def _meter_rates(gateways: list[Gateway]) -> dict[str, int]:
+        """Each metered port's packet-in rate now (ryu_app.punt_meters), by port name."""
+        out: dict[str, int] = {}
+        for gw in gateways:
+            for state in gw.switches.values():
+                names = {no: name for name, no in state.ports.items()}
+                for port in state.metered:
+                    out[names.get(port, str(port))] = state.meter_rates.get(
+                        port, gw.config.packet_in_port_rate)
         return dict(sorted(out.items()))
 
 

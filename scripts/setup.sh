@@ -66,3 +66,7 @@ if [ "$(readlink "$site/mininet" 2>/dev/null)" != "$mn_pkg" ]; then
     log "linking Debian's Mininet ($mn_pkg) into the venv"
     ln -sfn "$mn_pkg" "$site/mininet"
 fi
+
+# 5. Open vSwitch running, with the one setting ryu-snat's install makes
+#    (other_config:max-idle; why: scripts/ovs.sh).
+bash scripts/ovs.sh

@@ -304,6 +304,7 @@ class FakeSwitch:
         [band] = msg.bands
         assert isinstance(band, parser.OFPMeterBandDrop), band
         assert msg.command != ofp.OFPMC_ADD or msg.meter_id not in self.meters, "METER_EXISTS"
+        assert msg.command != ofp.OFPMC_MODIFY or msg.meter_id in self.meters, "UNKNOWN_METER"
         self.meters[msg.meter_id] = Meter(band.rate, band.burst_size if
                                           msg.flags & ofp.OFPMF_BURST else band.rate)
 

@@ -99,3 +99,12 @@ def test_meter_drops_are_reported_by_port_name():
     assert stats["packet_ins_metered"] == {"s1-eth1": 0, "s1-eth2": 0, "s1-eth3": 450}
 
 
+
+
+def test_a_ports_meter_takes_a_new_rate_never_above_the_option():
+    lab = make_lab(packet_in_port_rate=100)
+    lab.run(lab.gateway.punt_rates(1, {H2.port: 10, H1.port: 5000, 99: 7}))
+    assert (lab.switch.meters[H2.port].rate, lab.switch.meters[H1.port].rate) == (10, 100)
+    stats = ConnectionsView(lab.gateway).stats()
+    assert stats["packet_in_meter_rates"] == {"s1-eth1": 100, "s1-eth2": 100, "s1-eth3": 10}
+    assert syn_flood(lab, H2, 30) <= 11, "h2's port is held to its new rate"

@@ -212,16 +212,12 @@ def test_a_transfer_cut_by_an_rst_before_the_first_poll_stays_closed(lab):
     for _ in range(5):
         out(PSH | ACK)
         back(ACK)
-    out(RST)
     mods = flow_mods(lab)
+    out(RST)
     for _ in range(3):
         lab.poll_stats()
-    assert session.state.value == "CLOSING"
-    # The RST lowered its own flow; the other, still an opening one (240 + 1 s),
-    # lets the session go in time as it is: nothing re-added.
-    assert idle_timeouts(lab, session.id) == {240, 241} and flow_mods(lab) == mods
-    lab.advance(242)
-    assert lab.gateway.switches[1].nat.ct.get(session.id) is None
+    assert session.state.value == "CLOSING" and idle_timeouts(lab, session.id) == {240}
+    assert flow_mods(lab) == mods + 1, "the RST lowered its own flow: the other is re-added"
 
 
 def rule_hit(lab, in_port: int, frame: bytes) -> flows.InfraRule | None:
@@ -230,11 +226,13 @@ def rule_hit(lab, in_port: int, frame: bytes) -> flows.InfraRule | None:
     return flows.InfraRule(parsed[1]) if parsed and parsed[0] == CookieKind.INFRA else None
 
 
-def test_a_new_connections_syn_reaches_the_controller_by_its_own_rule(lab):
-    """A SYN without a session goes up through NEW_TCP, which matches the SYN
-    and ACK bits (so OVS's cached datapath flow for it cannot catch the
-    handshake's ACK); anything else without a session, through NEW_FLOW.
-    Both send the whole frame to the controller, which opens the session."""
+def test_an_inside_syn_reaches_the_controller_by_its_own_rule_above_the_sessions(lab):
+    """An inside host's SYN (no ACK) goes up through NEW_TCP, above the
+    session flows, so OVS caches one datapath flow per port for SYNs (the
+    port's meter then drops a flood of them in the datapath); anything else
+    without a session goes up through NEW_FLOW.  A SYN of a session that
+    exists is sent on along it; one on a closing session's ports opens a
+    new connection there."""
     syn = segment(H1.mac, H1.ip, 40001, S1.ip, 80, SYN)
     assert rule_hit(lab, H1_PORT, syn) == flows.InfraRule.NEW_TCP
     for bits in (ACK, SYN | ACK, PSH | ACK, FIN | ACK):
@@ -244,7 +242,18 @@ def test_a_new_connections_syn_reaches_the_controller_by_its_own_rule(lab):
         CookieKind.INFRA, flows.InfraRule.NEW_TCP)]
     [new_flow] = [f for f in lab.switch.flows if f.cookie == flows.make_cookie(
         CookieKind.INFRA, flows.InfraRule.NEW_FLOW)]
-    assert str(new_tcp.actions) == str(new_flow.actions)   # the whole frame up
-    assert new_tcp.priority > new_flow.priority
-    session, out, _ = open_connection(lab, poll=False)
-    assert rule_hit(lab, H1_PORT, segment(H1.mac, H1.ip, 40000, S1.ip, 80, SYN)) is None  # its session flow
+    assert new_tcp.goto == new_flow.goto == flows.TABLE_PUNT       # the whole frame up, metered
+    assert new_tcp.priority > flows.Priority.SESSION > new_flow.priority
+    assert rule_hit(lab, UPLINK, segment(S1.mac, S1.ip, 80, NAT_IP, 40001, SYN)) \
+        != flows.InfraRule.NEW_TCP, "an outside SYN is no inside host's"
+    session, out, back = open_connection(lab)
+    ins = lab.packet_ins
+    assert [p for p, _ in out(SYN)] == [UPLINK], "a retransmitted SYN is sent on"
+    assert lab.packet_ins == ins + 1 and session.state.value == "ESTABLISHED"
+    out(FIN | ACK)
+    back(FIN | ACK)
+    lab.poll_stats()
+    assert session.state.value == "CLOSING"
+    assert [p for p, _ in out(SYN)] == [UPLINK]
+    assert session.state.value == "SYN_SENT", "a new connection on the closing one's ports"
+    assert idle_timeouts(lab, session.id) == {241}
