@@ -301,6 +301,25 @@ def connections(h1, count: int, workers: int, deadline: float) -> dict:
         raise RuntimeError(f"the client on h1 printed no result: {out!r} {err[-2000:]!r}")
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process and all its threads (0 if gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ovs_vswitchd_pid() -> int | None:
+    try:
+        return int(Path("/var/run/openvswitch/ovs-vswitchd.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def packet_ins(lab) -> int:
     return int(lab.controller.get("/nat/stats")["packet_ins"])
 
@@ -370,11 +389,20 @@ def measure(lab, system: str, args) -> dict:
         if seen != {expected_peer(system)}:
             raise RuntimeError(f"o1 saw h1 as {seen}, not {expected_peer(system)}")
         budget = max(10.0, args.count / 50)
+        ovs_pid = ovs_vswitchd_pid()
+        ctl_pid = lab.controller.proc.pid if system in SNATS else None
         for case, workers in (("sequential", 1), ("8-way", WORKERS)):
             before = packet_ins(lab) if system in SNATS else None
+            cpu0 = (cpu_seconds(ovs_pid), cpu_seconds(ctl_pid))
             result[case] = connections(h1, args.count, workers, budget)
+            ok = result[case]["ok"]
+            if ok:   # CPU per connection: what the switch and the controller spend on one
+                result[case]["ovs_ms_per_connection"] = (
+                    1000 * (cpu_seconds(ovs_pid) - cpu0[0]) / ok)
+                if ctl_pid is not None:
+                    result[case]["controller_ms_per_connection"] = (
+                        1000 * (cpu_seconds(ctl_pid) - cpu0[1]) / ok)
             if before is not None:
-                ok = result[case]["ok"]
                 result[case]["packet_ins_per_connection"] = (
                     (packet_ins(lab) - before) / ok if ok else None)
         for case in ("sequential", "8-way"):
@@ -439,6 +467,10 @@ def rows_of(results: list[dict], systems: list[str]) -> list[Row]:
             if system in SNATS:
                 row(case, system, "packet-ins/connection", "count",
                     [m.get("packet_ins_per_connection") for m in mine], False, False)
+                row(case, system, "ryu-manager CPU/connection", "ms",
+                    [m.get("controller_ms_per_connection") for m in mine], False, False)
+            row(case, system, "ovs-vswitchd CPU/connection", "ms",
+                [m.get("ovs_ms_per_connection") for m in mine], False, False)
     for system in systems:
         mine = [r["iperf3"] for r in results if r["system"] == system and "iperf3" in r]
         row("iperf3", system, "throughput", "Gbit/s", [m.get("gbps") for m in mine if m["ok"]])

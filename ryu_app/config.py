@@ -86,13 +86,13 @@ OPTS = [
                     "of the ryu_snat.mappings logger (much cheaper per new session)"),
     cfg.IntOpt("packet_in_port_rate", default=3000,
                help="packets a second each switch port may send to the controller (an "
-                    "OpenFlow meter per port, in the switch): about what the controller "
-                    "handles in all, so one host alone may use all of it while a flood "
-                    "from one port is cut before it costs the controller anything; "
-                    "0 = no meters"),
+                    "OpenFlow meter per port, in the switch) while the controller keeps "
+                    "up; when it falls behind, a port sending far more than the others is "
+                    "cut to the busiest other one's rate until it sends less; 0 = no meters"),
     cfg.IntOpt("packet_in_port_burst", default=0,
                help="packets a port may send to the controller at once above its rate "
-                    "(the meter's burst); 0 = as many as packet_in_port_rate"),
+                    "(the meter's burst) while at packet_in_port_rate; 0 = as many as "
+                    "packet_in_port_rate"),
     cfg.IntOpt("packet_in_host_rate", default=0,
                help="a hard limit on the packet-ins a second the controller handles from "
                     "one source (IPv4 address or MAC) on one port; 0 = none: sources share "

@@ -36,6 +36,7 @@ LOG = logging.getLogger("ryu_app.snat")
 # read again (and their messages sent): fair shares need what came meanwhile.
 DRAIN_SLICE = 0.002
 METER_INTERVAL = 0.25   # how often the packet-in meters follow the load
+FLUSH_EVERY = 8         # queued packet-ins handled per write to their switch
 config.register(ryu_cfg.CONF)   # before ryu-manager reads the [nat] group
 ofctl_compat.install()          # ofctl_rest's flow dumps show our fin_timeout
 # Ryu's REST server listens on 0.0.0.0 unless told otherwise; ours changes
@@ -439,10 +440,13 @@ class SnatApp(app_manager.RyuApp):
         (``dp``, whose loop this is) that sent more is read first."""
         if not len(self.packet_ins):
             return
-        start = time.monotonic()
+        start, handled = time.monotonic(), 0
         with self.sender.batch():
             while (item := self.packet_ins.take(time.monotonic())) is not None:
                 self._handle_packet_in(*item)
+                handled += 1
+                if handled % FLUSH_EVERY == 0:
+                    self.sender.flush()         # a batch's first answers do not wait for its last
                 if time.monotonic() - start > DRAIN_SLICE:
                     self.sender.flush()
                     if ofp_channel.unread(dp):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.peers import NETPROBE
+from helpers.peers import NETPROBE, Server
 from helpers.system import assert_left_nothing
 from lab import Lab
 
@@ -89,10 +89,17 @@ def test_hosts_opening_connections_together_share_evenly(lab):
 
 def test_a_flooding_host_does_not_starve_another(lab):
     """h2's port meter is cut to h1's rate in the switch once the controller
-    falls behind (ryu_app.punt_meters), h1's is left alone, and h1 goes on
-    opening connections with none lost."""
-    h1, h2 = lab.host("h1"), lab.host("h2")
+    falls behind (ryu_app.punt_meters), h1's is left alone, h1 goes on
+    opening connections with none lost, and h3's established transfer never
+    stalls."""
+    h1, h2, h3 = lab.host("h1"), lab.host("h2"), lab.host("h3")
     quiet = result(clients(h1, 600, 1))
+    echo_server = Server(lab.host("o1"), "tcp-server", 81, seconds=60)
+    transfer = h3.popen([sys.executable, NETPROBE, "tcp-echo-loop", "--to", f"{O1}:81",
+                         "--sport", "47000", "--seconds", str(FLOOD_SECONDS + 2),
+                         "--interval", "0.05"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        text=True)
+    time.sleep(0.5)
     flood = h2.popen([sys.executable, NETPROBE, "flood", "--iface", "h2-eth0", "--gateway-mac",
                       GATEWAY_MAC, "--to", O1, "--seconds", str(FLOOD_SECONDS)],
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -105,6 +112,8 @@ def test_a_flooding_host_does_not_starve_another(lab):
         time.sleep(0.2)
     during = result(h1_clients)
     flooded = result(flood)
+    echoed = result(transfer)
+    echo_server.stop()
     after = lab.controller.get("/nat/stats")
     print(f"h1: {quiet['rate']:.0f}/s quiet, {during['rate']:.0f}/s during h2's flood of "
           f"{flooded['pps']} frames/s; lowest meter rates meanwhile {lowest}; the controller's queue "
@@ -116,5 +125,8 @@ def test_a_flooding_host_does_not_starve_another(lab):
     assert during["failures"] == 0 and during["ok"] > 0, during
     assert during["rate"] >= 0.3 * quiet["rate"], (quiet, during)
     assert after["handler_errors"] == 0
+    assert echoed["error"] is None and len(echoed["echoes"]) > 20, echoed
+    gaps = [b - a for a, b in zip(echoed["echoes"], echoed["echoes"][1:])]
+    assert max(gaps) < 1.0, f"h3's transfer stalled for {max(gaps):.2f} s"
     h2_sessions = lab.controller.get("/nat/connections?internal_ip=10.0.0.12&limit=10000")
     assert len(h2_sessions) <= 4096, "h2 stays within its quota: the flood stops at the gateway"
