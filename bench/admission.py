@@ -51,24 +51,7 @@ GATEWAY_MAC = "02:53:4e:41:54:01"          # ryu-snat's default gateway_mac
 TARGETS = {"alone": 0.9, "four": 0.5, "jain": 0.9, "p99_ms": 10.0, "flood": 0.5}
 
 
-def clients(host, count: int, workers: int, deadline: float) -> subprocess.Popen:
-    return host.popen([sys.executable, str(dp.PEER), "client", "--to",
-                       f"{dp.O1_IP}:{dp.SERVER_PORT}", "--count", str(count), "--workers",
-                       str(workers), "--timeout", "3", "--deadline", str(deadline)],
-                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def result(proc: subprocess.Popen, deadline: float) -> dict:
-    try:
-        out, err = proc.communicate(timeout=deadline + 30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate(timeout=5)
-        raise RuntimeError("a client hung")
-    try:
-        return json.loads(out.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        raise RuntimeError(f"a client printed no result: {out!r} {err[-2000:]!r}")
+clients, result = dp.start_clients, dp.clients_result
 
 
 def o1_resets(o1) -> int:

@@ -284,21 +284,30 @@ def start_server(o1, seconds: float):
     return proc
 
 
-def connections(h1, count: int, workers: int, deadline: float) -> dict:
-    proc = h1.popen([sys.executable, str(PEER), "client", "--to", f"{O1_IP}:{SERVER_PORT}",
-                     "--count", str(count), "--workers", str(workers),
-                     "--timeout", "3", "--deadline", str(deadline)],
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_clients(host, count: int, workers: int, deadline: float) -> subprocess.Popen:
+    """``count`` short connections from ``host`` to o1's server over ``workers``."""
+    return host.popen([sys.executable, str(PEER), "client", "--to", f"{O1_IP}:{SERVER_PORT}",
+                       "--count", str(count), "--workers", str(workers),
+                       "--timeout", "3", "--deadline", str(deadline)],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def clients_result(proc: subprocess.Popen, deadline: float) -> dict:
+    """What the clients of ``start_clients`` printed (they end by ``deadline``)."""
     try:
         out, err = proc.communicate(timeout=deadline + 30)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate(timeout=5)
-        raise RuntimeError("the client on h1 hung")
+        raise RuntimeError(f"the clients ({proc.args[2:4]}) hung")
     try:
         return json.loads(out.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
-        raise RuntimeError(f"the client on h1 printed no result: {out!r} {err[-2000:]!r}")
+        raise RuntimeError(f"the clients printed no result: {out!r} {err[-2000:]!r}")
+
+
+def connections(h1, count: int, workers: int, deadline: float) -> dict:
+    return clients_result(start_clients(h1, count, workers, deadline), deadline)
 
 
 def cpu_seconds(pid: int | None) -> float:
