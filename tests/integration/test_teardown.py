@@ -18,11 +18,18 @@ from lab import Lab, port_open, wait_for
 MININET_DIR = Path(__file__).resolve().parents[2] / "mininet"
 
 
+def ovs_global_config() -> str:
+    return subprocess.run(["ovs-vsctl", "--timeout=5", "get", "Open_vSwitch", ".",
+                           "other_config"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 def test_teardown_leaves_nothing_even_when_the_body_fails():
     class Boom(Exception):
         pass
 
     lab = Lab(inside=1, outside=1)
+    installed = ovs_global_config()
     with pytest.raises(Boom):
         with lab:
             pids = [lab.controller.proc.pid] + [h.pid for h in lab.net.hosts]
@@ -35,6 +42,9 @@ def test_teardown_leaves_nothing_even_when_the_body_fails():
     assert not lab.switch_ports & links()
     assert hygiene.pids_in(lab.namespaces) == []
     assert lab.swept == []
+    assert ovs_global_config() == installed, \
+        "the lab tunes nothing in OVS: figures come from OVS as the install leaves it"
+    assert 'max-idle="300"' in installed, "scripts/ovs.sh (run by the install) set it"
 
 
 def test_a_process_a_test_leaks_in_a_host_is_stopped_and_reported():
