@@ -22,3 +22,9 @@ def ipv4(text: str) -> IPv4Address:
 def text(addr: IPv4Address) -> str:
     """``str(addr)``."""
     return str(addr)
+
+
+@lru_cache(maxsize=65536)
+def int_text(value: int) -> str:
+    """An address held as an int (conntrack's keys) as text."""
+    return str(IPv4Address(value))

@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 from oslo_config import cfg
 
@@ -196,6 +196,16 @@ class NatConfig:
         for name in ("tcp_filtering", "udp_filtering"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, self.filtering)
+        # First and last address of each side's prefix, as ints: every
+        # first packet is checked against them (ryu_app.admission).
+        for name, net in (("inside_range", self.internal_subnet),
+                          ("external_range", self.external_ip.network)):
+            object.__setattr__(self, name, (int(net.network_address),
+                                            int(net.broadcast_address)))
+
+    # Set by __post_init__ from the two prefixes (not fields: never given).
+    inside_range: ClassVar[tuple[int, int]]
+    external_range: ClassVar[tuple[int, int]]
 
     def filtering_for(self, protocol: int) -> str:
         """The filtering mode of an IP protocol number: TCP's, UDP's, else ``filtering``."""

@@ -76,21 +76,31 @@ def _pad8(length: int) -> bytes:
     return b"\x00" * (-length % 8)
 
 
+@lru_cache(maxsize=65536)
+def _match_head(protocol: int, in_port: int | None, src: str, dst: str) -> bytes:
+    """The fields of a match up to the addresses: the same for every session
+    between two hosts, so cached."""
+    parts = [_OXM_HEAD["in_port"], _U32.pack(in_port)] if in_port is not None else []
+    parts += [_ETH_IP, _OXM_HEAD["ip_proto"], _U8.pack(protocol),
+              _OXM_HEAD["ipv4_src"], _ip(src), _OXM_HEAD["ipv4_dst"], _ip(dst)]
+    return b"".join(parts)
+
+
+_L4_MATCH = {proto: struct.Struct("!4sH4sH") for proto in _L4}
+
+
 def _match(protocol: int, in_port: int | None, src: str, dst: str, sport: int, dport: int,
            icmp_type: int) -> bytes:
     """An OFPMatch as Ryu serialises one made from keywords: fields sorted by
     OXM field number, padded to 8 bytes."""
-    parts = [_OXM_HEAD["in_port"], _U32.pack(in_port)] if in_port is not None else []
-    parts += [_ETH_IP, _OXM_HEAD["ip_proto"], _U8.pack(protocol),
-              _OXM_HEAD["ipv4_src"], _ip(src), _OXM_HEAD["ipv4_dst"], _ip(dst)]
+    head = _match_head(protocol, in_port, src, dst)
     if protocol in _L4:
         src_field, dst_field = _L4[protocol]
-        parts += [_OXM_HEAD[src_field], _U16.pack(sport), _OXM_HEAD[dst_field], _U16.pack(dport)]
+        tail = _L4_MATCH[protocol].pack(_OXM_HEAD[src_field], sport, _OXM_HEAD[dst_field], dport)
     else:
-        parts += [_OXM_HEAD["icmpv4_type"], _U8.pack(icmp_type)]
-    fields = b"".join(parts)
-    length = 4 + len(fields)
-    return _MATCH_HEAD.pack(ofp.OFPMT_OXM, length) + fields + _pad8(length)
+        tail = _OXM_HEAD["icmpv4_type"] + _U8.pack(icmp_type)
+    length = 4 + len(head) + len(tail)
+    return _MATCH_HEAD.pack(ofp.OFPMT_OXM, length) + head + tail + _pad8(length)
 
 
 @lru_cache(maxsize=65536)
@@ -106,6 +116,7 @@ def _set_mac(name: str, mac: str) -> bytes:
     return _set_field(name, _mac(mac))
 
 
+@lru_cache(maxsize=1024)
 def _output(port: int, max_len: int = 0) -> bytes:
     return _OUTPUT.pack(ofp.OFPAT_OUTPUT, ofp.OFP_ACTION_OUTPUT_SIZE, port, max_len)
 

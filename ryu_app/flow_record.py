@@ -9,8 +9,6 @@ session's totals only ever grow.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from conntrack import INBOUND, OUTBOUND
 from ryu_app.flows import CookieKind, SessionPath
 
@@ -25,38 +23,46 @@ _ZERO_COUNTS = {k: (0, 0) for k in COUNTED_KINDS}   # copied per record: cheaper
 _ZERO_COPIES = {k: 0 for k in COUNTED_KINDS}
 
 
-@dataclass
 class FlowRecord:
-    """What the switch holds for one session, and its counters across flows."""
+    """What the switch holds for one session, and its counters across flows.
 
-    path: SessionPath
-    installed: set = field(default_factory=set)
-    base: dict = field(default_factory=_ZERO_COUNTS.copy)
-    current: dict = field(default_factory=_ZERO_COUNTS.copy)
-    ending: bool = False
-    # RST copies seen per direction (SESSION_OUT/IN): the flows count
-    # those packets too, and plain_packets() leaves them out.
-    rst_copies: dict = field(default_factory=_ZERO_COPIES.copy)
-    # The idle timeout each flow holds in the switch, as far as we know: the
-    # one we last sent it with, or the closing timeout once the flow stats
-    # showed that its fin_timeout lowered it (kinds in fin_lowered).
-    sent_idle: dict = field(default_factory=dict)
-    fin_lowered: set = field(default_factory=set)
-    hairpin: bool = False         # one flow back inside (ryu_app.hairpin), not the usual pair
-    # A hairpinned session's flow actions (they rewrite both ends) and the
-    # session of the other inside host, whose flow carries this one's replies.
-    actions: list | None = None
-    peer: int | None = None
-    # Flows re-added after idling out that have carried nothing since: they
-    # stand in for a quiet direction and prove no activity of their own.
-    revived: set = field(default_factory=set)
-    # When a fragment of each direction last passed (the controller forwards
-    # fragments, so the flows' counters never see them).
-    fragments_at: dict = field(default_factory=dict)
-    # plain_packets() at the first poll after an RST closed the session (()
-    # until then): packets without FIN or RST both ways after that mean the
-    # endpoints ignored it (forged, or out of window).
-    after_rst: tuple | None = None
+    A plain class with slots: one is made for every new session, and a
+    dataclass with default factories cost several times as much to build.
+    """
+
+    __slots__ = ("path", "installed", "base", "current", "ending", "rst_copies", "sent_idle",
+                 "fin_lowered", "hairpin", "actions", "peer", "revived", "fragments_at",
+                 "after_rst")
+
+    def __init__(self, path: SessionPath, installed: set | None = None) -> None:
+        self.path = path
+        self.installed: set = set() if installed is None else installed
+        self.base: dict = _ZERO_COUNTS.copy()
+        self.current: dict = _ZERO_COUNTS.copy()
+        self.ending = False
+        # RST copies seen per direction (SESSION_OUT/IN): the flows count
+        # those packets too, and plain_packets() leaves them out.
+        self.rst_copies: dict = _ZERO_COPIES.copy()
+        # The idle timeout each flow holds in the switch, as far as we know:
+        # the one we last sent it with, or the closing timeout once the flow
+        # stats showed that its fin_timeout lowered it (kinds in fin_lowered).
+        self.sent_idle: dict = {}
+        self.fin_lowered: set = set()
+        self.hairpin = False      # one flow back inside (ryu_app.hairpin), not the usual pair
+        # A hairpinned session's flow actions (they rewrite both ends) and the
+        # session of the other inside host, whose flow carries this one's replies.
+        self.actions: list | None = None
+        self.peer: int | None = None
+        # Flows re-added after idling out that have carried nothing since:
+        # they stand in for a quiet direction and prove no activity of their own.
+        self.revived: set = set()
+        # When a fragment of each direction last passed (the controller
+        # forwards fragments, so the flows' counters never see them).
+        self.fragments_at: dict = {}
+        # plain_packets() at the first poll after an RST closed the session
+        # (() until then): packets other than RSTs both ways after that mean
+        # the endpoints ignored it (forged, or out of window).
+        self.after_rst: tuple | None = None
 
     def sent(self, kind: CookieKind) -> None:
         """The flow of ``kind`` was (re-)added with the path's idle timeout."""

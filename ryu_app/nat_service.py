@@ -33,9 +33,10 @@ from typing import Callable
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from conntrack import OUTBOUND, Event, Refused, Session, State, TCP, TcpFlags
+from conntrack.keys import unpack_okey
 from ryu_app import flow_encoding, flows, replies
 from ryu_app.adoption import AdoptedSession, read_sessions
-from ryu_app.addresses import ipv4, text
+from ryu_app.addresses import int_text, ipv4
 from ryu_app.admission import outbound_problem
 from ryu_app.config import NatConfig
 from ryu_app.counters import GatewayCounters
@@ -85,7 +86,6 @@ class NatService:
         self.hosts = InsideHosts()
         self.switch_drops: dict[str, int] = {}
         self._external = str(config.external_address)
-        self._external_net = config.external_ip.network
         # True from the switch's (re)connection until its flow dump is read:
         # no new mapping may take a port a surviving flow still holds.
         self.adopting = False
@@ -184,14 +184,15 @@ class NatService:
 
     def next_hop(self, remote: str) -> str | None:
         """Remotes on the external prefix directly, others via the gateway."""
-        if ipv4(remote) in self._external_net:
+        low, high = self.config.external_range
+        if low <= int(ipv4(remote)) <= high:
             return remote
         gw = self.config.external_gateway_ip
         return str(gw) if gw is not None else None
 
     def _send_out(self, session: Session, data: bytes, now: float) -> list:
         """Send ``data`` of ``session`` outwards, once its next hop is known."""
-        remote = text(session.remote_ip)
+        remote = int_text(unpack_okey(session.okey)[3])
         hop = self.next_hop(remote)
         mac = self.next_hops.lookup(hop, now)
         if mac is None:
@@ -275,16 +276,17 @@ class NatService:
 
     # -- flows ------------------------------------------------------------------------
     def path(self, session: Session, next_hop_mac: str) -> SessionPath | None:
-        inside_ip = text(session.inside_ip)
+        protocol, inside, inside_port, remote, remote_port = unpack_okey(session.okey)
+        inside_ip = int_text(inside)
         host = self.hosts.get(inside_ip)
         if host is None:
             return None
-        closing = self.config.tcp_transitory_timeout if session.protocol == TCP else 0
+        closing = self.config.tcp_transitory_timeout if protocol == TCP else 0
         return SessionPath(
-            session_id=session.id, protocol=session.protocol,
-            inside_ip=inside_ip, inside_port=session.inside_port,
+            session_id=session.id, protocol=protocol,
+            inside_ip=inside_ip, inside_port=inside_port,
             external_ip=self._external, external_port=session.external_port,
-            remote_ip=text(session.remote_ip), remote_port=session.remote_port,
+            remote_ip=int_text(remote), remote_port=remote_port,
             inside_mac=host.mac, inside_switch_port=host.port, next_hop_mac=next_hop_mac,
             uplink=self.uplink, gateway_mac=self.config.gateway_mac,
             idle_timeout=flow_idle_timeout(session, closing), closing_timeout=closing)
