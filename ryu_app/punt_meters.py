@@ -23,10 +23,11 @@ Ports sending alike (hosts opening connections together) are never cut.
 The uplink's packet-ins follow from the inside hosts' sessions (RST copies,
 inbound to their mappings), so it can be cut but never counts as the other
 port an inside host is held to.  A port alone is cut only when packet-ins
-are dropped, to what the controller handled.  A cut port climbs back, a
-quarter each interval up to the ceiling, once it sends well below its rate
-or no other inside port is busy, but never while packet-ins are dropped.  Nothing here knows OpenFlow: it returns
-the rates to set; time is passed in.
+are dropped and it sends more than the controller handled, to what the
+controller handled.  A cut port climbs back, a quarter each interval up to
+the ceiling, once it sends well below its rate or no other inside port is
+busy, but never while packet-ins are dropped.  Nothing here knows OpenFlow:
+it returns the rates to set; time is passed in.
 """
 from __future__ import annotations
 
@@ -89,7 +90,11 @@ class PuntMeters:
             others = busiest_other(port)
             if others >= self.floor:
                 share = int(others) if rate > DOMINANT * others else None
-            elif dropped and port not in uplinks and len(inside) == 1:
+            elif dropped and port not in uplinks and len(inside) == 1 \
+                    and counts[port] > handled:
+                # Alone and the cause: it sends more than the controller
+                # handled.  (Drops of a stopped flooder's backlog are not
+                # the port's that sends less.)
                 share = max(self.floor, int(HEADROOM * handled / seconds))
             else:
                 share = None

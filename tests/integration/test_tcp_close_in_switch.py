@@ -56,10 +56,15 @@ def test_short_connections_close_in_the_switch_and_free_their_ports(lab):
     assert (done["ok"], done["failed"]) == (CONNECTIONS, 0), done
     # A SYN each (and nothing for the FINs); a spare few for ARP refreshes.
     assert CONNECTIONS <= packet_ins <= CONNECTIONS + 5, packet_ins
-    flows = session_flows(lab)
-    assert len(flows) == 2 * CONNECTIONS
-    assert Counter(f["idle_timeout"] for f in flows) == {TRANSITORY: 2 * CONNECTIONS}, \
-        "every flow lowered itself to the transitory timeout"
+    # OVS applies fin_timeout when its revalidator pushes the datapath
+    # flow's stats (TCP flags included) to the rule: the last connections'
+    # flows within a round of that, well inside the transitory timeout.
+    seen: list[Counter] = []
+    try:
+        wait_for(lambda: seen.append(Counter(f["idle_timeout"] for f in session_flows(lab)))
+                 or seen[-1] == {TRANSITORY: 2 * CONNECTIONS}, 3)
+    except TimeoutError:
+        pytest.fail(f"not every flow lowered itself to the transitory timeout: {seen[-1]}")
     conns = wait_for(lambda: (c := lab.controller.get("/nat/connections?protocol=tcp"))
                      and all(x["state"] == "CLOSING" for x in c) and c, 5,
                      what="every session CLOSING")

@@ -36,6 +36,16 @@ def test_a_port_alone_is_cut_only_when_packet_ins_are_dropped():
     assert interval(m, {H1: 1500}, handled=1000, queued=900, dropped=400) == {H1: 1800}
 
 
+def test_a_port_alone_is_not_cut_for_drops_it_did_not_cause():
+    """A flooder stopped and its backlog ages out of the queue (drops):
+    the host still opening connections, alone now and sending less than
+    the controller handles, keeps its rate."""
+    m = PuntMeters(3000)
+    interval(m, {H1: 150, H2: 1400}, handled=1000, queued=800)
+    assert interval(m, {H1: 150}, handled=1000, queued=700, dropped=500) == {}
+    assert m.rate(H1) == 3000
+
+
 def test_behind_a_flooding_port_is_cut_to_the_busiest_other_inside_ports_rate():
     m = PuntMeters(3000)
     changes = interval(m, {H1: 300, H2: 1400, H3: 100, UPLINK: 450}, handled=1000, queued=800)
