@@ -32,7 +32,7 @@ class FlowRecord:
 
     __slots__ = ("path", "installed", "base", "current", "ending", "rst_copies", "sent_idle",
                  "fin_lowered", "hairpin", "actions", "peer", "revived", "fragments_at",
-                 "after_rst")
+                 "after_rst", "raise_due")
 
     def __init__(self, path: SessionPath, installed: set | None = None) -> None:
         self.path = path
@@ -63,6 +63,9 @@ class FlowRecord:
         # (() until then): packets other than RSTs both ways after that mean
         # the endpoints ignored it (forged, or out of window).
         self.after_rst: tuple | None = None
+        # A poll found the session's timeout above what its flows hold and
+        # the raise waits for the next poll (TcpTracking.follow_timeout).
+        self.raise_due = False
 
     def sent(self, kind: CookieKind) -> None:
         """The flow of ``kind`` was (re-)added with the path's idle timeout."""

@@ -267,6 +267,15 @@ class Gateway:
         entries = [(f.cookie, f.packet_count, f.byte_count, f.idle_timeout) for f in stats]
         return msgs + nat.flow_stats(entries, _now(now))
 
+    def flow_counts(self, dpid: int, entries: list, now: float | None = None) -> list:
+        """A part of a flow-stats reply as (cookie, packets, bytes, idle
+        timeout) per flow, read off the wire (``ryu_app.ofp_channel``):
+        counters only, so never while the switch's sessions are adopted."""
+        nat = self._nat(dpid)
+        if nat is None or nat.adopting:
+            return []
+        return nat.flow_stats(entries, _now(now))
+
     def tick(self, now: float | None = None) -> dict[int, list]:
         """Periodic work of every switch: ARP retries, expiry backstop."""
         grace = 2 * self.config.stats_interval + 2

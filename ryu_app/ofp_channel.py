@@ -18,6 +18,15 @@ handshake handlers).  A packet-in is read with ``struct`` into a
 only while the consumer's app is the only observer of packet-ins and the
 switch is in MAIN_DISPATCHER, as Ryu's dispatch would; with another app
 loaded that watches packet-ins, everything goes Ryu's way.
+
+Flow-stats replies are the other hot message: with thousands of sessions a
+poll's reply parsed by Ryu (every match, instruction and action as objects)
+took a quarter of the controller's time in a flood and held packet-ins for
+hundreds of milliseconds.  The gateway needs four numbers of each flow, so
+a reply part is read with ``struct`` (:class:`FlowCounts`) and offered to
+the ``flow_counts`` callback, which takes the parts of its own polls and
+declines the rest (another app's requests, a dump whose matches it needs):
+those go Ryu's way.
 """
 from __future__ import annotations
 
@@ -48,6 +57,11 @@ _OXM = struct.Struct("!HBB")                  # class, field << 1 | hasmask, len
 _MATCH_AT = ofp.OFP_PACKET_IN_SIZE - ofp.OFP_MATCH_SIZE   # 24: after header and the fixed part
 _OXM_BASIC = ofp.OFPXMC_OPENFLOW_BASIC
 _IN_PORT, _METADATA = ofp.OXM_OF_IN_PORT >> 9 & 0x7F, ofp.OXM_OF_METADATA >> 9 & 0x7F
+_MULTIPART = struct.Struct("!HH4x")           # type, flags
+# ofp_flow_stats up to its match: length, table_id, duration (s, ns),
+# priority, idle and hard timeouts, flags, cookie, packet and byte counts.
+_FLOW_STATS = struct.Struct("!HBxIIHHHH4xQQQ")
+_FLOW_STATS_MIN = _FLOW_STATS.size + ofp.OFP_MATCH_SIZE
 
 
 class PacketIn(NamedTuple):
@@ -105,21 +119,57 @@ def read_packet_in(buf: bytes | bytearray | memoryview, offset: int,
     return PacketIn(in_port, metadata, table_id, cookie, reason, data)
 
 
+class FlowCounts(NamedTuple):
+    """What the gateway needs of a part of an OFPMP_FLOW reply."""
+
+    more: bool                                  # OFPMPF_REPLY_MORE: parts follow
+    entries: list[tuple[int, int, int, int]]    # cookie, packets, bytes, idle_timeout
+
+
+def read_flow_counts(buf: bytes | bytearray | memoryview, offset: int,
+                     msg_len: int) -> FlowCounts | None:
+    """An OpenFlow 1.3 flow-stats reply part at ``offset`` read with
+    ``struct`` (matches and instructions skipped by their length); None for
+    another multipart type or a part that does not add up."""
+    try:
+        mp_type, flags = _MULTIPART.unpack_from(buf, offset + ofp.OFP_HEADER_SIZE)
+        if mp_type != ofp.OFPMP_FLOW:
+            return None
+        pos, end = offset + ofp.OFP_MULTIPART_REPLY_SIZE, offset + msg_len
+        entries = []
+        while pos < end:
+            (length, _table, _sec, _nsec, _priority, idle, _hard, _flags, cookie, packets,
+             octets) = _FLOW_STATS.unpack_from(buf, pos)
+            if length < _FLOW_STATS_MIN or pos + length > end:
+                return None
+            entries.append((cookie, packets, octets, idle))
+            pos += length
+    except struct.error:
+        return None
+    return FlowCounts(bool(flags & ofp.OFPMPF_REPLY_MORE), entries)
+
+
 Consumer = Callable[[Any, PacketIn, bool], None]
+CountsTaker = Callable[[Any, int, FlowCounts], bool]
 _consumer: Consumer | None = None
 _drain: Callable[[Any], None] | None = None
 _consumer_name: str | None = None
+_flow_counts: CountsTaker | None = None
 
 
-def install(consumer: Consumer, drain: Callable[[Any], None], app_name: str) -> None:
+def install(consumer: Consumer, drain: Callable[[Any], None], app_name: str,
+            flow_counts: CountsTaker | None = None) -> None:
     """Use the cheaper receive loop for every switch from now on; hand
     packet-ins to ``consumer(datapath, packet_in, more)`` while the app
     ``app_name`` is their only observer (``more``: further messages of the
     switch wait, already read or still in the socket), and call
     ``drain(datapath)`` after each chunk read, before the loop reads (and
-    perhaps waits) again: the consumer's chance to handle what it queued."""
-    global _consumer, _drain, _consumer_name
+    perhaps waits) again: the consumer's chance to handle what it queued.
+    Flow-stats reply parts go to ``flow_counts(datapath, xid, counts)``
+    first; it returns False for those it leaves to Ryu's parse."""
+    global _consumer, _drain, _consumer_name, _flow_counts
     _consumer, _drain, _consumer_name = consumer, drain, app_name
+    _flow_counts = flow_counts
     if ryu_controller.Datapath._recv_loop is not _recv_loop:
         ryu_controller.Datapath._recv_loop = _recv_loop
 
@@ -188,15 +238,19 @@ def _recv_loop(self: Any) -> None:
                 msg_len = header_size
             if size - offset < msg_len:
                 break
-            pin = None
-            if (msg_type == ofp.OFPT_PACKET_IN and version == ofp.OFP_VERSION
-                    and _consumer is not None and self.state == MAIN_DISPATCHER
-                    and _sole_observer(self.ofp_brick)):
-                pin = read_packet_in(buf, offset, msg_len)
-            if pin is not None:
-                more = size - offset - msg_len >= header_size or unread(self)
-                _consumer(self, pin, more)
-            else:
+            taken = False
+            if version == ofp.OFP_VERSION and self.state == MAIN_DISPATCHER:
+                if (msg_type == ofp.OFPT_PACKET_IN and _consumer is not None
+                        and _sole_observer(self.ofp_brick)):
+                    pin = read_packet_in(buf, offset, msg_len)
+                    if pin is not None:
+                        more = size - offset - msg_len >= header_size or unread(self)
+                        _consumer(self, pin, more)
+                        taken = True
+                elif msg_type == ofp.OFPT_MULTIPART_REPLY and _flow_counts is not None:
+                    counts = read_flow_counts(buf, offset, msg_len)
+                    taken = counts is not None and _flow_counts(self, xid, counts)
+            if not taken:
                 _ryus_way(self, version, msg_type, msg_len, xid,
                           buf[offset:offset + msg_len])
             offset += msg_len

@@ -93,7 +93,8 @@ class SnatApp(app_manager.RyuApp):
         self.packet_ins: FairQueue[Any] = FairQueue(
             rate=self.config.packet_in_host_rate, burst=self.config.packet_in_host_burst,
             on_drop=self._packet_in_dropped)
-        ofp_channel.install(self._admit, self._drain, self.name)   # packet-ins come to _admit
+        # Packet-ins come to _admit, our polls' flow counters to _flow_counts.
+        ofp_channel.install(self._admit, self._drain, self.name, self._flow_counts)
         # The switch's per-port packet-in meters follow the load (ryu_app.punt_meters).
         self.punt_meters = PuntMeters(max(c.packet_in_port_rate for c in self.configs))
         self._handled = 0                    # packet-ins handled (the meters' measure)
@@ -102,6 +103,7 @@ class SnatApp(app_manager.RyuApp):
         # Flow-stats polls: when the one in flight was sent, and how long the
         # last answered one took (GET /metrics: ryu_snat_stats_poll_seconds).
         self._poll_sent: dict[int, float] = {}
+        self._poll_xids: dict[int, int] = {}      # the xid of the poll in flight
         self.stats_poll_seconds: dict[int, float] = {}
         self.view = ConnectionsView(self.gateways)
         wsgi: WSGIApplication = kwargs["wsgi"]
@@ -340,7 +342,10 @@ class SnatApp(app_manager.RyuApp):
                     self._send(dpid, gw.refresh_standby(dpid))
                     continue
                 self._poll_sent.setdefault(dpid, time.monotonic())
-                self._send(dpid, [flows.flow_stats_request()] + meters)
+                request = flows.flow_stats_request()
+                self._send(dpid, [request] + meters)
+                if request.xid is not None:
+                    self._poll_xids[dpid] = request.xid
 
     def _send(self, dpid: int, msgs: list) -> None:
         """The one way out; a controller that is not MASTER only reads."""
@@ -383,6 +388,7 @@ class SnatApp(app_manager.RyuApp):
             self.roles.disconnected(dp.id)
             self.datapaths.pop(dp.id, None)
             self._poll_sent.pop(dp.id, None)      # its reply will never come
+            self._poll_xids.pop(dp.id, None)
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     @guarded
@@ -515,6 +521,8 @@ class SnatApp(app_manager.RyuApp):
         msg = ev.msg
         more = bool(msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE)
         sent = None if more else self._poll_sent.pop(msg.datapath.id, None)
+        if not more and self._poll_xids.get(msg.datapath.id) == msg.xid:
+            del self._poll_xids[msg.datapath.id]
         if sent is not None:
             self.stats_poll_seconds[msg.datapath.id] = time.monotonic() - sent
         dpid = msg.datapath.id
@@ -525,6 +533,27 @@ class SnatApp(app_manager.RyuApp):
         self._send(dpid, gw.flow_stats_reply(dpid, msg.body, more))
         if was_adopting and not gw.adopting(dpid) and dpid in self._warm:
             self._taken_over(gw, dpid)
+
+    def _flow_counts(self, dp: Any, xid: int, counts: ofp_channel.FlowCounts) -> bool:
+        """A part of our own poll's reply, read off the wire: counters for
+        the sessions.  False (Ryu parses it, ``_flow_stats``) for another
+        request's reply, or while the switch's flows are being adopted
+        (that needs their matches)."""
+        dpid = dp.id
+        gw = self._serving(dpid)
+        if self._poll_xids.get(dpid) != xid or gw is None or gw.adopting(dpid):
+            return False
+        try:
+            if not counts.more:
+                del self._poll_xids[dpid]
+                sent = self._poll_sent.pop(dpid, None)
+                if sent is not None:
+                    self.stats_poll_seconds[dpid] = time.monotonic() - sent
+            self._send(dpid, gw.flow_counts(dpid, counts.entries))
+        except Exception:
+            self.gateway.counters.handler_errors += 1
+            LOG.exception("flow counters of switch %016x failed", dpid)
+        return True
 
     def _taken_over(self, gw: Gateway, dpid: int) -> None:
         """The new MASTER has read the switch's flows: the takeover is done."""

@@ -99,7 +99,8 @@ class TcpTracking:
             rec.fin_lowered.add(kind)
             touched.update(self._observe_both(session, rec, _DIRECTION[kind], TcpFlags.FIN, now))
         self._counters(session, rec, now)
-        return [msg for s, r in touched.values() for msg in self.follow_timeout(s, r)]
+        return [msg for s, r in touched.values()
+                for msg in self.follow_timeout(s, r, settle=True)]
 
     def _observe_both(self, session: Session, rec: FlowRecord, direction, flags: int,
                       now: float) -> dict:
@@ -143,7 +144,7 @@ class TcpTracking:
                     rec.after_rst = None
                     ct.observe(session, OUTBOUND, TcpFlags.ACK, now)
 
-    def follow_timeout(self, session: Session, rec: FlowRecord) -> list:
+    def follow_timeout(self, session: Session, rec: FlowRecord, settle: bool = False) -> list:
         """Re-add the session's flows that do not hold its timeout.
 
         A half-closed session (FIN_WAIT) keeps the established timeout, but
@@ -151,11 +152,26 @@ class TcpTracking:
         direction then stays quiet for the transitory timeout while the
         other goes on, the flow is re-added as a stand-in when it idles out
         (``NatService.flow_removed``), which keeps the session as long.
+
+        With ``settle`` (a poll's findings) a raise of the timeout waits for
+        the next poll.  Re-adding a flow replaces it, and a FIN whose
+        statistics the switch pushes to the old flow between the poll and
+        the re-add (its revalidator does so up to half a second after the
+        FIN passed) would lower a flow that is about to go: the new one
+        would hold the established timeout for a closed connection.  By the
+        next poll such a FIN shows as a lowered flow, and nothing is raised.
         """
         want = flow_idle_timeout(session, rec.path.closing_timeout)
         if want != rec.path.idle_timeout:
             rec.path = rec.path._replace(idle_timeout=want)
         keep_lowered = session.state == State.FIN_WAIT
-        return [self.nat.flow_of(rec, kind) for kind in sorted(rec.installed)
-                if rec.sent_idle.get(kind) != want
-                and not (keep_lowered and kind in rec.fin_lowered)]
+        stale = [kind for kind in sorted(rec.installed)
+                 if rec.sent_idle.get(kind) != want
+                 and not (keep_lowered and kind in rec.fin_lowered)]
+        raises = [kind for kind in stale if rec.sent_idle.get(kind, want) < want]
+        if settle and raises and not rec.raise_due:
+            rec.raise_due = True
+            stale = [kind for kind in stale if kind not in raises]
+        else:
+            rec.raise_due = False
+        return [self.nat.flow_of(rec, kind) for kind in stale]

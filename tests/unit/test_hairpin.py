@@ -125,6 +125,7 @@ def test_a_hairpinned_tcp_connection_lives_by_tcp_state():
     lab.send(H1.port, frame(H1, 5555, NAT_IP, 8081, bits=0x10))            # ACK
     lab.poll_stats()
     assert (a.state.value, b.state.value) == ("ESTABLISHED", "ESTABLISHED")
+    lab.poll_stats()                                  # flows raised a poll later
     assert idle_timeouts(lab, a, b) == {7440}
     assert (a.packets_out, a.packets_in) == (2, 1), "replies are counted from the other flow"
     lab.advance(600)

@@ -306,6 +306,7 @@ def test_tcp_reply_in_the_counters_moves_flows_to_the_established_timeout(lab):
     lab.send(UPLINK, in_frame(S1, 80, s.external_port, proto=TCP, bits=SYN | ACK))
     lab.advance(10)
     assert s.state.value == "ESTABLISHED"
+    lab.advance(10)                                   # its flows follow a poll later
     assert {f.idle_timeout for f in flows_of(lab, s.id).values()} == {7440}
     lab.advance(1000)                                 # a quiet but open connection
     assert nat(lab).ct.get(s.id) is s and len(flows_of(lab, s.id)) == 2

@@ -82,10 +82,80 @@ class FakeBrick:
         return []
 
 
-def run_loop(stream: bytes, chunks: list[int], observers: dict) -> tuple[list, list]:
-    """The loop reading ``stream`` written in pieces of the given sizes."""
+def flow_stats_bytes(flows: list[dict], more: bool = False, xid: int = 1) -> bytes:
+    """A switch's OFPMP_FLOW reply part (OpenFlow 1.3 s7.3.5.2; Ryu only
+    parses these): each flow's match and instructions serialised by Ryu,
+    the rest packed as the spec lays it out."""
+    body = b""
+    for f in flows:
+        match = bytearray()
+        parser.OFPMatch(**f["match"]).serialize(match, 0)
+        insts = bytearray()
+        for inst in f["instructions"]:
+            inst.serialize(insts, len(insts))
+        length = 48 + len(match) + len(insts)
+        body += struct.pack("!HBxIIHHHH4xQQQ", length, f.get("table_id", 0), f["duration"], 5,
+                            f.get("priority", 1000), f["idle_timeout"], 0, 1, f["cookie"],
+                            f["packets"], f["bytes"]) + bytes(match) + bytes(insts)
+    head = struct.pack("!HH4x", ofp.OFPMP_FLOW, ofp.OFPMPF_REPLY_MORE if more else 0)
+    return struct.pack("!BBHI", ofp.OFP_VERSION, ofp.OFPT_MULTIPART_REPLY,
+                       8 + len(head) + len(body), xid) + head + body
+
+
+def session_flow(cookie: int, packets: int, octets: int, idle: int, port: int) -> dict:
+    """A flow shaped as a session's: 5-tuple match, fin_timeout, rewrites, output."""
+    actions = [parser.NXActionFinTimeout(fin_idle_timeout=240, fin_hard_timeout=0),
+               parser.OFPActionSetField(ipv4_src="198.51.100.1"),
+               parser.OFPActionSetField(tcp_src=port), parser.OFPActionOutput(1)]
+    return {"match": {"in_port": 2, "eth_type": 0x800, "ip_proto": 6, "ipv4_src": "10.0.0.11",
+                      "ipv4_dst": "198.51.100.10", "tcp_src": port, "tcp_dst": 80},
+            "instructions": [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions),
+                             parser.OFPInstructionGotoTable(1)],
+            "duration": 3, "idle_timeout": idle, "cookie": cookie, "packets": packets,
+            "bytes": octets}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1),
+                          st.integers(0, 2**64 - 1), st.integers(0, 65535),
+                          st.integers(1, 65535)), max_size=20),
+       st.booleans())
+def test_flow_counters_read_as_ryu_parses_them(flows, more):
+    """Any number of flows (none too), their match and instructions
+    skipped: the same cookie, counts and idle timeout in the same order."""
+    raw = flow_stats_bytes([session_flow(*f) for f in flows], more)
+    mine, theirs = ofp_channel.read_flow_counts(b"pad" + raw, 3, len(raw)), ryus(raw)
+    assert mine.entries == [(f.cookie, f.packet_count, f.byte_count, f.idle_timeout)
+                            for f in theirs.body]
+    assert mine.more == bool(theirs.flags & ofp.OFPMPF_REPLY_MORE)
+
+
+def test_a_flow_reply_that_does_not_add_up_or_another_multipart_is_left_to_ryu():
+    raw = bytearray(flow_stats_bytes([session_flow(1, 2, 3, 4, 5)] * 2))
+    struct.pack_into("!H", raw, 16 + 0, 4000)       # the first flow longer than the message
+    assert ofp_channel.read_flow_counts(raw, 0, len(raw)) is None
+    struct.pack_into("!H", raw, 16 + 0, 20)         # shorter than its fixed part
+    assert ofp_channel.read_flow_counts(raw, 0, len(raw)) is None
+    cut = flow_stats_bytes([session_flow(1, 2, 3, 4, 5)])[:-30]
+    assert ofp_channel.read_flow_counts(cut, 0, len(cut)) is None
+    desc = struct.pack("!BBHIHH4x", 4, ofp.OFPT_MULTIPART_REPLY, 16, 1, ofp.OFPMP_DESC, 0)
+    assert ofp_channel.read_flow_counts(desc + b"\0" * 1056, 0, 16 + 1056) is None
+
+
+def run_loop(stream: bytes, chunks: list[int], observers: dict,
+             counts_xid: int | None = None) -> tuple[list, list]:
+    """The loop reading ``stream`` written in pieces of the given sizes;
+    flow counts of ``counts_xid`` are taken, other replies left to Ryu."""
     got: list = []
-    ofp_channel.install(lambda dp, pin, more: got.append((pin, more)), lambda dp: None, "SnatApp")
+
+    def take(dp, xid, counts) -> bool:
+        if xid != counts_xid:
+            return False
+        got.append(counts)
+        return True
+
+    ofp_channel.install(lambda dp, pin, more: got.append((pin, more)), lambda dp: None, "SnatApp",
+                        take)
     mine, theirs = socket.socketpair()
     at = 0
     for size in chunks + [len(stream)]:
@@ -119,3 +189,14 @@ def test_with_another_app_watching_packet_ins_they_go_ryus_way():
     got, events = run_loop(stream, [], {"SnatApp": {MAIN_DISPATCHER},
                                         "SimpleSwitch13": {MAIN_DISPATCHER}})
     assert got == [] and [type(ev).__name__ for ev in events] == ["EventOFPPacketIn"]
+
+
+def test_our_polls_flow_counters_are_taken_and_other_replies_go_ryus_way():
+    """The gateway's own poll (its xid) is read off the wire; a reply to
+    another request (ofctl_rest's GET /stats/flow) reaches Ryu's observers."""
+    ours = flow_stats_bytes([session_flow(7, 10, 600, 240, 40000)], xid=21)
+    rest = flow_stats_bytes([session_flow(8, 1, 60, 240, 40001)], xid=22)
+    got, events = run_loop(ours + rest, [37], {"SnatApp": {MAIN_DISPATCHER}}, counts_xid=21)
+    assert got == [ofp_channel.FlowCounts(False, [(7, 10, 600, 240)])]
+    assert [type(ev).__name__ for ev in events] == ["EventOFPFlowStatsReply"]
+    assert events[0].msg.xid == 22 and events[0].msg.body[0].cookie == 8

@@ -54,6 +54,7 @@ def open_connection(lab, poll: bool = True):
     assert [p for p, _ in out(ACK)] == [UPLINK]
     if poll:
         lab.poll_stats()                   # the reply in the counters: established
+        lab.poll_stats()                   # and its flows raised to that timeout
     [session] = lab.gateway.switches[1].nat.ct.sessions()
     return session, out, back
 
@@ -177,6 +178,40 @@ def test_watch_packets_count_in_the_session(lab):
     assert (session.packets_out, session.packets_in) == (4, 2)
 
 
+def test_a_raise_waits_a_poll_so_a_fin_late_in_the_stats_is_not_lost(lab):
+    """The switch pushes a FIN's statistics (and so its fin_timeout) to the
+    flow up to half a second after it passed: a poll can find a connection
+    established that has closed already.  Raising its flows at once would
+    replace the ones the FIN is about to lower, leaving a closed connection
+    on the established timeout; the raise waits for the next poll, which
+    finds them lowered."""
+    session, out, back = open_connection(lab, poll=False)
+    mods = flow_mods(lab)
+    before_the_fins = lab.switch.stats()
+    out(FIN | ACK)
+    back(FIN | ACK)
+    out(ACK)
+    lab.run(lab.gateway.flow_stats_reply(lab.switch.dpid, before_the_fins, False, lab.now))
+    assert session.state.value == "ESTABLISHED"
+    assert flow_mods(lab) == mods, "nothing raised on the poll that found it established"
+    assert idle_timeouts(lab, session.id) == {240}
+    lab.poll_stats()
+    assert session.state.value == "CLOSING" and session.timeout == 240
+    assert idle_timeouts(lab, session.id) == {240} and flow_mods(lab) == mods
+
+
+def test_an_established_connection_gets_its_timeout_at_the_next_poll(lab):
+    """Established at one poll, its flows at 7440 s from the next (RFC 5382
+    REQ-5): well inside the opening flows' 241 s."""
+    session, out, back = open_connection(lab, poll=False)
+    lab.poll_stats()
+    assert session.state.value == "ESTABLISHED" and session.timeout == 7440
+    assert idle_timeouts(lab, session.id) == {241}
+    out(PSH | ACK)
+    lab.poll_stats()
+    assert idle_timeouts(lab, session.id) == {7440}
+
+
 def test_a_connection_that_ignores_an_rst_is_established_again(lab):
     """A forged (or out-of-window) RST closes the session in our eyes, but
     when both ends go on talking, their packets say it is alive."""
@@ -192,7 +227,9 @@ def test_a_connection_that_ignores_an_rst_is_established_again(lab):
     assert session.state.value == "CLOSING", "one direction alone proves nothing"
     back(ACK)
     lab.poll_stats()
-    assert session.state.value == "ESTABLISHED" and idle_timeouts(lab, session.id) == {7440}
+    assert session.state.value == "ESTABLISHED" and idle_timeouts(lab, session.id) == {240}
+    lab.poll_stats()
+    assert idle_timeouts(lab, session.id) == {7440}, "raised a poll later"
 
 
 def test_a_peer_answering_with_rsts_does_not_revive_the_session(lab):
