@@ -92,15 +92,17 @@ class TcpTracking:
         counters say what they say.  The flows follow once, at the end."""
         closing = rec.path.closing_timeout
         touched = {session.id: (session, rec)}
+        fin = False
         for kind, timeout in idle.items():
             if timeout != closing or rec.sent_idle.get(kind, closing) == closing:
                 continue
             rec.sent_idle[kind] = closing        # the switch holds it lowered now
             rec.fin_lowered.add(kind)
+            fin = True
             touched.update(self._observe_both(session, rec, _DIRECTION[kind], TcpFlags.FIN, now))
         self._counters(session, rec, now)
         return [msg for s, r in touched.values()
-                for msg in self.follow_timeout(s, r, settle=True)]
+                for msg in self.follow_timeout(s, r, settle=True, fin_seen=fin)]
 
     def _observe_both(self, session: Session, rec: FlowRecord, direction, flags: int,
                       now: float) -> dict:
@@ -144,7 +146,8 @@ class TcpTracking:
                     rec.after_rst = None
                     ct.observe(session, OUTBOUND, TcpFlags.ACK, now)
 
-    def follow_timeout(self, session: Session, rec: FlowRecord, settle: bool = False) -> list:
+    def follow_timeout(self, session: Session, rec: FlowRecord, settle: bool = False,
+                       fin_seen: bool = False) -> list:
         """Re-add the session's flows that do not hold its timeout.
 
         A half-closed session (FIN_WAIT) keeps the established timeout, but
@@ -154,12 +157,14 @@ class TcpTracking:
         (``NatService.flow_removed``), which keeps the session as long.
 
         With ``settle`` (a poll's findings) a raise of the timeout waits for
-        the next poll.  Re-adding a flow replaces it, and a FIN whose
-        statistics the switch pushes to the old flow between the poll and
-        the re-add (its revalidator does so up to half a second after the
-        FIN passed) would lower a flow that is about to go: the new one
-        would hold the established timeout for a closed connection.  By the
-        next poll such a FIN shows as a lowered flow, and nothing is raised.
+        a poll that finds nothing new.  Re-adding a flow replaces it, and a
+        FIN whose statistics the switch pushes to the old flow between the
+        poll and the re-add (its revalidator does so up to half a second
+        after the FIN passed) would lower a flow that is about to go: the
+        new one would hold the established timeout for a closed connection.
+        So a raise wanted first at this poll, or at a poll that found a FIN
+        (the other end's FIN usually follows), waits: by the next poll such
+        a FIN shows as a lowered flow, and nothing is raised.
         """
         want = flow_idle_timeout(session, rec.path.closing_timeout)
         if want != rec.path.idle_timeout:
@@ -169,7 +174,7 @@ class TcpTracking:
                  if rec.sent_idle.get(kind) != want
                  and not (keep_lowered and kind in rec.fin_lowered)]
         raises = [kind for kind in stale if rec.sent_idle.get(kind, want) < want]
-        if settle and raises and not rec.raise_due:
+        if settle and raises and (fin_seen or not rec.raise_due):
             rec.raise_due = True
             stale = [kind for kind in stale if kind not in raises]
         else:
