@@ -120,3 +120,12 @@ def test_setup_rate_smoke_against_the_floor_app(tmp_path):
     assert doc["sessions_sent"] == 500 and doc["sessions_lost"] == 0
     rate = next(r for r in doc["rows"] if r["metric"] == "setup rate")
     assert rate["system"] == "packet-out floor" and rate["median"] > 0
+
+
+def test_first_packet_cost_makes_a_session_of_every_first_packet():
+    """bench/first_packet_cost.py's pass (the part callgrind counts) runs
+    the gateway's first-packet path and checks a session came of each."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "first_packet_cost.py"),
+                           "--run", "300", "--build", "600"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
