@@ -63,9 +63,10 @@ class FlowRecord:
         # (() until then): packets other than RSTs both ways after that mean
         # the endpoints ignored it (forged, or out of window).
         self.after_rst: tuple | None = None
-        # A poll found the session's timeout above what its flows hold and
-        # the raise waits for the next poll (TcpTracking.follow_timeout).
-        self.raise_due = False
+        # The number of the poll that found the session's timeout above what
+        # its flows hold: the raise waits for a later one
+        # (TcpTracking.follow_timeout); None when nothing waits.
+        self.raise_due: int | None = None
 
     def sent(self, kind: CookieKind) -> None:
         """The flow of ``kind`` was (re-)added with the path's idle timeout."""

@@ -257,24 +257,27 @@ class Gateway:
         return nat.flow_removed(cookie, reason, packets, octets, _now(now)) if nat else []
 
     def flow_stats_reply(self, dpid: int, stats: list, more: bool,
-                         now: float | None = None) -> list:
+                         now: float | None = None, polled: bool = True) -> list:
         """A part of a flow-stats reply (Ryu's OFPFlowStats): the adoption
-        dump while the switch's sessions are being rebuilt, else counters."""
+        dump while the switch's sessions are being rebuilt, else counters.
+        A reply to someone else's request (``polled`` false: an operator's
+        ``ofctl_rest`` query) is theirs: TCP state moves on our polls' pace."""
         nat = self._nat(dpid)
-        if nat is None:
+        if nat is None or not (polled or nat.adopting):
             return []
         msgs = nat.flow_dump(stats, more, _now(now)) if nat.adopting else []
         entries = [(f.cookie, f.packet_count, f.byte_count, f.idle_timeout) for f in stats]
-        return msgs + nat.flow_stats(entries, _now(now))
+        return msgs + nat.flow_stats(entries, _now(now), more)
 
-    def flow_counts(self, dpid: int, entries: list, now: float | None = None) -> list:
+    def flow_counts(self, dpid: int, entries: list, now: float | None = None,
+                    more: bool = False) -> list:
         """A part of a flow-stats reply as (cookie, packets, bytes, idle
         timeout) per flow, read off the wire (``ryu_app.ofp_channel``):
         counters only, so never while the switch's sessions are adopted."""
         nat = self._nat(dpid)
         if nat is None or nat.adopting:
             return []
-        return nat.flow_stats(entries, _now(now))
+        return nat.flow_stats(entries, _now(now), more)
 
     def tick(self, now: float | None = None) -> dict[int, list]:
         """Periodic work of every switch: ARP retries, expiry backstop."""

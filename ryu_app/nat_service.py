@@ -89,6 +89,7 @@ class NatService:
         # True from the switch's (re)connection until its flow dump is read:
         # no new mapping may take a port a surviving flow still holds.
         self.adopting = False
+        self.polls = 0          # flow-stats replies to our polls, counted at their last part
         self._dump: list = []
         from ryu_app.echo_paths import EchoPaths   # these two use the records above
         from ryu_app.fragments import Fragments
@@ -381,9 +382,10 @@ class NatService:
         return []
 
     # -- periodic work --------------------------------------------------------------
-    def flow_stats(self, entries: list[tuple[int, int, int, int]], now: float) -> list:
-        """Apply a flow-stats reply: (cookie, packets, bytes, idle timeout) of
-        each of our flows.
+    def flow_stats(self, entries: list[tuple[int, int, int, int]], now: float,
+                   more: bool = False) -> list:
+        """Apply a part of a flow-stats reply to our poll (``more``: not its
+        last): (cookie, packets, bytes, idle timeout) of each of our flows.
 
         Only the sessions the reply names are looked at: a reply comes in
         parts (one event each) and walking every record per part cost a
@@ -411,7 +413,9 @@ class NatService:
         for sid, rec in touched.items():
             session = self.ct.set_counters(sid, *self.totals(rec), now=now)
             if session is not None and session.protocol == TCP and not rec.ending:
-                msgs += self.tcp.flows_seen(session, rec, idle[sid], now)
+                msgs += self.tcp.flows_seen(session, rec, idle[sid], now, self.polls)
+        if not more:
+            self.polls += 1
         return msgs
 
     def tick(self, now: float, grace: float) -> list:

@@ -520,8 +520,9 @@ class SnatApp(app_manager.RyuApp):
     def _flow_stats(self, ev: Any) -> None:
         msg = ev.msg
         more = bool(msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE)
-        sent = None if more else self._poll_sent.pop(msg.datapath.id, None)
-        if not more and self._poll_xids.get(msg.datapath.id) == msg.xid:
+        polled = self._poll_xids.get(msg.datapath.id) == msg.xid
+        sent = self._poll_sent.pop(msg.datapath.id, None) if polled and not more else None
+        if polled and not more:
             del self._poll_xids[msg.datapath.id]
         if sent is not None:
             self.stats_poll_seconds[msg.datapath.id] = time.monotonic() - sent
@@ -530,7 +531,7 @@ class SnatApp(app_manager.RyuApp):
         if gw is None:
             return
         was_adopting = gw.adopting(dpid)
-        self._send(dpid, gw.flow_stats_reply(dpid, msg.body, more))
+        self._send(dpid, gw.flow_stats_reply(dpid, msg.body, more, polled=polled))
         if was_adopting and not gw.adopting(dpid) and dpid in self._warm:
             self._taken_over(gw, dpid)
 
@@ -549,7 +550,7 @@ class SnatApp(app_manager.RyuApp):
                 sent = self._poll_sent.pop(dpid, None)
                 if sent is not None:
                     self.stats_poll_seconds[dpid] = time.monotonic() - sent
-            self._send(dpid, gw.flow_counts(dpid, counts.entries))
+            self._send(dpid, gw.flow_counts(dpid, counts.entries, more=counts.more))
         except Exception:
             self.gateway.counters.handler_errors += 1
             LOG.exception("flow counters of switch %016x failed", dpid)

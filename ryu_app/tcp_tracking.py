@@ -21,7 +21,7 @@ seen closed, not merely answered.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 from conntrack import INBOUND, OUTBOUND, Session, State, TCP, TcpFlags
 from ryu_app.flow_record import FLAG_DIRECTIONS, SESSION_OF_TAG, FlowRecord
@@ -43,6 +43,15 @@ def flow_idle_timeout(session: Session, closing_timeout: int) -> int:
             and session.state in (State.SYN_SENT, State.SYN_RECEIVED)):
         return idle + 1
     return idle
+
+
+class PollFindings(NamedTuple):
+    """What one part of a flow-stats reply showed of a session: the poll's
+    number (our polls, counted), whether a FIN lowered one of its flows,
+    and which of its flows the part named."""
+    number: int
+    fin: bool
+    named: frozenset
 
 
 class TcpTracking:
@@ -85,7 +94,7 @@ class TcpTracking:
         return self.follow_timeout(session, rec)
 
     def flows_seen(self, session: Session, rec: FlowRecord, idle: Mapping[CookieKind, int],
-                   now: float) -> list:
+                   now: float, poll_number: int = 0) -> list:
         """A flow-stats reply named the session's flows with these idle
         timeouts (and set the counters): a flow found lowered to the
         closing timeout since it was added saw a FIN or an RST; then the
@@ -102,7 +111,8 @@ class TcpTracking:
             touched.update(self._observe_both(session, rec, _DIRECTION[kind], TcpFlags.FIN, now))
         self._counters(session, rec, now)
         return [msg for s, r in touched.values()
-                for msg in self.follow_timeout(s, r, settle=True, fin_seen=fin)]
+                for msg in self.follow_timeout(s, r, PollFindings(
+                    poll_number, fin, frozenset(idle) if s is session else frozenset()))]
 
     def _observe_both(self, session: Session, rec: FlowRecord, direction, flags: int,
                       now: float) -> dict:
@@ -146,8 +156,8 @@ class TcpTracking:
                     rec.after_rst = None
                     ct.observe(session, OUTBOUND, TcpFlags.ACK, now)
 
-    def follow_timeout(self, session: Session, rec: FlowRecord, settle: bool = False,
-                       fin_seen: bool = False) -> list:
+    def follow_timeout(self, session: Session, rec: FlowRecord,
+                       poll: PollFindings | None = None) -> list:
         """Re-add the session's flows that do not hold its timeout.
 
         A half-closed session (FIN_WAIT) keeps the established timeout, but
@@ -156,15 +166,17 @@ class TcpTracking:
         other goes on, the flow is re-added as a stand-in when it idles out
         (``NatService.flow_removed``), which keeps the session as long.
 
-        With ``settle`` (a poll's findings) a raise of the timeout waits for
-        a poll that finds nothing new.  Re-adding a flow replaces it, and a
-        FIN whose statistics the switch pushes to the old flow between the
-        poll and the re-add (its revalidator does so up to half a second
-        after the FIN passed) would lower a flow that is about to go: the
-        new one would hold the established timeout for a closed connection.
-        So a raise wanted first at this poll, or at a poll that found a FIN
-        (the other end's FIN usually follows), waits: by the next poll such
-        a FIN shows as a lowered flow, and nothing is raised.
+        From a poll's findings (``poll``) a raise of the timeout waits for a
+        later poll that finds nothing new.  Re-adding a flow replaces it,
+        and a FIN whose statistics the switch pushes to the old flow between
+        the poll and the re-add (its revalidator does so some time after the
+        FIN passed) would lower a flow that is about to go: the new one
+        would hold the established timeout for a closed connection.  So a
+        raise wanted first at this poll, or at a poll that found a FIN (the
+        other end's FIN usually follows), waits; and only flows this part of
+        the reply named are raised (a reply comes in parts, and the other
+        flow's part may show it lowered).  By the next poll a FIN in flight
+        shows as a lowered flow, and nothing is raised.
         """
         want = flow_idle_timeout(session, rec.path.closing_timeout)
         if want != rec.path.idle_timeout:
@@ -173,10 +185,16 @@ class TcpTracking:
         stale = [kind for kind in sorted(rec.installed)
                  if rec.sent_idle.get(kind) != want
                  and not (keep_lowered and kind in rec.fin_lowered)]
-        raises = [kind for kind in stale if rec.sent_idle.get(kind, want) < want]
-        if settle and raises and (fin_seen or not rec.raise_due):
-            rec.raise_due = True
-            stale = [kind for kind in stale if kind not in raises]
+        raises = {kind for kind in stale if rec.sent_idle.get(kind, want) < want}
+        if poll is not None and raises:
+            due = rec.raise_due
+            if poll.fin or due is None:
+                rec.raise_due = due = poll.number
+            now_ok = due < poll.number
+            held = {kind for kind in raises if not (now_ok and kind in poll.named)}
+            stale = [kind for kind in stale if kind not in held]
+            if not held:
+                rec.raise_due = None
         else:
-            rec.raise_due = False
+            rec.raise_due = None
         return [self.nat.flow_of(rec, kind) for kind in stale]

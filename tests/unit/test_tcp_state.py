@@ -220,6 +220,33 @@ def test_a_poll_that_finds_one_fin_raises_nothing_while_the_other_is_on_its_way(
     assert idle_timeouts(lab, session.id) == {240}
 
 
+def test_a_reply_in_parts_is_one_poll(lab):
+    """A flow-stats reply comes in parts, and a session's two flows may sit
+    in different ones: the second part is the same poll, so it raises
+    nothing either; the next poll does."""
+    session, out, back = open_connection(lab, poll=False)
+    mods = flow_mods(lab)
+    stats = lab.switch.stats()
+    mine = lambda f, kind: flows.parse_cookie(f.cookie) == (kind, session.id)  # noqa: E731
+    first = [f for f in stats if not mine(f, CookieKind.SESSION_OUT)]
+    second = [f for f in stats if mine(f, CookieKind.SESSION_OUT)]
+    lab.run(lab.gateway.flow_stats_reply(lab.switch.dpid, first, True, lab.now))
+    lab.run(lab.gateway.flow_stats_reply(lab.switch.dpid, second, False, lab.now))
+    assert session.state.value == "ESTABLISHED"
+    assert flow_mods(lab) == mods and idle_timeouts(lab, session.id) == {241}
+    lab.poll_stats()
+    assert idle_timeouts(lab, session.id) == {7440}
+
+
+def test_a_reply_to_someone_elses_request_moves_nothing(lab):
+    """An operator's ofctl_rest flow query is answered to them: the
+    gateway's TCP state moves at its own polls' pace, not at theirs."""
+    session, out, back = open_connection(lab, poll=False)
+    assert lab.run(lab.gateway.flow_stats_reply(lab.switch.dpid, lab.switch.stats(), False,
+                                                lab.now, polled=False)) == []
+    assert session.state.value == "SYN_SENT" and session.packets_in == 0
+
+
 def test_an_established_connection_gets_its_timeout_at_the_next_poll(lab):
     """Established at one poll, its flows at 7440 s from the next (RFC 5382
     REQ-5): well inside the opening flows' 241 s."""
