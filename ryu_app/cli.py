@@ -47,8 +47,10 @@ class Api:
     def __init__(self, url: str, token: str | None, timeout: float = 10.0) -> None:
         self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
 
-    def call(self, method: str, path: str, body: Any = None,
-             params: dict | None = None, timeout: float | None = None) -> requests.Response:
+    def call(self, method: str, path: str, body: Any = None, params: dict | None = None,
+             timeout: float | None = None, busy_ok: bool = False) -> requests.Response:
+        """One request; ``busy_ok``: a 503 with Retry-After (the controller
+        has its fill of long polls) is returned, not failed."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             resp = requests.request(method, self.url + path, json=body, params=params,
@@ -59,6 +61,8 @@ class Api:
         if resp.status_code == 401:
             raise Fail("the controller refused the token (set --token or SNATCTL_TOKEN)",
                        EXIT_TOKEN)
+        if busy_ok and resp.status_code == 503 and "Retry-After" in resp.headers:
+            return resp
         if resp.status_code >= 400:
             try:
                 error = resp.json().get("error", resp.text)
@@ -152,8 +156,12 @@ def watch(api: Api, count: int | None, timeout: float | None, as_json: bool) -> 
     console = _console()
     while end is None or time.monotonic() < end:
         wait = 10.0 if end is None else max(0.0, min(10.0, end - time.monotonic()))
-        page = api.call("GET", "/nat/events", params={"after": last, "wait": f"{wait:.1f}"},
-                        timeout=wait + 10).json()
+        resp = api.call("GET", "/nat/events", params={"after": last, "wait": f"{wait:.1f}"},
+                        timeout=wait + 10, busy_ok=True)
+        if resp.status_code == 503:         # enough watchers wait already: in a moment
+            time.sleep(min(float(resp.headers["Retry-After"]), 5.0))
+            continue
+        page = resp.json()
         if page.get("missed"):
             click.echo(f"snatctl: {page['missed']} events were missed (too slow)", err=True)
         for e in page["events"]:

@@ -20,12 +20,18 @@ KIND_NAMES = {EventKind.CREATED: "new", EventKind.RESTORED: "restored",
               EventKind.REMOVED: "destroy"}
 
 
-class EventFeed:
-    """The last ``size`` session events of every switch, numbered from 1."""
+MAX_WAITERS = 32   # long polls waiting at once; each is a green thread and a socket
 
-    def __init__(self, size: int = 4096) -> None:
+
+class EventFeed:
+    """The last ``size`` session events of every switch, numbered from 1.
+    At most ``max_waiters`` clients wait for the next ones at once."""
+
+    def __init__(self, size: int = 4096, max_waiters: int = MAX_WAITERS) -> None:
         self._ring: deque[dict] = deque(maxlen=size)
         self.last = 0
+        self.max_waiters = max_waiters
+        self.waiters = 0
 
     def record(self, dpid: int, event: Event) -> None:
         # The session's addresses and ports never change; its state does, so

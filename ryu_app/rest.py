@@ -76,6 +76,24 @@ def json_endpoint(func: Callable[..., Any]) -> Callable[..., Response]:
     return wrapper
 
 
+def _body(req: Any) -> bytes:
+    """The request's body, at most MAX_BODY bytes: a larger Content-Length
+    is refused before anything is read, and a chunked body is read no
+    further than that."""
+    length = req.content_length
+    if length is not None and length > MAX_BODY:
+        raise RestError(413, f"body larger than {MAX_BODY} bytes (Content-Length {length})")
+    if length is None:
+        if "chunked" not in req.headers.get("Transfer-Encoding", "").lower():
+            return b""
+        raw = req.body_file_raw.read(MAX_BODY + 1)
+    else:
+        raw = req.body_file_raw.read(length)
+    if len(raw) > MAX_BODY:
+        raise RestError(413, f"body larger than {MAX_BODY} bytes")
+    return raw
+
+
 class NatRestController(ControllerBase):
     """``/nat/*``: the operator's view of the gateway."""
 
@@ -112,9 +130,19 @@ class NatRestController(ControllerBase):
         wait = _seconds("wait", query.get("wait"), 0.0, 30.0)
         deadline = time.monotonic() + wait
         events, missed = feed.since(after)
-        while not events and time.monotonic() < deadline:
-            hub.sleep(0.1)           # a green thread: the controller goes on meanwhile
-            events, missed = feed.since(after)
+        if events or wait <= 0:
+            return {"events": events, "last": feed.last, "missed": missed}
+        if feed.waiters >= feed.max_waiters:
+            raise RestError(503, f"{feed.waiters} clients wait for events already "
+                                 f"(at most {feed.max_waiters}): ask again, or with wait=0",
+                            {"Retry-After": "1"})
+        feed.waiters += 1
+        try:
+            while not events and time.monotonic() < deadline:
+                hub.sleep(0.1)       # a green thread: the controller goes on meanwhile
+                events, missed = feed.since(after)
+        finally:
+            feed.waiters -= 1
         return {"events": events, "last": feed.last, "missed": missed}
 
     @route("nat", "/nat/connections", methods=["GET"])
@@ -169,9 +197,7 @@ class NatRestController(ControllerBase):
     @json_endpoint
     def add_forward(self, req: Any, **_: Any) -> dict:
         dpid = _dpid(_query(req, {"dpid"}).get("dpid"))
-        raw = req.body or b"null"
-        if len(raw) > MAX_BODY:
-            raise RestError(400, f"body larger than {MAX_BODY} bytes")
+        raw = _body(req) or b"null"
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError) as exc:

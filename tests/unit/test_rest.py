@@ -1,6 +1,7 @@
 """REST under /nat through Ryu's own WSGI application (no server needed)."""
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
 import subprocess
@@ -88,14 +89,46 @@ def test_ids_that_only_look_like_numbers_are_json_400(wsgi, path):
     assert status == 400 and "connection id" in body["error"]
 
 
-@pytest.mark.parametrize("body,problem", [
-    (b"[" * 100000 + b"]" * 100000, "larger than"),
-    (b"[" * 20000 + b"]" * 20000, "not JSON"),
-    (b"{not json", "not JSON"),
+@pytest.mark.parametrize("body,status,problem", [
+    (b"[" * 100000 + b"]" * 100000, 413, "larger than"),
+    (b"[" * 20000 + b"]" * 20000, 400, "not JSON"),
+    (b"{not json", 400, "not JSON"),
 ])
-def test_hostile_forward_bodies_are_json_400(wsgi, body, problem):
+def test_hostile_forward_bodies_are_json_errors(wsgi, body, status, problem):
     resp = Request.blank("/nat/forwards", method="POST", body=body).get_response(wsgi)
-    assert resp.status_int == 400 and problem in json.loads(resp.body)["error"]
+    assert resp.status_int == status and problem in json.loads(resp.body)["error"]
+
+
+class _Unread(io.BytesIO):
+    """A request body that counts what was read of it."""
+
+    read_bytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(size)
+        self.read_bytes += len(data)
+        return data
+
+
+def test_a_body_too_large_is_refused_by_its_content_length_unread(wsgi):
+    """A client announcing 100 MB is answered at once: nothing is read."""
+    body = _Unread(b"x" * 1024)
+    req = Request.blank("/nat/forwards", method="POST")
+    req.environ["wsgi.input"], req.environ["CONTENT_LENGTH"] = body, str(100 * 2 ** 20)
+    resp = req.get_response(wsgi)
+    assert resp.status_int == 413 and "Content-Length" in json.loads(resp.body)["error"]
+    assert body.read_bytes == 0
+
+
+def test_a_chunked_body_is_read_no_further_than_the_bound(wsgi):
+    body = _Unread(b"[" * 200000)
+    req = Request.blank("/nat/forwards", method="POST")
+    req.environ["wsgi.input"] = body
+    req.environ.pop("CONTENT_LENGTH", None)
+    req.headers["Transfer-Encoding"] = "chunked"
+    resp = req.get_response(wsgi)
+    assert resp.status_int == 413
+    assert body.read_bytes <= 64 * 1024 + 1
 
 
 # -- a state-changing request needs the configured bearer token ----------------------
@@ -254,3 +287,53 @@ def test_a_slow_watcher_is_told_what_it_missed():
         stub.open(sport)
     events, missed = feed.since(0)
     assert [e["internal_port"] for e in events] == [5002, 5003, 5004] and missed == 2
+
+
+def test_long_polls_are_bounded_in_number():
+    """Each waiting watcher holds a green thread and a socket: past the
+    bound the next is told to come back (503, Retry-After) at once, and
+    once a place is free it waits again."""
+    import eventlet
+    from ryu_app.event_feed import EventFeed
+    app, stub = WSGIApplication(), FeedApp()
+    stub.event_feed = feed = EventFeed(max_waiters=2)
+    app.register(NatRestController, {APP_KEY: stub})
+    poll = lambda: Request.blank(f"/nat/events?after={feed.last}&wait=0.5").get_response(app)  # noqa: E731
+    waiting = [eventlet.spawn(poll) for _ in range(2)]
+    eventlet.sleep(0.05)
+    assert feed.waiters == 2
+    busy = poll()
+    assert busy.status_int == 503 and busy.headers["Retry-After"] == "1"
+    assert "at most 2" in json.loads(busy.body)["error"]
+    assert [g.wait().status_int for g in waiting] == [200, 200] and feed.waiters == 0
+    assert poll().status_int == 200
+
+
+def test_snatctl_watch_waits_its_turn_when_the_controller_is_busy():
+    """A 503 with Retry-After is a turn to wait for, not a failure."""
+    import requests
+    from click.testing import CliRunner
+    from ryu_app import cli
+
+    def response(status: int, body: dict, headers: dict | None = None) -> requests.Response:
+        resp = requests.Response()
+        resp.status_code, resp._content = status, json.dumps(body).encode()
+        resp.headers.update(headers or {})
+        return resp
+
+    event = {"seq": 8, "event": "new", "protocol": "udp", "state": "UNREPLIED",
+             "internal_ip": "10.0.0.11", "internal_port": 5000, "external_ip": "198.51.100.1",
+             "external_port": 5000, "remote_ip": "198.51.100.10", "remote_port": 53, "id": 1,
+             "reason": None}
+    answers = [response(200, {"events": [], "last": 7, "missed": 0}),
+               response(503, {"error": "busy"}, {"Retry-After": "0"}),
+               response(200, {"events": [event], "last": 8, "missed": 0})]
+    calls = []
+    real = requests.request
+    requests.request = lambda *a, **k: calls.append(k.get("params")) or answers.pop(0)
+    try:
+        done = CliRunner().invoke(cli.cli, ["watch", "--count", "1", "--timeout", "5", "--json"])
+    finally:
+        requests.request = real
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output) == event and len(calls) == 3
