@@ -41,7 +41,7 @@ def render() -> str:
         "An unknown key, a value of the wrong type or out of range stops the start with one",
         "line naming the option (exit status 2). `etc/ryu-snat.conf` has them all, commented.",
         "Ryu's own options (`[DEFAULT]`: `wsapi_host`, `wsapi_port`, `ofp_tcp_listen_port`, ...)",
-        "are Ryu's; ryu-snat makes `wsapi_host` default to 127.0.0.1.",
+        "are Ryu's; ryu-snat makes `wsapi_host` and `ofp_listen_host` default to 127.0.0.1.",
         "",
         "Several NAT bridges: each `[nat:NAME]` section is one bridge's profile. Its `dpid` is",
         "required; an option the section does not set takes its value from `[nat]`. These",

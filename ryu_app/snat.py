@@ -45,6 +45,32 @@ ofctl_compat.install()          # ofctl_rest's flow dumps show our fin_timeout
 # module is imported before ryu-manager starts the server, and a default
 # set now still yields to a value given on the command line or in a file.
 ryu_cfg.CONF.set_default("wsapi_host", "127.0.0.1")
+# The same for the OpenFlow listener: whoever connects to it as a switch is
+# served (and, claiming a served dpid, could stand in for it).  A switch on
+# another host needs ofp_listen_host set, and TLS (ctl_privkey, ctl_cert,
+# ca_certs) is the way to let only the real one in.
+ryu_cfg.CONF.set_default("ofp_listen_host", "127.0.0.1")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def exposure_warnings(wsapi_host: str, rest_token: str | None, ofp_host: str,
+                      tls: bool) -> list[str]:
+    """What a start-up should say about who can reach the controller."""
+    warnings = []
+    if not _loopback(wsapi_host or "0.0.0.0") and rest_token is None:
+        warnings.append(f"ryu-snat: the REST API listens on {wsapi_host or '0.0.0.0'} without "
+                        "rest_token: anyone who reaches it can add forwards and end sessions")
+    if not _loopback(ofp_host or "0.0.0.0") and not tls:
+        warnings.append(f"ryu-snat: the OpenFlow listener is on {ofp_host or '0.0.0.0'} without "
+                        "TLS (ctl_privkey, ctl_cert, ca_certs): anyone who reaches it can "
+                        "connect as a switch")
+    return warnings
 
 
 def guarded(handler: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
@@ -109,7 +135,12 @@ class SnatApp(app_manager.RyuApp):
         wsgi: WSGIApplication = kwargs["wsgi"]
         wsgi.register(NatRestController, {APP_KEY: self})
         wsgi.register(NatFallbackController, {})
-        self._warn_if_exposed(str(getattr(ryu_cfg.CONF, "wsapi_host", "") or "0.0.0.0"))
+        conf = ryu_cfg.CONF
+        for warning in exposure_warnings(
+                str(getattr(conf, "wsapi_host", "") or ""), self.config.rest_token,
+                str(conf.ofp_listen_host or ""),
+                conf.ctl_privkey is not None and conf.ctl_cert is not None):
+            LOG.warning(warning)
         for cfg in self.configs:
             LOG.info("ryu-snat: %sNAT address %s, inside %s (gateway %s), uplink %s",
                      "" if cfg.dpid is None else f"[{cfg.name}] switch {cfg.dpid:016x}: ",
@@ -206,16 +237,6 @@ class SnatApp(app_manager.RyuApp):
             if dpid in gw.switches:
                 return gw
         return None
-
-    def _warn_if_exposed(self, host: str) -> None:
-        """One line at start when anyone who reaches the REST API may change state."""
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = host == "localhost"
-        if not loopback and self.config.rest_token is None:
-            LOG.warning("ryu-snat: the REST API listens on %s without rest_token: anyone who "
-                        "reaches it can add forwards and end sessions", host)
 
     # -- REST (called by ryu_app.rest) --------------------------------------
     @property

@@ -241,6 +241,32 @@ def test_the_app_answers_on_loopback_unless_told_otherwise():
     assert run("--wsapi-host", "0.0.0.0") == "0.0.0.0"
 
 
+def test_the_openflow_listener_is_on_loopback_unless_told_otherwise():
+    """Ryu's OpenFlow listener is on every address by default, and whoever
+    connects is served as a switch: importing the app makes it 127.0.0.1;
+    the operator's value still wins."""
+    code = ("import sys, ryu_app.snat; from ryu import cfg; "
+            "cfg.CONF(args=sys.argv[1:], project='ryu', default_config_files=[]); "
+            "print(cfg.CONF.ofp_listen_host)")
+    run = lambda *args: subprocess.run([sys.executable, "-c", code, *args], check=True,  # noqa: E731
+                                       capture_output=True, text=True).stdout.strip()
+    assert run() == "127.0.0.1"
+    assert run("--ofp-listen-host", "192.0.2.1") == "192.0.2.1"
+
+
+@pytest.mark.parametrize("wsapi,token,ofp,tls,said", [
+    ("127.0.0.1", None, "127.0.0.1", False, []),
+    ("0.0.0.0", None, "127.0.0.1", False, ["REST API listens on 0.0.0.0 without rest_token"]),
+    ("0.0.0.0", "t0ken-t0ken-t0ken", "127.0.0.1", False, []),
+    ("127.0.0.1", None, "", False, ["OpenFlow listener is on 0.0.0.0 without TLS"]),
+    ("::1", None, "192.0.2.1", True, []),
+])
+def test_start_up_says_who_can_reach_the_controller(wsapi, token, ofp, tls, said):
+    from ryu_app.snat import exposure_warnings
+    warnings = exposure_warnings(wsapi, token, ofp, tls)
+    assert len(warnings) == len(said) and all(w in line for w, line in zip(said, warnings))
+
+
 # -- GET /nat/events: the feed behind snatctl watch ----------------------------------
 class FeedApp(StubApp):
     def __init__(self) -> None:
