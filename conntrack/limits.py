@@ -41,6 +41,10 @@ class Limits:
                 RefuseReason.HOST_QUOTA, f"{self._max_host_in} inbound-initiated sessions for {IPv4Address(inside_ip)}"
             )
 
+    def host_sessions(self, inside_ip: int) -> int:
+        """Live sessions of one inside address."""
+        return self._per_host.get(inside_ip, 0)
+
     def _refuse(self, reason: RefuseReason, detail: str = "") -> Refused:
         self._refused[reason.value] = self._refused.get(reason.value, 0) + 1
         return Refused(reason, detail)

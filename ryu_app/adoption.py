@@ -51,6 +51,13 @@ class AdoptedSession:
     counts: dict                # CookieKind -> FlowCounts of each live flow
     hairpin: HairpinFlow | None = None
     idle: dict | None = None    # CookieKind -> idle timeout of each live flow
+    # The forward flow matches the host's port and MAC (flows of versions
+    # before the source guard do not, and are replaced).
+    bound: bool = True
+
+
+def _bound(match: Any) -> bool:
+    return _get(match, "in_port") is not None and _get(match, "eth_src") is not None
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,8 @@ def _pair(fwd: _Flow, rev: _Flow, gateway_mac: str) -> AdoptedSession | None:
     return AdoptedSession(path, max(fwd.age, rev.age),
                           {CookieKind.SESSION_OUT: fwd.counts, CookieKind.SESSION_IN: rev.counts},
                           idle={CookieKind.SESSION_OUT: fwd.idle_timeout,
-                                CookieKind.SESSION_IN: rev.idle_timeout})
+                                CookieKind.SESSION_IN: rev.idle_timeout},
+                          bound=_bound(fm))
 
 
 def _ends(flow: _Flow) -> tuple | None:
@@ -184,7 +192,7 @@ def _hairpins(singles: list[_Flow], gateway_mac: str) -> dict[int, AdoptedSessio
         adopted[flow.sid] = AdoptedSession(
             path, flow.age, {CookieKind.SESSION_OUT: flow.counts},
             HairpinFlow(flow.actions, back.sid, back.counts.packets),
-            idle={CookieKind.SESSION_OUT: flow.idle_timeout})
+            idle={CookieKind.SESSION_OUT: flow.idle_timeout}, bound=_bound(flow.match))
     return adopted
 
 

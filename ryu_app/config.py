@@ -40,6 +40,10 @@ OPTS = [
                help="uplink to the outside: OpenFlow port number or interface name"),
     cfg.StrOpt("external_gateway_ip",
                help="next hop for remotes off the external prefix (optional)"),
+    cfg.StrOpt("external_gateway_mac",
+               help="pin the MAC of external_gateway_ip: never learned, never asked by ARP "
+                    "(optional; by default learned from replies to the gateway's own ARP "
+                    "requests)"),
     cfg.StrOpt("internal_subnet", help="inside network, e.g. 10.0.0.0/24"),
     cfg.StrOpt("internal_gateway_ip",
                help="gateway address inside (default: first host of internal_subnet)"),
@@ -63,6 +67,16 @@ OPTS = [
     cfg.IntOpt("max_connections", default=100000, help="bound on tracked sessions"),
     cfg.IntOpt("max_connections_per_host", default=4096,
                help="sessions one inside host may hold (RFC 6888 REQ-4)"),
+    cfg.IntOpt("max_addresses_per_mac", default=8,
+               help="inside addresses one (switch port, MAC) may hold (IP source guard); "
+                    "0: no limit"),
+    cfg.IntOpt("binding_idle_timeout", default=300,
+               help="seconds an inside address stays bound to its port and MAC once it "
+                    "holds no session and sends nothing to the controller"),
+    cfg.ListOpt("static_bindings", default=[],
+                help="inside addresses bound for good, ADDRESS=MAC@PORT (OpenFlow port "
+                     "number), e.g. 10.0.0.11=02:00:00:00:00:11@1: no other port or MAC "
+                     "may ever use them"),
     cfg.StrOpt("dpid", help="datapath id to serve (decimal or 0x-hex); default every switch"),
     cfg.StrOpt("filtering", default="address-and-port-dependent",
                help="inbound filtering for TCP and UDP (RFC 4787 REQ-8): "
@@ -191,6 +205,10 @@ class NatConfig:
     ha_group: str = "ryu-snat"
     ha_lease: int = 2
     ha_interval: float = 0.25
+    max_addresses_per_mac: int = 0     # 0: no limit (the option's default is 8)
+    binding_idle_timeout: int = 300
+    static_bindings: tuple = ()        # ((address, mac, port), ...)
+    external_gateway_mac: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("tcp_filtering", "udp_filtering"):
@@ -288,15 +306,34 @@ def _internal_subnet(value: str | None) -> ipaddress.IPv4Network:
     return net
 
 
-def _mac(value: str | None) -> str:
-    raw = _required("gateway_mac", value).lower()
+def _mac(value: str | None, option: str = "gateway_mac") -> str:
+    raw = _required(option, value).lower()
     if not re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", raw):
-        raise ConfigError("gateway_mac", value, "not a MAC address like 02:00:00:00:00:01")
+        raise ConfigError(option, value, "not a MAC address like 02:00:00:00:00:01")
     if int(raw[:2], 16) & 1:
-        raise ConfigError("gateway_mac", value, "is a multicast MAC")
+        raise ConfigError(option, value, "is a multicast MAC")
     if raw == "00:00:00:00:00:00":
-        raise ConfigError("gateway_mac", value, "is all zeros")
+        raise ConfigError(option, value, "is all zeros")
     return raw
+
+
+def _static_bindings(specs: list[str] | None,
+                     inside: ipaddress.IPv4Network) -> tuple[tuple[str, str, int], ...]:
+    """ADDRESS=MAC@PORT entries: an inside host address each, once."""
+    out: dict[str, tuple[str, str, int]] = {}
+    for spec in specs or []:
+        match = re.fullmatch(r"\s*([0-9.]+)\s*=\s*([0-9A-Fa-f:]+)\s*@\s*(\d+)\s*", spec)
+        if match is None:
+            raise ConfigError("static_bindings", spec, "not ADDRESS=MAC@PORT")
+        ip = _ipv4_address("static_bindings", match.group(1))
+        _host_in("static_bindings", ip, inside)
+        if str(ip) in out:
+            raise ConfigError("static_bindings", spec, f"{ip} is bound twice")
+        port = int(match.group(3))
+        if not 1 <= port < 0xFFFFFF00:
+            raise ConfigError("static_bindings", spec, "port is not a switch port number")
+        out[str(ip)] = (str(ip), _mac(match.group(2), "static_bindings"), port)
+    return tuple(out.values())
 
 
 def _port_range(value: str | None) -> tuple[int, int]:
@@ -616,6 +653,13 @@ def _build(group: _Checked, profile: str, warn: Callable[[str], None]) -> NatCon
     ha = _ha(group)
     return NatConfig(
         **ha,
+        max_addresses_per_mac=_bounded("max_addresses_per_mac", group.max_addresses_per_mac,
+                                       0, 65536, "addresses"),
+        binding_idle_timeout=_bounded("binding_idle_timeout", group.binding_idle_timeout,
+                                      1, 86400, "seconds"),
+        static_bindings=_static_bindings(group.static_bindings, internal_subnet),
+        external_gateway_mac=(_mac(group.external_gateway_mac, "external_gateway_mac")
+                              if group.external_gateway_mac else None),
         name=profile,
         port_parity=bool(group.port_parity),
         tcp_fin_upcall=bool(group.tcp_fin_upcall),

@@ -18,6 +18,8 @@ class GatewayCounters:
     sessions_adopted: int = 0    # rebuilt from the switch's flows on (re)connection
     flows_discarded: int = 0     # session flows found then that no session accounts for
     openflow_errors: int = 0     # OpenFlow error messages from switches
+    hosts_moved: int = 0         # inside addresses re-bound after a move check
+    move_checks: int = 0         # claims to a bound address from elsewhere, checked by ARP
     drops: Counter = field(default_factory=Counter)
 
     def drop(self, reason: str) -> None:
@@ -31,4 +33,5 @@ class GatewayCounters:
                 "sessions_adopted": self.sessions_adopted,
                 "flows_discarded": self.flows_discarded,
                 "openflow_errors": self.openflow_errors,
+                "hosts_moved": self.hosts_moved, "move_checks": self.move_checks,
                 "drops": dict(sorted(self.drops.items()))}

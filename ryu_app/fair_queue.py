@@ -17,7 +17,7 @@ A source alone may fill the whole queue (a host opening 150 UDP flows at
 once loses none of them); ``per_source`` bounds one source below that.
 
 A source is whatever key the caller gives (the gateway uses switch, port
-and source address).  An optional hard limit per source (a token bucket,
+and sender: ``frame_source``).  An optional hard limit per source (a token bucket,
 off by default) is for operators who want one.  Time is passed in; nothing
 here knows Ryu.
 """
@@ -33,10 +33,15 @@ T = TypeVar("T")
 _IPV4 = b"\x08\x00"
 
 
-def frame_source(data: bytes) -> bytes:
-    """Who sent a frame, as far as the packet-in's first bytes tell: its IPv4
-    source address, else its Ethernet source."""
-    return data[26:30] if data[12:14] == _IPV4 else data[6:12]
+def frame_source(data: bytes, outside: bool = False) -> bytes:
+    """Who sent a frame, as far as the packet-in's first bytes tell.  Inside,
+    its Ethernet source: the share follows the (port, MAC) that sent the
+    packet, not the address it claims, so rotating forged source addresses
+    earns no extra turns.  From the uplink every remote comes from the
+    router's MAC, so its IPv4 source tells remotes apart there."""
+    if outside and data[12:14] == _IPV4:
+        return data[26:30]
+    return data[6:12]
 
 
 @dataclass

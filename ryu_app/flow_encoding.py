@@ -77,10 +77,13 @@ def _pad8(length: int) -> bytes:
 
 
 @lru_cache(maxsize=65536)
-def _match_head(protocol: int, in_port: int | None, src: str, dst: str) -> bytes:
+def _match_head(protocol: int, in_port: int | None, src: str, dst: str,
+                eth_src: str | None = None) -> bytes:
     """The fields of a match up to the addresses: the same for every session
     between two hosts, so cached."""
     parts = [_OXM_HEAD["in_port"], _U32.pack(in_port)] if in_port is not None else []
+    if eth_src is not None:
+        parts += [_OXM_HEAD["eth_src"], _mac(eth_src)]
     parts += [_ETH_IP, _OXM_HEAD["ip_proto"], _U8.pack(protocol),
               _OXM_HEAD["ipv4_src"], _ip(src), _OXM_HEAD["ipv4_dst"], _ip(dst)]
     return b"".join(parts)
@@ -90,10 +93,10 @@ _L4_MATCH = {proto: struct.Struct("!4sH4sH") for proto in _L4}
 
 
 def _match(protocol: int, in_port: int | None, src: str, dst: str, sport: int, dport: int,
-           icmp_type: int) -> bytes:
+           icmp_type: int, eth_src: str | None = None) -> bytes:
     """An OFPMatch as Ryu serialises one made from keywords: fields sorted by
     OXM field number, padded to 8 bytes."""
-    head = _match_head(protocol, in_port, src, dst)
+    head = _match_head(protocol, in_port, src, dst, eth_src)
     if protocol in _L4:
         src_field, dst_field = _L4[protocol]
         tail = _L4_MATCH[protocol].pack(_OXM_HEAD[src_field], sport, _OXM_HEAD[dst_field], dport)
@@ -228,9 +231,9 @@ def _instructions(actions: bytes, tag: int | None, closing_timeout: int) -> byte
 
 def session_flow(p: SessionPath, kind: CookieKind) -> Encoded:
     """flows.session_flow(p, kind) (usual actions), encoded."""
-    if kind == CookieKind.SESSION_OUT:
-        match = _match(p.protocol, None, p.inside_ip, p.remote_ip, p.inside_port,
-                       p.remote_port, 8)
+    if kind == CookieKind.SESSION_OUT:     # flows.forward_match: from the host's binding
+        match = _match(p.protocol, p.inside_switch_port, p.inside_ip, p.remote_ip,
+                       p.inside_port, p.remote_port, 8, p.inside_mac)
         actions = forward_actions(p)
     else:
         match = _match(p.protocol, p.uplink, p.remote_ip, p.external_ip, p.remote_port,

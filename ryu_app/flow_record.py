@@ -32,7 +32,7 @@ class FlowRecord:
 
     __slots__ = ("path", "installed", "base", "current", "ending", "rst_copies", "sent_idle",
                  "fin_lowered", "hairpin", "actions", "peer", "revived", "fragments_at",
-                 "after_rst", "raise_due")
+                 "after_rst", "raise_due", "replacing")
 
     def __init__(self, path: SessionPath, installed: set | None = None) -> None:
         self.path = path
@@ -67,6 +67,11 @@ class FlowRecord:
         # its flows hold: the raise waits for a later one
         # (TcpTracking.follow_timeout); None when nothing waits.
         self.raise_due: int | None = None
+        # Flows deleted to be added again with another match (the host
+        # moved): kind -> the counts already kept in the base.  Their
+        # flow-removed (reason DELETE) ends nothing; stats of the kind wait
+        # for it, since until then a reply may still name the old flow.
+        self.replacing: dict = {}
 
     def sent(self, kind: CookieKind) -> None:
         """The flow of ``kind`` was (re-)added with the path's idle timeout."""
@@ -87,6 +92,19 @@ class FlowRecord:
         base = self.base[kind]
         self.base[kind] = (base[0] + packets, base[1] + octets)
         self.current[kind] = (0, 0)
+
+    def replace(self, kind: CookieKind) -> None:
+        """The flow of ``kind`` is deleted, to be added again with a new match."""
+        kept = self.current[kind]
+        self.retire(kind, *kept)
+        self.replacing[kind] = kept
+
+    def replaced(self, kind: CookieKind, packets: int, octets: int) -> None:
+        """The replaced flow is gone with these final counts: keep what the
+        base lacks."""
+        kept = self.replacing.pop(kind)
+        base = self.base[kind]
+        self.base[kind] = (base[0] + max(0, packets - kept[0]), base[1] + max(0, octets - kept[1]))
 
     def count_sent(self, kind: CookieKind, size: int) -> None:
         """A packet the controller sent itself (packet-out): flow stats miss it."""

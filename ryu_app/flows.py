@@ -41,6 +41,8 @@ class CookieKind(enum.IntEnum):
 
     INFRA = 0x01        # table-miss, ARP, gateway ICMP, filters
     PUNT_METER = 0x02   # TABLE_PUNT rule of one in_port (id = port = meter id)
+    BINDING = 0x03      # a bound inside address from its own port and MAC (id = address)
+    BINDING_DROP = 0x04 # a bound inside address from anywhere else: dropped (id = address)
     SESSION_OUT = 0x10  # forward (inside -> outside) flow of a session
     SESSION_IN = 0x11   # reverse (outside -> inside) flow of a session
     FLAGS_OUT = 0x12    # metadata tag: a TCP forward flow's packet, after TABLE_NAT
@@ -55,6 +57,8 @@ class Priority(enum.IntEnum):
     FRAGMENT = 1002     # IPv4 fragments: only the controller can translate them
     NEW_TCP = 1001      # an inside host's TCP SYN: to the controller, above the sessions
     SESSION = 1000      # per-session forward/reverse rewrites
+    BOUND = 900         # a bound inside address from its own port and MAC: to the controller
+    NOT_BOUND_HERE = 899  # the same address from anywhere else: dropped (source guard)
     MAPPING = 800       # inbound to a mapped port from a new remote (filtering)
     GATEWAY = 500       # traffic addressed to the gateway itself (ARP, ping)
     UNSOLICITED = 20    # inbound to the NAT address with no session: dropped
@@ -261,6 +265,34 @@ def uplink_filters(uplink: int, nat_address: ipaddress.IPv4Address,
     ]
 
 
+def binding_rules(ip: str, mac: str, port: int) -> list[parser.OFPFlowMod]:
+    """An inside address bound to (port, MAC): from there its packets that
+    no session flow takes go to the controller; from anywhere else they are
+    dropped in the switch, counted by the drop rule.  Both sit below the
+    session flows (which match port and MAC themselves) and above the
+    catch-all punt."""
+    ident = int(ipaddress.IPv4Address(ip))
+    return [
+        punt_flow(make_cookie(CookieKind.BINDING, ident), Priority.BOUND,
+                  parser.OFPMatch(in_port=port, eth_src=mac, eth_type=ether.ETH_TYPE_IP,
+                                  ipv4_src=ip)),
+        flow_add(make_cookie(CookieKind.BINDING_DROP, ident), Priority.NOT_BOUND_HERE,
+                 parser.OFPMatch(eth_type=ether.ETH_TYPE_IP, ipv4_src=ip), []),
+    ]
+
+
+def delete_binding(ip: str) -> list[parser.OFPFlowMod]:
+    """Both rules of a binding."""
+    ident = int(ipaddress.IPv4Address(ip))
+    return [delete_flow(make_cookie(CookieKind.BINDING, ident)),
+            delete_flow(make_cookie(CookieKind.BINDING_DROP, ident))]
+
+
+def delete_forward_flow(session_id: int) -> parser.OFPFlowMod:
+    """A session's forward flow alone (it moves to the host's new port)."""
+    return delete_flow(make_cookie(CookieKind.SESSION_OUT, session_id))
+
+
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 
 
@@ -323,11 +355,13 @@ _L4_FIELDS = {inet.IPPROTO_TCP: ("tcp_src", "tcp_dst"), inet.IPPROTO_UDP: ("udp_
 
 
 def _match(protocol: int, in_port: int | None, src: str, dst: str, sport: int, dport: int,
-           icmp_type: int) -> parser.OFPMatch:
+           icmp_type: int, eth_src: str | None = None) -> parser.OFPMatch:
     fields: dict = {"eth_type": ether.ETH_TYPE_IP, "ip_proto": protocol,
                     "ipv4_src": src, "ipv4_dst": dst}
     if in_port is not None:
         fields["in_port"] = in_port
+    if eth_src is not None:
+        fields["eth_src"] = eth_src
     if protocol in _L4_FIELDS:
         src_field, dst_field = _L4_FIELDS[protocol]
         fields[src_field], fields[dst_field] = sport, dport
@@ -340,11 +374,11 @@ ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0
 
 
 def forward_match(p: SessionPath) -> parser.OFPMatch:
-    """The inside 5-tuple, on any inside port: a host that moves keeps its
-    sessions (re-adding replaces the flow); the uplink never matches since
-    outside packets never carry an inside source (the uplink rules drop them)."""
-    return _match(p.protocol, None, p.inside_ip, p.remote_ip,
-                  p.inside_port, p.remote_port, ICMP_ECHO_REQUEST)
+    """The inside 5-tuple from the host's own port and MAC (its binding,
+    ``ryu_app.source_guard``): another inside host cannot inject into the
+    mapping or close it with a forged RST."""
+    return _match(p.protocol, p.inside_switch_port, p.inside_ip, p.remote_ip,
+                  p.inside_port, p.remote_port, ICMP_ECHO_REQUEST, p.inside_mac)
 
 
 def reverse_match(p: SessionPath) -> parser.OFPMatch:

@@ -206,7 +206,7 @@ class Fragments:
         mac = nat.next_hop_mac(session, now)
         if mac is None:
             nat._drop("next_hop_unresolved")
-            return None, msgs + [nat._arp_request(nat.next_hop(frag.dst))]
+            return None, msgs + [nat._arp_request(nat.next_hop(frag.dst), now)]
         if proto != ICMP:
             msgs += nat._ensure_flows(session, mac)   # for the datagram's unfragmented kin
         return session, msgs
@@ -226,15 +226,21 @@ class Fragments:
             session = nat.ct.accept_inbound(proto, frag.src, sport, frag.dst, dport, now, flags)
         except Refused as refused:
             return None, nat._drop(f"inbound_{refused.reason.value}")
-        hop = nat.next_hop(frag.src)
-        msgs = nat.learn_next_hop(hop, eth_src, now) if hop is not None else []
         if nat.hosts.get(str(session.inside_ip)) is None:
             # Ask for the host; the sender's next datagram gets through.
             # No flowless session is left behind meanwhile.
             nat._drop("inbound_unresolved")
-            return None, (msgs + nat.end(session, "inside_host_unresolved", now)
+            return None, (nat.end(session, "inside_host_unresolved", now)
                           + [nat.inbound.arp_request(str(session.inside_ip))])
-        return session, msgs + nat._ensure_flows(session, eth_src)
+        hop = nat.next_hop(frag.src)
+        mac = nat.next_hops.lookup(hop, now) if hop is not None else None
+        if hop is None or mac is None:
+            # The next hop is learned from ARP alone (never from a packet's
+            # source MAC, which anyone may forge): ask; the next datagram passes.
+            nat._drop("inbound_unresolved")
+            return None, (nat.end(session, "next_hop_unresolved", now)
+                          + ([nat._arp_request(hop, now)] if hop is not None else []))
+        return session, nat._ensure_flows(session, mac)
 
     def _translate(self, session: Session, frag: _Fragment, outside: bool, first: bool,
                    now: float) -> list:

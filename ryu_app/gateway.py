@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
 from ryu.ofproto import ether, inet
@@ -111,15 +111,22 @@ class Gateway:
         nat = self._nat(dpid)
         return len(nat.ct) if nat is not None else 0
 
-    def ports_described(self, dpid: int, ports: Mapping[str, int]) -> list:
+    def ports_described(self, dpid: int, ports: Mapping[str, int],
+                        down: Iterable[int] = ()) -> list:
         """Meter every port's packet-ins; resolve an uplink given by name and
-        install the rules that need it."""
+        install the rules that need it; free the inside addresses bound to
+        ports that are gone or whose link is ``down``."""
         state = self.switches.get(dpid)
         if state is None:
             return []
         state.ports = dict(ports)
         self._update_inside_ports(state)
-        return self._meter_ports(state) + self._resolve_uplink(state)
+        msgs = self._meter_ports(state) + self._resolve_uplink(state)
+        if state.nat is not None and not state.standby:
+            live = set(ports.values()) - set(down)
+            gone = {h["port"] for h in state.nat.hosts.as_dict().values()} - live
+            msgs += state.nat.ports_down(gone)
+        return msgs
 
     def _meter_ports(self, state: SwitchState) -> list:
         """A packet-in meter for each port that came, none for those gone."""
@@ -359,9 +366,13 @@ class Gateway:
         if state.nat is not None:   # either opcode teaches us where the sender is
             if outside:
                 msgs += state.nat.learn_next_hop(req.src_ip, req.src_mac, now)
+            elif req.src_mac != eth.src:
+                self.counters.drop("arp_mac_mismatch")   # binds nothing, asks nothing
             else:
-                msgs += state.nat.host_seen(req.src_ip, req.src_mac, in_port)
-                msgs += state.nat.inbound.learned_inside(req.src_ip, now)
+                msgs += state.nat.inside_arp(req.src_ip, req.src_mac, in_port, now)
+                host = state.nat.hosts.get(req.src_ip)
+                if host is not None and (host.mac, host.port) == (req.src_mac, in_port):
+                    msgs += state.nat.inbound.learned_inside(req.src_ip, now)
         if req.opcode != arp.ARP_REQUEST:
             return msgs
         self.counters.arp_replies += 1

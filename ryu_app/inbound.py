@@ -60,11 +60,9 @@ class Inbound:
                                             info.dport, now, info.tcp_flags)
         except Refused as refused:
             return nat._drop(f"inbound_{refused.reason.value}")
-        hop = nat.next_hop(info.src)
-        # Accepted: it came from its next hop; remember that MAC (and send
-        # what waited for it).
-        msgs = nat.learn_next_hop(hop, eth_src, now) if hop is not None else []
-        return msgs + self.deliver(session, data, now)
+        # The next hop's MAC comes from ARP alone, never from this packet's
+        # source (a forged one would take the session's replies).
+        return self.deliver(session, data, now)
 
     def deliver(self, session: Session, data: bytes, now: float) -> list:
         """Install the session's flows and send ``data`` in through them."""
@@ -72,8 +70,13 @@ class Inbound:
         host = nat.hosts.get(str(session.inside_ip))
         if host is None:
             return self._resolve_inside(session, data, now)
-        mac = nat.next_hops.lookup(nat.next_hop(str(session.remote_ip)) or "", now)
+        hop = nat.next_hop(str(session.remote_ip))
+        mac = nat.next_hops.lookup(hop, now) if hop is not None else None
         if mac is None:
+            if hop is not None:       # hold it and ask; the reply releases it
+                accepted, ask = nat.next_hops.hold(hop, (session.id, INBOUND, data), now)
+                if accepted:
+                    return [nat._arp_request(hop, now)] if ask else []
             nat._drop("inbound_unresolved")
             return self._give_up(session, now)
         msgs = nat._ensure_flows(session, mac)

@@ -67,6 +67,10 @@ class GatewayCollector:
                         "hosts", "internal_ip", dict(app.view.top_hosts(TOP_HOSTS)))
         yield counter(f"{PREFIX}_openflow_errors", "OpenFlow error messages from switches "
                       "(refused flow-mods and others)", value=st["openflow_errors"])
+        yield counter(f"{PREFIX}_hosts_moved", "inside addresses re-bound to a new port and "
+                      "MAC after a move check (source guard)", value=st["hosts_moved"])
+        yield counter(f"{PREFIX}_move_checks", "claims to a bound inside address from "
+                      "another port or MAC, checked by ARP", value=st["move_checks"])
         yield counter(f"{PREFIX}_handler_errors", "our bugs caught in event handlers",
                       value=st["handler_errors"])
         yield counter(f"{PREFIX}_rest_errors", "our bugs caught in REST requests",

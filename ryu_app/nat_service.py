@@ -32,7 +32,7 @@ from typing import Callable
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from conntrack import OUTBOUND, Event, Refused, Session, State, TCP, TcpFlags
+from conntrack import OUTBOUND, Event, Refused, RefuseReason, Session, State, TCP, TcpFlags
 from conntrack.keys import unpack_okey
 from ryu_app import flow_encoding, flows, replies
 from ryu_app.adoption import AdoptedSession, read_sessions
@@ -46,7 +46,8 @@ from ryu_app.mapping_log import MappingLog
 from ryu_app.flows import CookieKind, SessionPath
 from ryu_app.forwards import Forward
 from ryu_app.icmp_errors import ERROR_TYPES
-from ryu_app.neighbors import InsideHosts, NextHops
+from ryu_app.neighbors import NextHops
+from ryu_app.source_guard import Bindings, Claim, InsideHost
 from ryu_app.packet_info import ICMP, PacketInfo
 from ryu_app.tcp_tracking import flow_idle_timeout
 
@@ -82,8 +83,17 @@ class NatService:
         # when the flow-removed notices come, or after a grace period (a
         # delete of flows that had already gone brings no notice at all).
         self._ending: dict[int, float] = {}
-        self.next_hops: NextHops[tuple[int, int, bytes]] = NextHops()
-        self.hosts = InsideHosts()
+        pinned = ({str(config.external_gateway_ip): config.external_gateway_mac}
+                  if config.external_gateway_mac and config.external_gateway_ip else {})
+        self.next_hops: NextHops[tuple[int, int, bytes]] = NextHops(pinned=pinned)
+        self.hosts = Bindings(
+            max_per_mac=config.max_addresses_per_mac, idle=config.binding_idle_timeout,
+            static={ip: InsideHost(mac, port) for ip, mac, port in config.static_bindings})
+        # Addresses unbound (link down, idle) while sessions of theirs lived:
+        # when they are bound again, those sessions' flows follow.
+        self._orphans: set[str] = set()
+        self._guard_drops: dict[int, int] = {}   # address -> packets its drop rule counted
+        self._bindings_swept = 0.0
         self.switch_drops: dict[str, int] = {}
         self._external = str(config.external_address)
         # True from the switch's (re)connection until its flow dump is read:
@@ -148,7 +158,9 @@ class NatService:
             return None, self.icmp.ttl_expired(in_port, eth_src, data, now)
         if reason:
             return None, self._drop(reason)
-        msgs = self.host_seen(info.src, eth_src, in_port)
+        msgs = self.host_seen(info.src, eth_src, in_port, now)
+        if msgs is None:
+            return None, []
         if dst == self.config.external_address:
             if not hairpin:
                 return None, msgs + self._drop("hairpin_fragment")
@@ -161,6 +173,7 @@ class NatService:
             if info.protocol == TCP and info.tcp_flags & (TcpFlags.SYN | TcpFlags.ACK) != TcpFlags.SYN:
                 return None, msgs + self._drop("tcp_not_syn")   # no mapping mid-stream
             try:
+                self._check_place_quota(info.src)
                 session = self.ct.create_outbound(info.protocol, src_n, info.sport, dst_n,
                                                   info.dport, now, info.tcp_flags)
             except Refused as refused:
@@ -170,17 +183,109 @@ class NatService:
             msgs += self.tcp.syn_again(session, now)
         return session, msgs
 
-    def host_seen(self, ip: str, mac: str, port: int) -> list:
-        """Learn an inside host; if it moved (port or MAC), its sessions' flows
-        follow it: re-adding replaces them, since matches do not name its port."""
-        old = self.hosts.get(ip)
-        if not self.hosts.learn(ip, mac, port) or old is None:
+    def host_seen(self, ip: str, mac: str, port: int, now: float) -> list | None:
+        """A packet from (port, mac) names ``ip`` as its source.  None when the
+        address is bound elsewhere (``ryu_app.source_guard``): refused,
+        counted, learned from never.  Otherwise the rules a new binding needs."""
+        claim = self.hosts.claim(ip, mac, port, now)
+        if claim is Claim.SAME:
             return []
+        if claim is not Claim.NEW:
+            self._drop("source_guard" if claim is Claim.ELSEWHERE else "source_guard_full")
+            return None
+        msgs = flows.binding_rules(ip, mac, port)
+        if ip in self._orphans:
+            self._orphans.discard(ip)
+            msgs += self._follow(ip, InsideHost(mac, port))
+        return msgs
+
+    def _check_place_quota(self, ip: str) -> None:
+        """``max_connections_per_host`` is charged to the (port, MAC) that
+        sends, across every address bound there: more addresses are no way
+        around it."""
+        siblings = self.hosts.siblings(ip)
+        if len(siblings) > 1 and sum(self.ct.host_sessions(int(ipv4(a))) for a in siblings) \
+                >= self.config.max_connections_per_host:
+            raise Refused(RefuseReason.HOST_QUOTA, f"port and MAC of {ip}")
+
+    def inside_arp(self, ip: str, mac: str, port: int, now: float) -> list:
+        """An ARP from inside names ``ip`` as its sender.  From where the
+        address is bound, or for a free one, it binds as any packet does;
+        from elsewhere it starts a move check (both places asked) and
+        teaches nothing."""
+        self.hosts.answered(ip, mac, port)
+        if self.hosts.checking(ip) is not None:
+            return []
+        old = self.hosts.get(ip)
+        if old is None or (old.mac, old.port) == (mac, port):
+            msgs = self.host_seen(ip, mac, port, now)
+            return msgs or []
+        self._drop("source_guard_arp")
+        if not self.hosts.start_check(ip, mac, port, now):
+            return []
+        self.counters.move_checks += 1
+        LOG.warning("%s is bound to port %d (%s); %s on port %d claims it: asking both by ARP",
+                    ip, old.port, old.mac, mac, port)
+        return [self._probe(ip, old), self._probe(ip, InsideHost(mac, port))]
+
+    def _probe(self, ip: str, place: InsideHost):
+        cfg = self.config
+        return flows.packet_out(place.port, replies.arp_request(
+            cfg.gateway_mac, str(cfg.internal_gateway_ip), ip, place.mac))
+
+    def _follow(self, ip: str, host: InsideHost) -> list:
+        """The host of ``ip`` is at ``host`` now: its sessions' flows follow
+        (the forward flow matches the port and MAC, so the old one goes)."""
         msgs: list = []
         for rec in self.records.values():
-            if rec.path.inside_ip == ip and rec.installed and not rec.ending and not rec.hairpin:
-                rec.path = rec.path._replace(inside_mac=mac, inside_switch_port=port)
-                msgs += [self.flow_of(rec, kind) for kind in sorted(rec.installed)]
+            p = rec.path
+            if p.inside_ip != ip or not rec.installed or rec.ending or rec.hairpin:
+                continue
+            if (p.inside_mac, p.inside_switch_port) == (host.mac, host.port):
+                continue
+            rec.path = p._replace(inside_mac=host.mac, inside_switch_port=host.port)
+            if CookieKind.SESSION_OUT in rec.installed:
+                rec.replace(CookieKind.SESSION_OUT)
+                msgs.append(flows.delete_forward_flow(p.session_id))
+            msgs += [self.flow_of(rec, kind) for kind in sorted(rec.installed)]
+        return msgs
+
+    def unbind(self, ips: list[str], why: str) -> list:
+        """Free addresses (their port went down, or they idled): their rules go."""
+        msgs: list = []
+        for ip in ips:
+            if self.hosts.unbind(ip) is None:
+                continue
+            LOG.info("%s unbound (%s)", ip, why)
+            self._guard_drops.pop(int(ipv4(ip)), None)
+            if self.ct.host_sessions(int(ipv4(ip))):
+                self._orphans.add(ip)
+            msgs += flows.delete_binding(ip)
+        return msgs
+
+    def ports_down(self, ports: set[int]) -> list:
+        """Inside ports gone or down: the addresses bound there are free."""
+        return self.unbind(self.hosts.on_ports(ports), "port down") if ports else []
+
+    def _guard_tick(self, now: float) -> list:
+        """Move checks that are due; now and then, bindings gone idle."""
+        msgs: list = []
+        outcome = self.hosts.due(now)
+        msgs += [self._probe(ip, place) for ip, place in outcome.probe]
+        for ip, claimant in outcome.refused:
+            LOG.warning("%s stays bound: its port answered, or %s on port %d did not",
+                        ip, claimant.mac, claimant.port)
+            self._drop("source_guard_move_refused")
+        for ip, host in outcome.moved:
+            LOG.warning("%s moved to port %d (%s): its old place was silent", ip, host.port,
+                        host.mac)
+            self.counters.hosts_moved += 1
+            msgs += flows.delete_binding(ip) + flows.binding_rules(ip, host.mac, host.port)
+            msgs += self._follow(ip, host)
+        if now - self._bindings_swept >= 5:
+            self._bindings_swept = now
+            msgs += self.unbind(self.hosts.idle_ones(
+                now, lambda ip: self.ct.host_sessions(int(ipv4(ip))) > 0), "idle")
         return msgs
 
     def next_hop(self, remote: str) -> str | None:
@@ -202,7 +307,7 @@ class NatService:
                 self._drop("arp_queue_full")
                 if session.id not in self.records and not self.next_hops.holds(session.id):
                     return self.end(session, "arp_queue_full", now)
-            return [self._arp_request(hop)] if ask else []
+            return [self._arp_request(hop, now)] if ask else []
         if session.protocol == ICMP:
             return self.echo.outbound(session, mac, data, now)
         msgs = self._ensure_flows(session, mac)
@@ -242,7 +347,8 @@ class NatService:
         rec = self.records.get(session.id)
         return mac or (rec.path.next_hop_mac if rec is not None else None)
 
-    def _arp_request(self, ip: str) -> object:
+    def _arp_request(self, ip: str, now: float) -> object:
+        self.next_hops.asked(ip, now)
         frame = replies.arp_request(self.config.gateway_mac, self._external, ip)
         return flows.packet_out(self.uplink, frame)
 
@@ -265,14 +371,23 @@ class NatService:
         return self.inbound.packet(eth_src, info, data, now)
 
     def learn_next_hop(self, ip: str, mac: str, now: float) -> list:
-        """An ARP from the outside told us ``ip`` is at ``mac``: release what waited."""
+        """An ARP reply from the outside to a request of ours: ``ip`` is at
+        ``mac``; release what waited.  Anything else (a request, a
+        gratuitous or unasked reply) is counted and teaches nothing: a
+        forged one would send sessions to the wrong MAC."""
         if ipaddress.IPv4Address(ip) not in self.config.external_ip.network:
             return []
+        if not self.next_hops.solicited(ip, now):
+            return self._drop("arp_unsolicited")
         msgs: list = []
-        for sid, _direction, data in self.next_hops.learn(ip, mac, now):
+        for sid, direction, data in self.next_hops.learn(ip, mac, now):
             session = self.ct.get(sid)
-            if session is not None:
+            if session is None:
+                continue
+            if direction == OUTBOUND:
                 msgs += self._send_out(session, data, now)
+            else:
+                msgs += self.inbound.deliver(session, data, now)
         return msgs
 
     # -- flows ------------------------------------------------------------------------
@@ -319,6 +434,9 @@ class NatService:
         kind, sid = parsed
         rec = self.records.get(sid)
         if rec is None:
+            return []
+        if reason == ofp.OFPRR_DELETE and kind in rec.replacing:
+            rec.replaced(kind, packets, octets)    # the host moved: its new flow is in
             return []
         rec.retire(kind, packets, octets)
         rec.installed.discard(kind)
@@ -403,12 +521,16 @@ class NatService:
                 if rule in (flows.InfraRule.UNSOLICITED_DROP, flows.InfraRule.OUTSIDE_DROP,
                             flows.InfraRule.INSIDE_IPV6_DROP, flows.InfraRule.SPOOFED_INSIDE_DROP):
                     self.switch_drops[rule.name.lower()] = packets
+            elif kind == CookieKind.BINDING_DROP:
+                self._guard_drops[ident] = packets
             elif kind in COUNTED_KINDS:
                 rec = self.records.get(ident)
-                if rec is not None:
+                if rec is not None and kind not in rec.replacing:
                     rec.update(kind, packets, octets)
                     touched[ident] = rec
                     idle.setdefault(ident, {})[kind] = idle_timeout
+        if self._guard_drops:
+            self.switch_drops["source_guard"] = sum(self._guard_drops.values())
         msgs: list = []
         for sid, rec in touched.items():
             session = self.ct.set_counters(sid, *self.totals(rec), now=now)
@@ -428,7 +550,7 @@ class NatService:
         """
         msgs: list = []
         ask, given_up = self.next_hops.tick(now)
-        msgs += [self._arp_request(ip) for ip in ask]
+        msgs += [self._arp_request(ip, now) for ip in ask]
         for sid, _direction, _data in given_up:
             self._drop("next_hop_unresolved")
             session = self.ct.get(sid)
@@ -443,7 +565,7 @@ class NatService:
             else:
                 self._ending.pop(sid, None)    # revived under the same id meanwhile
         self.fragments.tick(now)
-        return msgs + self.inbound.tick(now)
+        return msgs + self.inbound.tick(now) + self._guard_tick(now)
 
     def uplink_moved(self, uplink: int, now: float) -> list:
         """The uplink has a new port number: end every session (their flows
@@ -461,6 +583,7 @@ class NatService:
         if more:
             return []
         dump, self._dump, self.adopting = self._dump, [], False
+        bound = self._adopt_bindings(dump, now)
         sessions, discard = read_sessions(dump, self.config.gateway_mac)
         msgs: list = []
         kept = 0
@@ -480,7 +603,30 @@ class NatService:
         LOG.info("adopted %d sessions from the switch's flows", kept)
         for session in self.ct.sessions():
             msgs += self.probes.for_session(session, add=True)
+        for ip, host in self.hosts.as_dict().items():   # static ones, those of sessions
+            if ip not in bound:
+                msgs += flows.binding_rules(ip, host["mac"], host["port"])
         return msgs
+
+    def _adopt_bindings(self, dump: list, now: float) -> set[str]:
+        """Bindings back from their rules in the switch (a restart keeps
+        every host where it was): the addresses found."""
+        found: set[str] = set()
+        for stat in dump:
+            parsed = flows.parse_cookie(stat.cookie)
+            if parsed is None or parsed[0] != CookieKind.BINDING:
+                continue
+            ip = int_text(parsed[1])
+            try:
+                mac, port = stat.match["eth_src"], stat.match["in_port"]
+            except KeyError:
+                continue
+            if self.hosts.restore(ip, mac, port, now):
+                found.add(ip)
+            else:
+                LOG.warning("binding of %s on port %d (%s) in the switch disagrees with "
+                            "static_bindings: replaced", ip, port, mac)
+        return found
 
     def _adopt(self, adopted: AdoptedSession, now: float) -> list | None:
         """Rebuild one session and its flow record: the flows to re-add (an
@@ -508,7 +654,14 @@ class NatService:
         except (Refused, ValueError) as why:
             LOG.warning("session %d on the switch not adopted: %s", p.session_id, why)
             return None
-        self.hosts.learn(p.inside_ip, p.inside_mac, p.inside_switch_port)
+        rematch = not adopted.bound     # an earlier version's forward flow: any port
+        if not self.hosts.restore(p.inside_ip, p.inside_mac, p.inside_switch_port, now):
+            # Bound elsewhere (a static binding, or its binding rule names
+            # another place): the session's flows follow the binding.
+            host = self.hosts.get(p.inside_ip)
+            assert host is not None
+            p = p._replace(inside_mac=host.mac, inside_switch_port=host.port)
+            rematch = True
         if p.protocol == TCP:
             p = p._replace(idle_timeout=flow_idle_timeout(
                 session, p.closing_timeout))
@@ -520,7 +673,13 @@ class NatService:
             rec.update(kind, counts.packets, counts.octets)
         self.ct.set_counters(session.id, *self.totals(rec))
         self.counters.sessions_adopted += 1
-        return [self.flow_of(rec, kind) for kind in sorted(rec.installed)] if upgrade else []
+        msgs = []
+        if rematch and CookieKind.SESSION_OUT in rec.installed:
+            rec.replace(CookieKind.SESSION_OUT)     # a new match: the old flow goes
+            msgs.append(flows.delete_forward_flow(p.session_id))
+        if upgrade or rematch:
+            msgs += [self.flow_of(rec, kind) for kind in sorted(rec.installed)]
+        return msgs
 
     def _tcp_state_of(self, idle: dict) -> tuple[State, set]:
         """A TCP session's state from its flows' idle timeouts (opening flows

@@ -5,8 +5,11 @@ Pure bookkeeping with the time passed in, so tests need no switch or clock.
 * :class:`NextHops` resolves outside next hops.  Packets that need a next hop
   whose MAC is unknown wait in a bounded queue (per hop and in total) for a
   bounded time while the gateway asks by ARP, instead of being dropped.
-* :class:`InsideHosts` remembers each inside host's MAC and switch port, as
-  learned from its own traffic, so reverse flows can deliver to it.
+  A MAC is learned only from an ARP reply to a request of the gateway's own
+  (asked within ``solicit_window``): a gratuitous or unsolicited ARP, or a
+  packet with a forged source, cannot move a next hop.  A pinned next hop
+  (``external_gateway_mac``) is never learned nor asked for.
+* Inside hosts are bound to their port and MAC by :mod:`ryu_app.source_guard`.
 """
 from __future__ import annotations
 
@@ -33,14 +36,34 @@ class NextHops(Generic[T]):
     """
 
     def __init__(self, ttl: float = 300.0, retry: float = 1.0, max_tries: int = 3,
-                 per_hop: int = 64, max_hops: int = 256, max_entries: int = 4096) -> None:
+                 per_hop: int = 64, max_hops: int = 256, max_entries: int = 4096,
+                 pinned: dict[str, str] | None = None, solicit_window: float = 5.0) -> None:
         self.ttl, self.retry, self.max_tries = ttl, retry, max_tries
         self.per_hop, self.max_hops, self.max_entries = per_hop, max_hops, max_entries
+        self.pinned = dict(pinned or {})
+        self.solicit_window = solicit_window
         self._macs: OrderedDict[str, tuple[str, float]] = OrderedDict()  # ip -> (mac, learned)
         self._waiting: dict[str, _Waiting[T]] = {}
+        self._asked: OrderedDict[str, float] = OrderedDict()   # ip -> when we last asked
+
+    def asked(self, ip: str, now: float) -> None:
+        """The gateway sent an ARP request for ``ip``: a reply is expected."""
+        self._asked[ip] = now
+        self._asked.move_to_end(ip)
+        while len(self._asked) > self.max_entries:
+            self._asked.popitem(last=False)
+
+    def solicited(self, ip: str, now: float) -> bool:
+        """Would a reply from ``ip`` answer a request of ours?"""
+        if ip in self.pinned:
+            return False
+        return ip in self._waiting or now - self._asked.get(ip, float("-inf")) <= self.solicit_window
 
     def lookup(self, ip: str, now: float) -> str | None:
-        """The MAC of ``ip`` if known and fresh."""
+        """The MAC of ``ip`` if pinned, or known and fresh."""
+        pinned = self.pinned.get(ip)
+        if pinned is not None:
+            return pinned
         entry = self._macs.get(ip)
         if entry is None or now - entry[1] > self.ttl:
             return None
@@ -48,6 +71,8 @@ class NextHops(Generic[T]):
 
     def learn(self, ip: str, mac: str, now: float) -> list[T]:
         """Record ``ip`` at ``mac``; return the items that waited for it."""
+        if ip in self.pinned:
+            return []
         self._macs[ip] = (mac, now)
         self._macs.move_to_end(ip)
         while len(self._macs) > self.max_entries:
@@ -90,40 +115,5 @@ class NextHops(Generic[T]):
         return sum(len(w.items) for w in self._waiting.values())
 
     def known(self, now: float) -> dict[str, str]:
-        return {ip: mac for ip, (mac, t) in self._macs.items() if now - t <= self.ttl}
-
-
-@dataclass(frozen=True)
-class InsideHost:
-    mac: str
-    port: int
-
-
-class InsideHosts:
-    """Inside hosts by IP address, learned from the packets they send."""
-
-    def __init__(self, max_hosts: int = 65536) -> None:
-        self.max_hosts = max_hosts
-        self._hosts: OrderedDict[str, InsideHost] = OrderedDict()
-        self.moves = 0
-
-    def learn(self, ip: str, mac: str, port: int) -> bool:
-        """Record ``ip`` at (mac, port); True when it is new or moved."""
-        new = InsideHost(mac, port)
-        old = self._hosts.get(ip)
-        if old == new:
-            self._hosts.move_to_end(ip)
-            return False
-        if old is not None:
-            self.moves += 1
-        self._hosts[ip] = new
-        self._hosts.move_to_end(ip)
-        while len(self._hosts) > self.max_hosts:
-            self._hosts.popitem(last=False)
-        return True
-
-    def get(self, ip: str) -> InsideHost | None:
-        return self._hosts.get(ip)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {ip: {"mac": h.mac, "port": h.port} for ip, h in self._hosts.items()}
+        fresh = {ip: mac for ip, (mac, t) in self._macs.items() if now - t <= self.ttl}
+        return {**fresh, **self.pinned}

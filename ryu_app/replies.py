@@ -22,11 +22,13 @@ def arp_reply(request_eth: ethernet.ethernet, request: arp.arp, our_mac: str) ->
     return bytes(pkt.data)
 
 
-def arp_request(our_mac: str, our_ip: str, target_ip: str) -> bytes:
-    """A broadcast ARP request from the gateway for ``target_ip``."""
+def arp_request(our_mac: str, our_ip: str, target_ip: str,
+                eth_dst: str = "ff:ff:ff:ff:ff:ff") -> bytes:
+    """An ARP request from the gateway for ``target_ip``: broadcast, or
+    unicast to ``eth_dst`` (a probe of one place, ``ryu_app.source_guard``)."""
     pkt = packet.Packet()
     pkt.add_protocol(ethernet.ethernet(ethertype=ether.ETH_TYPE_ARP,
-                                       dst="ff:ff:ff:ff:ff:ff", src=our_mac))
+                                       dst=eth_dst, src=our_mac))
     pkt.add_protocol(arp.arp(opcode=arp.ARP_REQUEST, src_mac=our_mac, src_ip=our_ip,
                              dst_mac="00:00:00:00:00:00", dst_ip=target_ip))
     pkt.serialize()

@@ -418,7 +418,8 @@ class SnatApp(app_manager.RyuApp):
         gw = self._serving(dp.id)
         if gw is not None:
             ports = {p.name.decode(errors="replace"): p.port_no for p in ev.msg.body}
-            self._send(dp.id, gw.ports_described(dp.id, ports))
+            down = {p.port_no for p in ev.msg.body if p.state & ofproto_v1_3.OFPPS_LINK_DOWN}
+            self._send(dp.id, gw.ports_described(dp.id, ports, down))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     @guarded
@@ -450,7 +451,9 @@ class SnatApp(app_manager.RyuApp):
         ``_drain`` takes them in turn after each chunk the loop reads, so
         the loop goes on reading and the switch's own queue (first come,
         first dropped) never fills."""
-        source = (dp.id, pin.in_port, frame_source(pin.data))
+        gw = self._serving(dp.id)
+        uplink = gw.switches[dp.id].uplink if gw is not None else None
+        source = (dp.id, pin.in_port, frame_source(pin.data, pin.in_port == uplink))
         now = time.monotonic()
         item = (dp, pin)
         self.punt_meters.seen(source[:2])

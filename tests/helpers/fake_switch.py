@@ -447,6 +447,14 @@ class Wire:
         self.run(self.gateway.switch_connected(self.switch.dpid))
         self.run(self.gateway.ports_described(self.switch.dpid, ports))
 
+    def answer(self, in_port: int, reply: bytes, ip: str) -> list[tuple[int, bytes]]:
+        """``ip``'s ARP ``reply`` to a request the gateway sent a moment ago
+        (next hops are learned only from such answers)."""
+        for state in self.gateway.switches.values():
+            if state.nat is not None:
+                state.nat.next_hops.asked(ip, self.now)
+        return self.send(in_port, reply)
+
     def send(self, in_port: int, frame: bytes) -> list[tuple[int, bytes]]:
         """The frames that leave the switch because ``frame`` came in on ``in_port``."""
         out = []

@@ -166,8 +166,10 @@ def tcp_server(port: int, log: str, seconds: float) -> None:
 
 
 def udp_client(sport: int, targets: list[str], count: int, interval: float,
-               size: int = 0) -> None:
-    """From ONE socket, send ``count`` datagrams to each target; report replies."""
+               size: int = 0, linger: float = 0) -> None:
+    """From ONE socket, send ``count`` datagrams to each target; report replies.
+    A reply later than 0.5 s still counts at the next receive; ``linger``
+    gives the last ones the same grace (for paths through the controller)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("0.0.0.0", sport))
     sock.settimeout(0.5)
@@ -185,6 +187,15 @@ def udp_client(sport: int, targets: list[str], count: int, interval: float,
             except socket.timeout:
                 pass
         time.sleep(interval)
+    deadline = time.monotonic() + linger
+    while sum(replies.values()) < count * len(targets) and time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data, peer = sock.recvfrom(65535)
+        except socket.timeout:
+            break
+        if not size or len(data) == size:
+            replies[f"{peer[0]}:{peer[1]}"] = replies.get(f"{peer[0]}:{peer[1]}", 0) + 1
     print(json.dumps({"sent_per_target": count, "replies": replies}))
 
 
@@ -331,6 +342,43 @@ def flood(iface: str, gateway_mac: str, target: str, seconds: float, most: int) 
     elapsed = time.monotonic() - start
     print(json.dumps({"sent": sent, "seconds": round(elapsed, 2), "error": error,
                       "pps": round(sum(sent.values()) / elapsed) if elapsed else 0}))
+
+
+def forge(iface: str, kind: str, src: str, src_mac: str | None, to: str, dst_mac: str,
+          sport: int, count: int, interval: float) -> None:
+    """Frames in another's name, built with scapy: a UDP datagram, a TCP RST
+    or an ARP request/reply with source ``src`` (and ``src_mac``, else the
+    interface's own), ``count`` of them, ``interval`` apart; UDP and RST go
+    to ``to`` (HOST:PORT; the port counts up for UDP unless ``--same-port``)."""
+    from scapy.arch import get_if_hwaddr
+    from scapy.arch.linux import L2Socket
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.l2 import ARP, Ether
+
+    mac = src_mac or get_if_hwaddr(iface)
+    host, _, port = to.partition(":")
+    sock = L2Socket(iface=iface)
+    sent = 0
+    try:
+        for i in range(count):
+            if kind == "arp-request":
+                frame = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(
+                    op=1, hwsrc=mac, psrc=src, pdst=host)
+            elif kind == "arp-reply":
+                frame = Ether(src=mac, dst=dst_mac) / ARP(op=2, hwsrc=mac, psrc=src,
+                                                          hwdst=dst_mac, pdst=host)
+            elif kind == "rst":
+                frame = Ether(src=mac, dst=dst_mac) / IP(src=src, dst=host) / TCP(
+                    sport=sport, dport=int(port), flags="R", seq=1000 + i)
+            else:
+                frame = Ether(src=mac, dst=dst_mac) / IP(src=src, dst=host) / UDP(
+                    sport=sport, dport=int(port) + i) / b"forged"
+            sock.outs.send(bytes(frame))
+            sent += 1
+            time.sleep(interval)
+    finally:
+        sock.close()
+    print(json.dumps({"sent": sent}))
 
 
 def _checksum(data: bytes) -> int:
@@ -482,6 +530,7 @@ def main() -> None:
     p.add_argument("--count", type=int, default=3)
     p.add_argument("--interval", type=float, default=0.1)
     p.add_argument("--size", type=int, default=0, help="pad each datagram to this size")
+    p.add_argument("--linger", type=float, default=0, help="seconds to wait for late replies")
     p = sub.add_parser("tcp-client")
     p.add_argument("--to", required=True)
     p.add_argument("--sport", type=int, default=0)
@@ -515,6 +564,16 @@ def main() -> None:
     p.add_argument("--to", required=True)
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--max", type=int, default=2_000_000)
+    p = sub.add_parser("forge")
+    p.add_argument("--iface", required=True)
+    p.add_argument("--kind", choices=["udp", "rst", "arp-request", "arp-reply"], required=True)
+    p.add_argument("--src", required=True)
+    p.add_argument("--src-mac")
+    p.add_argument("--to", required=True)
+    p.add_argument("--dst-mac", required=True)
+    p.add_argument("--sport", type=int, default=40000)
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--interval", type=float, default=0.01)
     p = sub.add_parser("frag-udp")
     p.add_argument("--to", required=True)
     p.add_argument("--sport", type=int, required=True)
@@ -552,13 +611,17 @@ def main() -> None:
     elif a.mode == "udp-punch":
         udp_punch(a.sport, a.to, min(a.count, 1000), min(max(a.interval, 0.01), 5), a.at)
     elif a.mode == "udp-client":
-        udp_client(a.sport, a.to, min(a.count, 1000), a.interval, min(a.size, 65000))
+        udp_client(a.sport, a.to, min(a.count, 1000), a.interval, min(a.size, 65000),
+                   min(a.linger, 10))
     elif a.mode == "tcp-echo-loop":
         tcp_echo_loop(a.to, a.sport, min(a.seconds, 120), max(a.interval, 0.01))
     elif a.mode == "tcp-connect-loop":
         tcp_connect_loop(a.to, min(a.seconds, 120), min(a.max, 100000))
     elif a.mode == "flood":
         flood(a.iface, a.gateway_mac, a.to, min(a.seconds, 60), min(a.max, 2_000_000))
+    elif a.mode == "forge":
+        forge(a.iface, a.kind, a.src, a.src_mac, a.to, a.dst_mac, a.sport,
+              min(a.count, 10000), min(max(a.interval, 0.0), 1.0))
     elif a.mode == "frag-udp":
         frag_udp(a.to, a.sport, min(a.size, 60000), a.reverse)
     elif a.mode == "frag-flood":

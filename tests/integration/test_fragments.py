@@ -95,7 +95,7 @@ def test_fragmented_traffic_alone_keeps_its_mapping(lab):
     started = time.time()
     with Server(lab.host("o1"), "udp-server", 9700) as server:
         result = client(lab.host("h1"), "udp-client", "--sport 49400", f"--to {O1}:9700",
-                        "--count 6", "--interval 2", "--size 3000")
+                        "--count 6", "--interval 2", "--size 3000", "--linger 2")
         peers = server.peers()
     after = lab.controller.get("/nat/stats")
     assert result["replies"] == {f"{O1}:9700": 6}, result

@@ -110,3 +110,41 @@ def test_no_mapping_is_made_before_the_dump_is_read():
     assert out == []
     assert gateway.counters.drops["adopting"] == 1
     assert list(nat(unanswered).ct.sessions()) == []
+
+
+def test_bindings_survive_a_restart_even_without_sessions():
+    """h1 has a session, h2 only spoke to the gateway (ARP): after the
+    restart both addresses are still bound where they were, so a forged
+    source from another port is still dropped in the switch."""
+    from helpers.frames import arp_request
+    lab = make_lab()
+    open_flow(lab, H1, 5000, S1, 53, UDP)
+    lab.send(H2.port, arp_request(H2.mac, H2.ip, "10.0.0.1"))
+    again = restart(lab)
+    hosts = nat(again).hosts
+    assert (hosts.get(H1.ip).port, hosts.get(H2.ip).port) == (H1.port, H2.port)
+    forged = out_frame(H2, 5000, S1, 53)[:26] + bytes(map(int, H1.ip.split("."))) + \
+        out_frame(H2, 5000, S1, 53)[30:]
+    assert again.send(H2.port, forged) == [], "h1's address from h2's port: dropped"
+
+
+def test_an_earlier_versions_forward_flow_is_replaced_by_a_bound_one():
+    """A forward flow without in_port and eth_src (before the source guard)
+    is deleted and added again matching the host's port and MAC; the
+    session, its counters and its port live on."""
+    lab = make_lab()
+    s, _ = open_flow(lab, H1, 5000, S1, 53, UDP)
+    lab.send(H1.port, out_frame(H1, 5000, S1, 53))
+    [fwd] = [f for f in lab.switch.flows
+             if f.cookie == flows_of(lab, s.id)[CookieKind.SESSION_OUT].cookie]
+    del fwd.match["in_port"], fwd.match["eth_src"]
+    again = restart(lab)
+    [fwd] = [f for f in again.switch.flows
+             if f.cookie == flows_of(again, s.id)[CookieKind.SESSION_OUT].cookie]
+    assert (fwd.match["in_port"], fwd.match["eth_src"]) == (H1.port, H1.mac)
+    [back] = nat(again).ct.sessions()
+    assert back.external_port == s.external_port
+    assert back.packets_out == 1, "the old flow's packet, counted once across the swap"
+    again.send(H1.port, out_frame(H1, 5000, S1, 53))
+    again.poll_stats()
+    assert nat(again).ct.get(s.id).packets_out == 2

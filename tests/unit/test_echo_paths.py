@@ -64,8 +64,8 @@ def look(frame: bytes) -> SimpleNamespace:
 def make_lab() -> Wire:
     lab = Wire(Gateway(make_config()))
     lab.connect({"s1-eth1": UPLINK, "s1-eth2": H1_PORT, "s1-eth3": H2_PORT})
-    for server in (S1, S2):      # the servers introduce themselves (ARP for the NAT address)
-        lab.send(UPLINK, arp_reply(server))
+    for server in (S1, S2):      # the gateway asked for the servers earlier
+        lab.answer(UPLINK, arp_reply(server), server.ip)
     return lab
 
 

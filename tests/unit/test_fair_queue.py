@@ -82,11 +82,12 @@ def test_no_hard_limit_by_default():
     assert all(q.within_limit("h1", i, 0.0) for i in range(100_000))
 
 
-def test_the_source_of_a_frame_is_its_ipv4_source_else_its_mac():
+def test_the_source_of_a_frame_is_its_mac_inside_and_its_ipv4_source_outside():
     ipv4 = bytes(6) + b"\x00\x00\x00\x00\x00\x01" + b"\x08\x00" + bytes(12) + b"\x0a\x00\x00\x0b"
     arp = bytes(6) + b"\x00\x00\x00\x00\x00\x01" + b"\x08\x06" + bytes(28)
-    assert frame_source(ipv4) == b"\x0a\x00\x00\x0b"
-    assert frame_source(arp) == b"\x00\x00\x00\x00\x00\x01"
+    assert frame_source(ipv4) == b"\x00\x00\x00\x00\x00\x01", "inside: the sender's MAC"
+    assert frame_source(ipv4, outside=True) == b"\x0a\x00\x00\x0b"
+    assert frame_source(arp) == frame_source(arp, outside=True) == b"\x00\x00\x00\x00\x00\x01"
 
 
 @settings(max_examples=200, deadline=None)

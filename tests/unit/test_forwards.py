@@ -20,7 +20,7 @@ H3 = SimpleNamespace(mac="00:00:00:00:00:03", ip="10.0.0.13", port=4)
 def forward_lab() -> Wire:
     lab = Wire(Gateway(make_config(forwards="tcp:8080=10.0.0.13:80")))
     lab.connect({**PORTS, "s1-eth4": H3.port})
-    lab.send(UPLINK, arp_reply(S1))          # the gateway knows S1 already
+    lab.answer(UPLINK, arp_reply(S1), S1.ip)   # the gateway knows S1 already
     return lab
 
 

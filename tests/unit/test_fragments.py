@@ -8,7 +8,7 @@ from ryu.lib.packet import ethernet, ipv4, packet, packet_utils, tcp, udp
 from ryu.ofproto import ether, inet
 
 from helpers.fake_switch import Wire
-from helpers.frames import arp_request
+from helpers.frames import arp_reply, arp_request
 from helpers.nat_config import make_config
 from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
 from ryu_app.gateway import Gateway
@@ -179,6 +179,11 @@ def test_fragments_may_open_a_forward_like_whole_packets():
     lab.connect({"s1-eth1": UPLINK, "s1-eth2": H1.port})
     lab.send(H1.port, arp_request(H1.mac, H1.ip, "10.0.0.1"))
     frames = udp_fragments(S1.mac, S1.ip, 40000, NAT_IP, 5300, b"q" * 300, ident=4)
+    # The remote's next hop is learned from ARP alone, never from the
+    # fragments' source MAC: the first datagram only gets it asked.
+    asked = send_all(lab, UPLINK, frames[:1])
+    assert [p for p, _ in asked] == [UPLINK]
+    lab.send(UPLINK, arp_reply(S1.mac, S1.ip, GW_MAC, NAT_IP))
     out = send_all(lab, UPLINK, frames)
     assert [p for p, _ in out] == [H1.port] * len(frames)
     src, dst, body = reassemble([f for _, f in out])

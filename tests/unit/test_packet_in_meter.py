@@ -26,7 +26,7 @@ def syn_flood(lab: Wire, host, count: int, first_sport: int = 20000) -> int:
 
 def lab_with_next_hop(**overrides) -> Wire:
     lab = make_lab(**overrides)
-    lab.send(UPLINK, arp_reply(S1))
+    lab.answer(UPLINK, arp_reply(S1), S1.ip)
     return lab
 
 
