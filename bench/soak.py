@@ -18,7 +18,8 @@ the switch's flow count and the controller's RSS are sampled.
 When the rounds are over the soak waits for everything to expire, then
 checks the end state against the baseline taken before any traffic:
 0 sessions, 0 ports in use or quarantined, no flow records left in the
-controller, as many flows in the switch as the gateway's own rules.  RSS is compared between the end of the first round (warm) and
+controller, as many flows in the switch as the gateway's own rules (the
+hosts' bindings, ``ryu_app.source_guard``, go once idle for 10 s).  RSS is compared between the end of the first round (warm) and
 the end (``--max-rss-growth`` MiB, default 8).  The exit status is 1 when
 any check fails or more than 1% of connections or flows failed.
 """
@@ -45,7 +46,10 @@ TCP_PORT, UDP_PORT = 7000, 7001
 OPTIONS = {"udp_timeout": 10, "tcp_transitory_timeout": 10, "tcp_established_timeout": 30,
            "icmp_timeout": 10, "stats_interval": 2, "port_quarantine": 5,
            "packet_in_port_rate": 0, "packet_in_host_rate": 0,
-           "mapping_log_file": "mappings.log"}
+           "mapping_log_file": "mappings.log",
+           # Inside addresses stay bound (two rules each) while idle this long:
+           # short, so the end state is the baseline's again.
+           "binding_idle_timeout": 10}
 DRAIN_S = 30 + 2 * 2 + 20        # the longest timer, two polls and the expiry backstop
 
 

@@ -43,6 +43,7 @@ class CookieKind(enum.IntEnum):
     PUNT_METER = 0x02   # TABLE_PUNT rule of one in_port (id = port = meter id)
     BINDING = 0x03      # a bound inside address from its own port and MAC (id = address)
     BINDING_DROP = 0x04 # a bound inside address from anywhere else: dropped (id = address)
+    PUNT_CLASS = 0x05   # metadata tag and TABLE_PUNT rule of an uplink punt class (id = class)
     SESSION_OUT = 0x10  # forward (inside -> outside) flow of a session
     SESSION_IN = 0x11   # reverse (outside -> inside) flow of a session
     FLAGS_OUT = 0x12    # metadata tag: a TCP forward flow's packet, after TABLE_NAT
@@ -89,6 +90,19 @@ class InfraRule(enum.IntEnum):
     PUNT = 17           # TABLE_PUNT fallback: ports without a meter (yet), unmetered
 
 
+class UplinkClass(enum.IntEnum):
+    """What the uplink sends to the controller, each with a meter of its own
+    (``class_meters``): a flood of one cannot starve the others."""
+
+    ARP = 1             # ARP for the NAT address (next hops' answers among them)
+    ICMP = 2            # ICMP to the NAT address: echo, replies, errors
+    FRAGMENT = 3        # fragments to the NAT address
+    INBOUND = 4         # new inbound sessions: forwards, filtering of mapped ports
+
+
+CLASS_METER_BASE = 0x10000   # meter id of a class: above every port number
+
+
 def make_cookie(kind: CookieKind, ident: int) -> int:
     """Cookie for a flow of ``kind`` with rule or session id ``ident``."""
     if not 0 <= ident <= ID_MASK:
@@ -112,12 +126,43 @@ def _to_controller() -> list:
     return [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)]
 
 
-def punt_flow(cookie: int, priority: int, match: parser.OFPMatch) -> parser.OFPFlowMod:
+def punt_flow(cookie: int, priority: int, match: parser.OFPMatch,
+              punt_class: UplinkClass | None = None) -> parser.OFPFlowMod:
     """A TABLE_NAT rule whose packets are for the controller: they go on to
-    TABLE_PUNT, where the meter of their in_port decides (see ``punt_meter``)."""
+    TABLE_PUNT, where the meter of their in_port decides (see ``punt_meter``),
+    or of their uplink class, tagged in the metadata (``class_meters``)."""
+    inst: list = [parser.OFPInstructionGotoTable(TABLE_PUNT)]
+    if punt_class is not None:
+        inst.insert(0, parser.OFPInstructionWriteMetadata(
+            make_cookie(CookieKind.PUNT_CLASS, punt_class), METADATA_MASK))
     return parser.OFPFlowMod(None, cookie=cookie, table_id=TABLE_NAT, command=ofp.OFPFC_ADD,
-                             priority=priority, match=match,
-                             instructions=[parser.OFPInstructionGotoTable(TABLE_PUNT)])
+                             priority=priority, match=match, instructions=inst)
+
+
+def class_meters(rate: int) -> list:
+    """A meter per uplink class at ``rate`` packets a second, and the
+    TABLE_PUNT rule that sends the class's packets through it (above the
+    port rules; a switch that refuses the meter refuses the rule, and the
+    uplink's port meter takes the class instead).  Deleting a meter first
+    also deletes the rule of an earlier run."""
+    msgs: list = []
+    for cls in UplinkClass:
+        meter_id = CLASS_METER_BASE + cls
+        band = parser.OFPMeterBandDrop(rate=rate, burst_size=rate)
+        msgs += [
+            parser.OFPMeterMod(None, command=ofp.OFPMC_DELETE, meter_id=meter_id),
+            parser.OFPMeterMod(None, command=ofp.OFPMC_ADD, meter_id=meter_id, bands=[band],
+                               flags=ofp.OFPMF_PKTPS | ofp.OFPMF_BURST | ofp.OFPMF_STATS),
+            parser.OFPFlowMod(
+                None, cookie=make_cookie(CookieKind.PUNT_CLASS, cls), table_id=TABLE_PUNT,
+                command=ofp.OFPFC_ADD, priority=20,
+                match=parser.OFPMatch(metadata=(make_cookie(CookieKind.PUNT_CLASS, cls),
+                                                METADATA_MASK)),
+                instructions=[parser.OFPInstructionMeter(meter_id, ofp.OFPIT_METER),
+                              parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
+                                                           _to_controller())]),
+        ]
+    return msgs
 
 
 def punt_fallback() -> parser.OFPFlowMod:
@@ -214,23 +259,25 @@ def table_miss() -> parser.OFPFlowMod:
 
 def arp_to_controller(rule: InfraRule, in_port: int | None,
                       target: ipaddress.IPv4Address) -> parser.OFPFlowMod:
-    """ARP asking for (or answering) one of the gateway's addresses."""
+    """ARP asking for (or answering) one of the gateway's addresses (from
+    the uplink: its own class)."""
     fields = {"eth_type": ether.ETH_TYPE_ARP, "arp_tpa": str(target)}
     if in_port is not None:
         fields["in_port"] = in_port
     return punt_flow(make_cookie(CookieKind.INFRA, rule), Priority.GATEWAY,
-                     parser.OFPMatch(**fields))
+                     parser.OFPMatch(**fields), UplinkClass.ARP if in_port is not None else None)
 
 
 def icmp_to_controller(rule: InfraRule, in_port: int | None,
                        target: ipaddress.IPv4Address) -> parser.OFPFlowMod:
-    """ICMP addressed to one of the gateway's own addresses (ping the router)."""
+    """ICMP addressed to one of the gateway's own addresses (ping the router;
+    from the uplink: its own class)."""
     fields = {"eth_type": ether.ETH_TYPE_IP, "ip_proto": inet.IPPROTO_ICMP,
               "ipv4_dst": str(target)}
     if in_port is not None:
         fields["in_port"] = in_port
     return punt_flow(make_cookie(CookieKind.INFRA, rule), Priority.GATEWAY,
-                     parser.OFPMatch(**fields))
+                     parser.OFPMatch(**fields), UplinkClass.ICMP if in_port is not None else None)
 
 
 def packet_out(out_port: int, data: bytes,
@@ -565,7 +612,7 @@ def mapping_probe(uplink: int, nat_address: str, protocol: int, port: int,
                                  match=parser.OFPMatch())
     fields = {"in_port": uplink, "eth_type": ether.ETH_TYPE_IP, "ip_proto": protocol,
               "ipv4_dst": nat_address, _L4_FIELDS[protocol][1]: port}
-    return punt_flow(cookie, Priority.MAPPING, parser.OFPMatch(**fields))
+    return punt_flow(cookie, Priority.MAPPING, parser.OFPMatch(**fields), UplinkClass.INBOUND)
 
 
 IP_FRAG_ANY = 1   # OVS's ip_frag (NXM_NX_IP_FRAG): set for every fragment
@@ -592,5 +639,5 @@ def fragment_rules(uplink: int, inside: ipaddress.IPv4Network,
                               ("ipv4_src", (str(inside.network_address), str(inside.netmask))))),
         punt_flow(make_cookie(CookieKind.INFRA, InfraRule.FRAGMENTS_OUTSIDE), Priority.FRAGMENT,
                   _frag_match(("in_port", uplink), ("eth_type", ether.ETH_TYPE_IP),
-                              ("ipv4_dst", str(nat_address)))),
+                              ("ipv4_dst", str(nat_address))), UplinkClass.FRAGMENT),
     ]

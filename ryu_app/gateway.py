@@ -40,6 +40,7 @@ class SwitchState:
     nat: NatService | None = None                 # exists once the uplink is known
     metered: dict[int, int] = field(default_factory=dict)  # port -> packet-ins its meter dropped
     meter_rates: dict[int, int] = field(default_factory=dict)  # port -> rate, where below the option's
+    class_drops: dict[str, int] = field(default_factory=dict)  # uplink class -> packet-ins dropped
     # The standby of a controller pair: its table is rebuilt from each flow
     # dump (warm, read-only), and it logs, counts and announces nothing.
     standby: bool = False
@@ -56,6 +57,7 @@ class Gateway:
         self.config = config
         self.counters = GatewayCounters()
         self.switches: dict[int, SwitchState] = {}
+        self.first_dpid: int | None = None    # served when the profile names no dpid
         self.forwards: dict[tuple[str, int], Forward] = {f.key: f for f in config.forwards}
         self._ours_outside = {str(config.external_address)}
         self._ours_inside = {str(config.external_address), str(config.internal_gateway_ip)}
@@ -66,7 +68,12 @@ class Gateway:
 
     # -- switch life cycle -------------------------------------------------
     def serves(self, dpid: int) -> bool:
-        return self.config.dpid is None or self.config.dpid == dpid
+        """The profile's ``dpid``; with none set, the first switch that came
+        (one NAT address cannot be two bridges' at once), so another switch
+        that connects later, or a process claiming another dpid, is refused."""
+        if self.config.dpid is not None:
+            return self.config.dpid == dpid
+        return self.first_dpid is None or self.first_dpid == dpid
 
     def switch_connected(self, dpid: int, standby: bool = False) -> list:
         """Install the table-miss, ask for the ports; keep the flows there.
@@ -77,6 +84,10 @@ class Gateway:
         rules are re-added in place (same match and priority: replaced, never
         missing for a moment).
         """
+        if self.config.dpid is None and self.first_dpid is None:
+            self.first_dpid = dpid
+            LOG.info("serving switch %016x (dpid unset: the first to connect; set dpid to "
+                     "name it)", dpid)
         state = SwitchState(dpid, standby=standby)
         if isinstance(self.config.external_port, int):
             state.uplink = self.config.external_port
@@ -169,6 +180,9 @@ class Gateway:
         for port, count in dropped.items():
             if port in state.metered:
                 state.metered[port] = count
+            elif port - flows.CLASS_METER_BASE in flows.UplinkClass._value2member_map_:
+                cls = flows.UplinkClass(port - flows.CLASS_METER_BASE)
+                state.class_drops[f"uplink-{cls.name.lower()}"] = count
 
     def _resolve_uplink(self, state: SwitchState) -> list:
         """The uplink's port number from its name; the rules that need it."""
@@ -217,7 +231,11 @@ class Gateway:
             state.nat.adopting = True
             adopt = [flows.flow_stats_request()]      # the reply rebuilds the sessions
         self._update_inside_ports(state)
-        rules = [
+        # The uplink's classes of packet-ins, each metered apart (the meters
+        # before the rules that tag packets for them).
+        classes = (flows.class_meters(max(1, cfg.packet_in_port_rate // len(flows.UplinkClass)))
+                   if cfg.packet_in_port_rate else [])
+        rules = classes + [
             flows.arp_to_controller(flows.InfraRule.ARP_OUTSIDE, up, cfg.external_address),
             flows.icmp_to_controller(flows.InfraRule.ICMP_OUTSIDE, up, cfg.external_address),
             flows.arp_to_controller(flows.InfraRule.ARP_INSIDE, None, cfg.internal_gateway_ip),

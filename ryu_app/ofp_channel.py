@@ -39,7 +39,7 @@ from typing import Any, Callable, NamedTuple
 from ryu.base import app_manager  # noqa: F401  (first, as Ryu imports it: a cycle otherwise)
 from ryu.controller import controller as ryu_controller
 from ryu.controller import ofp_event
-from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER
+from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER
 from ryu.lib import hub
 from ryu.ofproto import ofproto_common, ofproto_parser
 from ryu.ofproto import ofproto_v1_3 as ofp
@@ -155,10 +155,13 @@ _consumer: Consumer | None = None
 _drain: Callable[[Any], None] | None = None
 _consumer_name: str | None = None
 _flow_counts: CountsTaker | None = None
+_claim: Callable[[Any, int], bool] | None = None
+_DPID = struct.Struct("!Q")                   # ofp_switch_features: datapath_id first
 
 
 def install(consumer: Consumer, drain: Callable[[Any], None], app_name: str,
-            flow_counts: CountsTaker | None = None) -> None:
+            flow_counts: CountsTaker | None = None,
+            claim: Callable[[Any, int], bool] | None = None) -> None:
     """Use the cheaper receive loop for every switch from now on; hand
     packet-ins to ``consumer(datapath, packet_in, more)`` while the app
     ``app_name`` is their only observer (``more``: further messages of the
@@ -166,10 +169,13 @@ def install(consumer: Consumer, drain: Callable[[Any], None], app_name: str,
     ``drain(datapath)`` after each chunk read, before the loop reads (and
     perhaps waits) again: the consumer's chance to handle what it queued.
     Flow-stats reply parts go to ``flow_counts(datapath, xid, counts)``
-    first; it returns False for those it leaves to Ryu's parse."""
-    global _consumer, _drain, _consumer_name, _flow_counts
+    first; it returns False for those it leaves to Ryu's parse.  A
+    features reply (the switch naming its dpid) goes to ``claim(datapath,
+    dpid)`` before Ryu sees it; False closes the connection there, before
+    Ryu (and its DPSet) takes the connection for that switch's."""
+    global _consumer, _drain, _consumer_name, _flow_counts, _claim
     _consumer, _drain, _consumer_name = consumer, drain, app_name
-    _flow_counts = flow_counts
+    _flow_counts, _claim = flow_counts, claim
     if ryu_controller.Datapath._recv_loop is not _recv_loop:
         ryu_controller.Datapath._recv_loop = _recv_loop
 
@@ -239,6 +245,10 @@ def _recv_loop(self: Any) -> None:
             if size - offset < msg_len:
                 break
             taken = False
+            if (msg_type == ofp.OFPT_FEATURES_REPLY and self.state == CONFIG_DISPATCHER
+                    and _claim is not None and msg_len >= header_size + _DPID.size
+                    and not _claim(self, _DPID.unpack_from(buf, offset + header_size)[0])):
+                return           # refused: Ryu's serve() closes the connection
             if version == ofp.OFP_VERSION and self.state == MAIN_DISPATCHER:
                 if (msg_type == ofp.OFPT_PACKET_IN and _consumer is not None
                         and _sole_observer(self.ofp_brick)):

@@ -29,6 +29,8 @@ from ryu_app.gateway import Gateway
 from ryu_app.punt_meters import PuntMeters
 from ryu_app.rest import APP_KEY, NatFallbackController, NatRestController
 from ryu_app.sender import Sender
+from ryu_app.switch_claims import Claim as SwitchClaim
+from ryu_app.switch_claims import SwitchClaims
 from ryu_app.views import ConnectionsView
 
 LOG = logging.getLogger("ryu_app.snat")
@@ -120,7 +122,11 @@ class SnatApp(app_manager.RyuApp):
             rate=self.config.packet_in_host_rate, burst=self.config.packet_in_host_burst,
             on_drop=self._packet_in_dropped)
         # Packet-ins come to _admit, our polls' flow counters to _flow_counts.
-        ofp_channel.install(self._admit, self._drain, self.name, self._flow_counts)
+        ofp_channel.install(self._admit, self._drain, self.name, self._flow_counts,
+                            self._switch_claim)
+        # Which connection may speak for a dpid (ryu_app.switch_claims).
+        self.claims = SwitchClaims(lambda dpid: self._gateway_for(dpid) is not None)
+        self._refused_dpids: set[int] = set()
         # The switch's per-port packet-in meters follow the load (ryu_app.punt_meters).
         self.punt_meters = PuntMeters(max(c.packet_in_port_rate for c in self.configs))
         self._handled = 0                    # packet-ins handled (the meters' measure)
@@ -351,6 +357,7 @@ class SnatApp(app_manager.RyuApp):
 
     def _tick(self) -> None:
         now = time.monotonic()
+        self._close_silent(now)
         for gw in self.gateways:
             for dpid, msgs in gw.tick(now).items():
                 self._send(dpid, msgs)
@@ -396,6 +403,48 @@ class SnatApp(app_manager.RyuApp):
             self._send(dp.id, self.roles.connected(dp.id, time.monotonic()))
             return
         self._send(dp.id, gw.switch_connected(dp.id))
+
+    def _switch_claim(self, dp: Any, dpid: int) -> bool:
+        """A connection names its dpid (its features reply, before Ryu moves
+        it on): refused when no bridge profile names it, or while another
+        connection for it is alive (that one is asked by echo)."""
+        served = self.datapaths.get(dpid)
+        elsewhere = (served is not None and served is not dp and served.is_active
+                     and served.state != DEAD_DISPATCHER)
+        verdict, ask = self.claims.claim(dpid, elsewhere, time.monotonic())
+        if verdict is SwitchClaim.ACCEPT:
+            return True
+        self.gateway.counters.drop(f"switch_{verdict.value}")
+        if verdict is SwitchClaim.UNNAMED:
+            # Open vSwitch retries every few seconds: said once per dpid.
+            level = logging.DEBUG if dpid in self._refused_dpids else logging.WARNING
+            self._refused_dpids.add(dpid)
+            LOG.log(level, "refusing the switch at %s: no NAT bridge profile names its dpid "
+                    "%016x (%s)", dp.address, dpid,
+                    ", ".join(f"{c.dpid:016x}" for c in self.configs if c.dpid is not None))
+            return False
+        LOG.warning("refusing a second connection (%s) claiming switch %016x while the first "
+                    "(%s) may be alive%s", dp.address, dpid, served.address,
+                    ": asking it" if ask else "")
+        if ask:
+            served.send_msg(served.ofproto_parser.OFPEchoRequest(served, data=b"ryu-snat"))
+        return False
+
+    @set_ev_cls(ofp_event.EventOFPEchoReply, MAIN_DISPATCHER)
+    def _echo_reply(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        if dp.id is not None and self.datapaths.get(dp.id) is dp:
+            self.claims.answered(dp.id)
+
+    def _close_silent(self, now: float) -> None:
+        """Served connections that did not answer while another claimed
+        their dpid are closed: the claimant gets in at its next try."""
+        for dpid in self.claims.overdue(now):
+            dp = self.datapaths.get(dpid)
+            if dp is not None:
+                LOG.warning("switch %016x: its connection (%s) did not answer; closing it",
+                            dpid, dp.address)
+                dp.close()
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def _switch_gone(self, ev: Any) -> None:

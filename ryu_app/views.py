@@ -213,13 +213,15 @@ class ConnectionsView:
 
     @staticmethod
     def _metered(gateways: list[Gateway]) -> dict[str, int]:
-        """Packet-ins each port's meter dropped (last meter-stats poll), by port name."""
+        """Packet-ins each port's meter dropped (last meter-stats poll), by port
+        name, and each uplink class's (``uplink-arp``, ...)."""
         out: Counter = Counter()
         for gw in gateways:
             for state in gw.switches.values():
                 names = {no: name for name, no in state.ports.items()}
                 for port, dropped in state.metered.items():
                     out[names.get(port, str(port))] += dropped
+                out.update(state.class_drops)
         return dict(sorted(out.items()))
 
 

@@ -345,7 +345,7 @@ def flood(iface: str, gateway_mac: str, target: str, seconds: float, most: int) 
 
 
 def forge(iface: str, kind: str, src: str, src_mac: str | None, to: str, dst_mac: str,
-          sport: int, count: int, interval: float) -> None:
+          sport: int, count: int, interval: float, seconds: float = 30) -> None:
     """Frames in another's name, built with scapy: a UDP datagram, a TCP RST
     or an ARP request/reply with source ``src`` (and ``src_mac``, else the
     interface's own), ``count`` of them, ``interval`` apart; UDP and RST go
@@ -355,12 +355,26 @@ def forge(iface: str, kind: str, src: str, src_mac: str | None, to: str, dst_mac
     from scapy.layers.inet import IP, TCP, UDP
     from scapy.layers.l2 import ARP, Ether
 
+    from scapy.layers.inet import ICMP
+
     mac = src_mac or get_if_hwaddr(iface)
     host, _, port = to.partition(":")
     sock = L2Socket(iface=iface)
     sent = 0
+    ping = bytes(Ether(src=mac, dst=dst_mac) / IP(src=src, dst=host) / ICMP(id=0x4243)
+                 / (b"p" * 32))
+    deadline = time.monotonic() + seconds
     try:
         for i in range(count):
+            if time.monotonic() > deadline:
+                break
+            if kind == "ping":                   # the same echo request, as fast as it goes
+                try:
+                    sock.outs.send(ping)
+                    sent += 1
+                except OSError:
+                    pass
+                continue
             if kind == "arp-request":
                 frame = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(
                     op=1, hwsrc=mac, psrc=src, pdst=host)
@@ -566,7 +580,9 @@ def main() -> None:
     p.add_argument("--max", type=int, default=2_000_000)
     p = sub.add_parser("forge")
     p.add_argument("--iface", required=True)
-    p.add_argument("--kind", choices=["udp", "rst", "arp-request", "arp-reply"], required=True)
+    p.add_argument("--kind", choices=["udp", "rst", "arp-request", "arp-reply", "ping"],
+                   required=True)
+    p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--src", required=True)
     p.add_argument("--src-mac")
     p.add_argument("--to", required=True)
@@ -621,7 +637,7 @@ def main() -> None:
         flood(a.iface, a.gateway_mac, a.to, min(a.seconds, 60), min(a.max, 2_000_000))
     elif a.mode == "forge":
         forge(a.iface, a.kind, a.src, a.src_mac, a.to, a.dst_mac, a.sport,
-              min(a.count, 10000), min(max(a.interval, 0.0), 1.0))
+              min(a.count, 5_000_000), min(max(a.interval, 0.0), 1.0), min(a.seconds, 60))
     elif a.mode == "frag-udp":
         frag_udp(a.to, a.sport, min(a.size, 60000), a.reverse)
     elif a.mode == "frag-flood":

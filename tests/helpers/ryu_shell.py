@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 from ryu import cfg as ryu_cfg
 from ryu.app.wsgi import WSGIApplication
+from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
@@ -33,6 +34,17 @@ class RecordingDatapath:
         self.id = dpid
         self.xid = 0
         self.sent: list = []
+        self.address = ("127.0.0.1", 40000 + dpid)
+        self.state = MAIN_DISPATCHER
+        self.is_active = True
+
+    def send_msg(self, msg) -> None:
+        """Ryu's Datapath.send_msg, as the app uses it for single messages."""
+        self.sent.append(msg)
+
+    def close(self) -> None:
+        self.state = DEAD_DISPATCHER
+        self.is_active = False
 
     def send(self, buf: bytes) -> bool:
         msgs = [flow_encoding.decode(one) for one in flow_encoding.split(buf)]

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ from helpers.peers import NETPROBE, Capture, Server, client
 from helpers.system import assert_left_nothing
 from lab import Lab
 
-NAT_IP, O1, O2 = "198.51.100.1", "198.51.100.10", "198.51.100.11"
+NAT_IP, O1, O2, O3 = "198.51.100.1", "198.51.100.10", "198.51.100.11", "198.51.100.12"
 H1, H2 = "10.0.0.11", "10.0.0.12"
 GATEWAY_MAC = "02:53:4e:41:54:01"
 QUOTA = 40
@@ -26,8 +27,8 @@ QUOTA = 40
 def lab():
     options = {"stats_interval": 2, "max_connections_per_host": QUOTA,
                "forwards": "udp:5300=10.0.0.12:5300"}
-    with Lab(inside=2, outside=2, nat_options=options) as running:
-        for host in ("h1", "h2"):
+    with Lab(inside=2, outside=3, nat_options=options) as running:
+        for host in ("h1", "h2"):      # o3 stays unknown: test_a_ping_flood_...
             for server in (O1, O2):
                 running.host(host).cmd(f"ping -c 1 -W 2 {server}")
         yield running
@@ -118,3 +119,74 @@ def test_an_outside_host_cannot_move_a_next_hop(lab):
     assert len(events) == 3 and seen.lines == [], seen.lines
     after = lab.controller.get("/nat/stats")["drops"].get("arp_unsolicited", 0)
     assert after - before >= 6
+
+
+def test_an_out_of_window_rst_from_outside_ends_nothing(lab):
+    """o2 forges o1's RST (a wrong sequence number) into h1's connection:
+    the session may drop to the transitory timeout (RFC 7857 s2.2) but h1's
+    kernel ignores the RST, the conversation goes on, and once packets flow
+    both ways again the session is established again; it never ends."""
+    h1, o2 = lab.host("h1"), lab.host("o2")
+    with Server(lab.host("o1"), "tcp-server", 7700, seconds=30):
+        talk = h1.popen([sys.executable, NETPROBE, "tcp-echo-loop", "--to", f"{O1}:7700",
+                         "--sport", "47200", "--seconds", "9", "--interval", "0.05"],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.5)                        # established, seen by a poll
+        [conn] = [c for c in lab.controller.get(f"/nat/connections?internal_ip={H1}")
+                  if c["internal_port"] == 47200]
+        assert conn["state"] == "ESTABLISHED", conn
+        forge(o2, "--kind rst", f"--src {O1}", f"--to {NAT_IP}:{conn['external_port']}",
+              f"--dst-mac {GATEWAY_MAC}", "--sport 7700", "--count 3")
+        states = []
+        while talk.poll() is None:
+            states += [c["state"] for c in lab.controller.get(
+                f"/nat/connections?internal_ip={H1}") if c["internal_port"] == 47200] or ["gone"]
+            time.sleep(0.5)
+        out, err = talk.communicate(timeout=30)
+    echoed = json.loads(out.strip().splitlines()[-1])
+    print(f"session states while the forged RSTs passed: {states}")
+    assert echoed["error"] is None and len(echoed["echoes"]) > 60, (echoed, err)
+    assert "gone" not in states, states
+    assert states[-1] == "ESTABLISHED", f"not established again: {states}"
+
+
+def test_a_second_connection_claiming_the_switch_is_refused(lab):
+    """A process that reaches the OpenFlow listener and says it is s1
+    (dpid 1) is closed at its features reply; s1 goes on being served."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    import ofswitch
+    rogue = ofswitch.FakeSwitch(port=lab.controller.of_port, dpid=1)
+    with pytest.raises(ConnectionError):
+        rogue.connect(timeout=8)
+    rogue.close()
+    with Server(lab.host("o1"), "udp-server", 9950):
+        result = client(lab.host("h1"), "udp-client", "--sport 49950", f"--to {O1}:9950",
+                        "--count 3")
+    assert result["replies"] == {f"{O1}:9950": 3}, result
+    stats = lab.controller.get("/nat/stats")
+    assert stats["drops"].get("switch_duplicate", 0) >= 1 and stats["switches_connected"] == 1
+
+
+def test_a_ping_flood_at_the_nat_address_leaves_arp_alone(lab):
+    """o2 pings the NAT address as fast as scapy sends (far over the uplink
+    port's packet-in rate) while h1 opens its first flow to o3, whose MAC the
+    gateway must ask for: ARP has a meter of its own, so o3 is resolved and
+    h1's datagrams answered during the flood."""
+    h1, o2 = lab.host("h1"), lab.host("o2")
+    flood = o2.popen([sys.executable, NETPROBE, "forge", "--iface", "o2-eth0", "--kind", "ping",
+                      "--src", O2, "--to", NAT_IP, "--dst-mac", GATEWAY_MAC,
+                      "--count", "5000000", "--interval", "0", "--seconds", "6"],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    with Server(lab.host("o3"), "udp-server", 9990):
+        result = client(h1, "udp-client", "--sport 49990", f"--to {O3}:9990", "--count 3",
+                        "--interval 0.3")
+    running = flood.poll() is None
+    out, err = flood.communicate(timeout=30)
+    sent = json.loads(out.strip().splitlines()[-1])["sent"]
+    metered = lab.controller.get("/nat/stats")["packet_ins_metered"]
+    print(f"o2 sent {sent} pings in 6 s; packet-ins the meters dropped: {metered}; "
+          f"h1: {result}")
+    assert running, "the flood must still run while h1 asks"
+    assert sent > 6 * 3000, f"not a flood: {sent} pings"
+    assert result["replies"] == {f"{O3}:9990": 3}, result

@@ -9,8 +9,9 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from helpers.fake_switch import FakeSwitch, Wire
 from helpers.nat_config import make_config
-from helpers.nat_lab import (H1, H2, PORTS, S1, TCP, UPLINK, arp_reply, make_lab, nat,
-                             out_frame)
+from helpers.frames import arp_request, echo_request
+from helpers.nat_lab import (GW_MAC, H1, H2, NAT_IP, PORTS, S1, TCP, UPLINK, arp_reply,
+                             in_frame, make_lab, nat, out_frame)
 from ryu_app import config, flows
 from ryu_app.gateway import Gateway
 from ryu_app.views import ConnectionsView
@@ -56,8 +57,28 @@ def test_every_packet_in_path_is_metered_by_its_in_port():
                      for a in f.apply)]
     assert punts == [], "no TABLE_NAT rule sends to the controller itself"
     metered = {f.match["in_port"]: f.meter for f in lab.switch.flows
-               if f.table_id == flows.TABLE_PUNT and f.meter is not None}
+               if f.table_id == flows.TABLE_PUNT and f.meter is not None and "in_port" in f.match}
     assert metered == {p: p for p in PORTS.values()}, "one meter per port, the uplink's too"
+    classes = {f.match["metadata"][0] & flows.ID_MASK: f.meter for f in lab.switch.flows
+               if f.table_id == flows.TABLE_PUNT and "metadata" in f.match}
+    assert classes == {c: flows.CLASS_METER_BASE + c for c in flows.UplinkClass}, \
+        "and one per class of what the uplink sends up"
+
+
+def test_a_flood_of_one_uplink_class_leaves_the_others_alone():
+    """Pings of the NAT address far over their class's rate (25/s here):
+    the next hop's ARP answer, in the same second, still reaches the
+    controller, and so does a new inbound session to a forward."""
+    lab = make_lab(packet_in_port_rate=100, forwards="udp:5300=10.0.0.11:53")
+    lab.send(H1.port, arp_request(H1.mac, H1.ip, "10.0.0.1"))
+    ins = lab.packet_ins
+    for seq in range(200):
+        lab.send(UPLINK, echo_request(S1.mac, GW_MAC, S1.ip, NAT_IP, seq=seq))
+    assert lab.packet_ins - ins == 25, "the ICMP class's rate"
+    [(port, _)] = lab.send(UPLINK, in_frame(S1, 4000, 5300))     # asks S1's MAC by ARP
+    assert port == UPLINK
+    [(port, _)] = lab.send(UPLINK, arp_reply(S1))                 # the answer gets through
+    assert port == H1.port, "the held datagram went on to h1"
 
 
 def test_default_burst_is_the_rate_and_bad_values_are_refused():
@@ -74,7 +95,8 @@ def test_ports_that_come_and_go_get_and_lose_their_meter():
     lab.run(lab.gateway.ports_described(1, {**PORTS, "s1-eth4": 4}))
     assert 4 in lab.switch.meters
     lab.run(lab.gateway.ports_described(1, {"s1-eth1": UPLINK, "s1-eth2": H1.port}))
-    assert set(lab.switch.meters) == {UPLINK, H1.port}
+    assert set(lab.switch.meters) - {flows.CLASS_METER_BASE + c for c in flows.UplinkClass} \
+        == {UPLINK, H1.port}
     assert not [f for f in lab.switch.flows if f.table_id == flows.TABLE_PUNT
                 and f.match.get("in_port") in (H2.port, 4)]
     # h2's port has no meter now; the fallback still sends its packets up.
@@ -88,8 +110,10 @@ def test_a_reconnect_replaces_the_meters_left_on_the_switch():
         gateway.switch_disconnected(switch.dpid)
         switch.apply(gateway.switch_connected(switch.dpid))
         switch.apply(gateway.ports_described(switch.dpid, PORTS))
-    assert set(switch.meters) == set(PORTS.values())
-    assert len([f for f in switch.flows if f.table_id == flows.TABLE_PUNT]) == len(PORTS) + 1
+    classes = {flows.CLASS_METER_BASE + c for c in flows.UplinkClass}
+    assert set(switch.meters) == set(PORTS.values()) | classes
+    assert len([f for f in switch.flows if f.table_id == flows.TABLE_PUNT]) == \
+        len(PORTS) + 1 + len(classes)
 
 
 def test_meter_drops_are_reported_by_port_name():
