@@ -345,7 +345,7 @@ def flood(iface: str, gateway_mac: str, target: str, seconds: float, most: int) 
 
 
 def forge(iface: str, kind: str, src: str, src_mac: str | None, to: str, dst_mac: str,
-          sport: int, count: int, interval: float, seconds: float = 30) -> None:
+          sport: int, count: int, interval: float, seconds: float = 30, pps: int = 0) -> None:
     """Frames in another's name, built with scapy: a UDP datagram, a TCP RST
     or an ARP request/reply with source ``src`` (and ``src_mac``, else the
     interface's own), ``count`` of them, ``interval`` apart; UDP and RST go
@@ -361,16 +361,27 @@ def forge(iface: str, kind: str, src: str, src_mac: str | None, to: str, dst_mac
     host, _, port = to.partition(":")
     sock = L2Socket(iface=iface)
     sent = 0
-    ping = bytes(Ether(src=mac, dst=dst_mac) / IP(src=src, dst=host) / ICMP(id=0x4243)
-                 / (b"p" * 32))
+    constant = {   # the same frame, as fast as it goes
+        "ping": Ether(src=mac, dst=dst_mac) / IP(src=src, dst=host) / ICMP(id=0x4243)
+        / (b"p" * 32),
+        "rst-flood": Ether(src=mac, dst=dst_mac) / IP(src=src, dst=host) / TCP(
+            sport=sport, dport=int(port or 0), flags="R", seq=12345),
+        "udp-flood": Ether(src=mac, dst=dst_mac) / IP(src=src, dst=host) / UDP(
+            sport=sport, dport=int(port or 0)) / b"flood",
+    }.get(kind)
+    frame_bytes = bytes(constant) if constant is not None else b""
     deadline = time.monotonic() + seconds
     try:
         for i in range(count):
             if time.monotonic() > deadline:
                 break
-            if kind == "ping":                   # the same echo request, as fast as it goes
+            if constant is not None:
+                if pps and i % 100 == 0:         # paced: ``pps`` frames a second
+                    ahead = deadline - seconds + i / pps - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
                 try:
-                    sock.outs.send(ping)
+                    sock.outs.send(frame_bytes)
                     sent += 1
                 except OSError:
                     pass
@@ -580,9 +591,11 @@ def main() -> None:
     p.add_argument("--max", type=int, default=2_000_000)
     p = sub.add_parser("forge")
     p.add_argument("--iface", required=True)
-    p.add_argument("--kind", choices=["udp", "rst", "arp-request", "arp-reply", "ping"],
+    p.add_argument("--kind", choices=["udp", "rst", "arp-request", "arp-reply", "ping",
+                                      "rst-flood", "udp-flood"],
                    required=True)
     p.add_argument("--seconds", type=float, default=30)
+    p.add_argument("--pps", type=int, default=0, help="pace the flood kinds (0: flat out)")
     p.add_argument("--src", required=True)
     p.add_argument("--src-mac")
     p.add_argument("--to", required=True)
@@ -637,7 +650,8 @@ def main() -> None:
         flood(a.iface, a.gateway_mac, a.to, min(a.seconds, 60), min(a.max, 2_000_000))
     elif a.mode == "forge":
         forge(a.iface, a.kind, a.src, a.src_mac, a.to, a.dst_mac, a.sport,
-              min(a.count, 5_000_000), min(max(a.interval, 0.0), 1.0), min(a.seconds, 60))
+              min(a.count, 5_000_000), min(max(a.interval, 0.0), 1.0), min(a.seconds, 60),
+              max(0, a.pps))
     elif a.mode == "frag-udp":
         frag_udp(a.to, a.sport, min(a.size, 60000), a.reverse)
     elif a.mode == "frag-flood":
