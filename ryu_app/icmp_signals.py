@@ -41,9 +41,11 @@ class IcmpSignals:
         self.nat = nat
         self.buckets = PerKeyBuckets(rate, burst, total_rate, total_burst)
 
-    def _allowed(self, data: bytes, now: float) -> bool:
-        """May the gateway answer the inside host that sent ``data`` now?"""
-        if self.buckets.take(bytes(data[26:30]), now):    # its IPv4 source address
+    def _allowed(self, in_port: int, eth_src: str, now: float) -> bool:
+        """May the gateway answer the inside host that sent a packet now?
+        The budget is the sender's port and MAC, not the address it claims:
+        a packet forged in another's name cannot spend that host's share."""
+        if self.buckets.take((in_port, eth_src), now):
             return True
         self.nat.counters.drop("icmp_error_rate_limited")
         return False
@@ -51,7 +53,7 @@ class IcmpSignals:
     def ttl_expired(self, in_port: int, eth_src: str, data: bytes, now: float) -> list:
         """ICMP 11/0 from the inside gateway address: we are a router hop."""
         self.nat._drop("ttl_expired")
-        if not self._allowed(data, now):
+        if not self._allowed(in_port, eth_src, now):
             return []
         cfg = self.nat.config
         frame = replies.time_exceeded(ethernet.ethernet(src=eth_src), data[14:],
@@ -60,7 +62,7 @@ class IcmpSignals:
 
     def prohibited(self, in_port: int, eth_src: str, data: bytes, now: float) -> list:
         """ICMP 3/13 to an inside host whose new session was refused."""
-        if not self._allowed(data, now):
+        if not self._allowed(in_port, eth_src, now):
             return []
         cfg = self.nat.config
         frame = replies.dest_unreachable(ethernet.ethernet(src=eth_src), data[14:],

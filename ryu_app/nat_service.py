@@ -94,6 +94,7 @@ class NatService:
         self._orphans: set[str] = set()
         self._guard_drops: dict[int, int] = {}   # address -> packets its drop rule counted
         self._bindings_swept = 0.0
+        self._arp_warned: set[tuple[str, str]] = set()
         self.switch_drops: dict[str, int] = {}
         self._external = str(config.external_address)
         # True from the switch's (re)connection until its flow dump is read:
@@ -154,13 +155,13 @@ class NatService:
         """
         src, dst = ipv4(info.src), ipv4(info.dst)
         reason = outbound_problem(self.config, src, dst, info)
-        if reason == "ttl_expired" and src in self.config.internal_subnet:
-            return None, self.icmp.ttl_expired(in_port, eth_src, data, now)
-        if reason:
+        if reason and not (reason == "ttl_expired" and src in self.config.internal_subnet):
             return None, self._drop(reason)
         msgs = self.host_seen(info.src, eth_src, in_port, now)
         if msgs is None:
-            return None, []
+            return None, []          # bound elsewhere: not even a Time Exceeded
+        if reason:
+            return None, msgs + self.icmp.ttl_expired(in_port, eth_src, data, now)
         if dst == self.config.external_address:
             if not hairpin:
                 return None, msgs + self._drop("hairpin_fragment")
@@ -378,6 +379,12 @@ class NatService:
         if ipaddress.IPv4Address(ip) not in self.config.external_ip.network:
             return []
         if not self.next_hops.solicited(ip, now):
+            known = self.next_hops.lookup(ip, now)
+            if known is not None and known != mac and len(self._arp_warned) < 1024 \
+                    and (ip, mac) not in self._arp_warned:
+                self._arp_warned.add((ip, mac))     # once per claim: a flood logs little
+                LOG.warning("unsolicited ARP says next hop %s is at %s (it is at %s): "
+                            "ignored", ip, mac, known)
             return self._drop("arp_unsolicited")
         msgs: list = []
         for sid, direction, data in self.next_hops.learn(ip, mac, now):

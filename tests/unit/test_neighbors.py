@@ -113,10 +113,11 @@ def test_a_pinned_next_hop_is_never_learned_nor_asked():
 H1_IP, H1_MAC, S1 = "10.0.0.11", "00:00:00:00:00:01", SimpleNamespace(ip=HOP, mac=MAC)
 
 
-def udp_frame(eth_src: str, eth_dst: str, src: str, sport: int, dst: str, dport: int) -> bytes:
+def udp_frame(eth_src: str, eth_dst: str, src: str, sport: int, dst: str, dport: int,
+              ttl: int = 64) -> bytes:
     pkt = packet.Packet()
     pkt.add_protocol(ethernet.ethernet(dst=eth_dst, src=eth_src, ethertype=ether.ETH_TYPE_IP))
-    pkt.add_protocol(ipv4.ipv4(src=src, dst=dst, proto=inet.IPPROTO_UDP, ttl=64))
+    pkt.add_protocol(ipv4.ipv4(src=src, dst=dst, proto=inet.IPPROTO_UDP, ttl=ttl))
     pkt.add_protocol(udp.udp(src_port=sport, dst_port=dport))
     pkt.add_protocol(b"data")
     pkt.serialize()
@@ -278,3 +279,14 @@ def test_an_idle_binding_without_sessions_is_freed():
     assert not [f for f in lab.switch.flows
                 if (flows.parse_cookie(f.cookie) or (None,))[0] in (CookieKind.BINDING,
                                                                     CookieKind.BINDING_DROP)]
+
+
+def test_forged_packets_spend_none_of_the_named_hosts_icmp_budget():
+    """h2 sends TTL-1 datagrams in h1's name: no Time Exceeded goes out
+    about them and h1's own notice budget is whole."""
+    lab, _reply = h1_talking_on_port_2()
+    for sport in range(30):
+        assert lab.send(3, udp_frame(H2_MAC, GW_MAC, H1_IP, 6000 + sport, S1.ip, 53, ttl=1)) == []
+    out = lab.send(2, udp_frame(H1_MAC, GW_MAC, H1_IP, 7000, S1.ip, 53, ttl=1))
+    assert [p for p, _ in out] == [2], "h1's own expired datagram is still answered"
+    assert lab.gateway.counters.drops.get("icmp_error_rate_limited", 0) == 0
