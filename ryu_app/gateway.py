@@ -374,6 +374,12 @@ class Gateway:
             self.counters.drop("malformed")
             return []
         ours = str(self.config.external_address if outside else self.config.internal_gateway_ip)
+        if (not outside and req.src_ip == req.dst_ip and state.nat is not None
+                and req.src_mac == eth.src and self._source_plausible(req.src_ip, outside)):
+            # A gratuitous ARP from inside (a failover's new owner of an
+            # address announcing itself): a claim like any other, checked
+            # before it moves anything; never answered.
+            return state.nat.inside_arp(req.src_ip, req.src_mac, in_port, now)
         if req.dst_ip != ours:
             self.counters.drop("arp_not_for_gateway")
             return []

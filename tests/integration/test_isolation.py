@@ -165,3 +165,35 @@ def test_a_second_connection_claiming_the_switch_is_refused(lab):
     assert result["replies"] == {f"{O1}:9950": 3}, result
     stats = lab.controller.get("/nat/stats")
     assert stats["drops"].get("switch_duplicate", 0) >= 1 and stats["switches_connected"] == 1
+
+
+def test_an_address_that_really_moves_follows_its_new_host(lab):
+    """Failover: 10.0.0.50 lives on h1, then moves to h2, which announces it
+    with a gratuitous ARP.  While h1 still has it, h1 answers the gateway's
+    probe and h2's claim is refused (its pings from it go nowhere); once h1
+    has let it go, h1's place stays silent, h2 answers, and the address is
+    bound to h2's port: h2's pings from it are answered."""
+    h1, h2 = lab.host("h1"), lab.host("h2")
+    vip = "10.0.0.50"
+    before = lab.controller.get("/nat/stats")["hosts_moved"]
+
+    def announce() -> None:
+        forge(h2, "--kind arp-request", f"--src {vip}", f"--to {vip}",
+              f"--dst-mac {GATEWAY_MAC}", "--count 1")
+        time.sleep(3)                    # two probes, a second apart, then the verdict
+
+    h1.cmd(f"ip addr add {vip}/24 dev h1-eth0")
+    assert "3 received" in h1.cmd(f"ping -c 3 -i 0.2 -W 2 -I {vip} {O1}")
+    h2.cmd(f"ip addr add {vip}/24 dev h2-eth0")
+    try:
+        announce()
+        assert " 0 received" in h2.cmd(f"ping -c 2 -i 0.2 -W 1 -I {vip} {O1}"), \
+            "h1 still has it: h2's claim must be refused"
+        h1.cmd(f"ip addr del {vip}/24 dev h1-eth0")
+        announce()
+        out = h2.cmd(f"ping -c 3 -i 0.2 -W 2 -I {vip} {O1}")
+        assert "3 received" in out, out
+        assert lab.controller.get("/nat/stats")["hosts_moved"] == before + 1
+    finally:
+        h1.cmd(f"ip addr del {vip}/24 dev h1-eth0 2>/dev/null")
+        h2.cmd(f"ip addr del {vip}/24 dev h2-eth0")
