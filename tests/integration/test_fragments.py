@@ -98,7 +98,8 @@ def test_fragmented_traffic_alone_keeps_its_mapping(lab):
                         "--count 6", "--interval 2", "--size 3000", "--linger 2")
         peers = server.peers()
     after = lab.controller.get("/nat/stats")
-    assert result["replies"] == {f"{O1}:9700": 6}, result
+    assert result["replies"] == {f"{O1}:9700": 6}, (result, after["drops"], before["drops"],
+                                                    after["created"] - before["created"])
     # One session all along, not one re-made after each timeout (whose port,
     # the endpoint's own, would look the same from outside): one creation,
     # and the session alive at the end is older than the timeout.
