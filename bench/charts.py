@@ -3,7 +3,7 @@
 
     python bench/charts.py [--results bench/results] [--out docs/bench]
 
-Why: the README shows figures, and figures without the run behind them are
+Why: the docs (docs/performance.md) show figures, and figures without the run behind them are
 not evidence.  For every ``*.json`` written by a bench (``bench/common.py``
 rows) this draws one PNG: bars of the median with min-max error bars, one
 panel per metric, cases along the axis and ryu-snat beside its anchors; a

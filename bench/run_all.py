@@ -4,7 +4,7 @@
     python bench/run_all.py [--out bench/results] [--runs N] [--quick]
                             [--skip conntrack,setup_rate,scale,dataplane,admission]
 
-Why one command: figures that go into the README must come from one sitting
+Why one command: figures that go into docs/performance.md must come from one sitting
 on one machine, with the exact commands beside them.  Each bench runs as its
 own process (a crash or a missed target in one does not stop the others; its
 exit status is recorded).  ``bench/dataplane.py`` (Mininet, needs root) runs
