@@ -100,7 +100,7 @@ def test_fragmented_traffic_alone_keeps_its_mapping(lab):
         received = len(server.events())
     after = lab.controller.get("/nat/stats")
     # Every reply, or all but one provided the gateway dropped nothing: a
-    # drop of its own fails the test.  (One reply went missing in 3 of 5
+    # drop of its own fails the test.  (One reply went missing in 2 of 4
     # full-suite runs on 2026-12-07, never in 20 runs of this module alone;
     # not yet explained: the message says what the server and gateway saw.)
     dropped = {k: v - before["drops"].get(k, 0) for k, v in after["drops"].items()
