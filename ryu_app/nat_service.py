@@ -195,6 +195,8 @@ class NatService:
             self._drop("source_guard" if claim is Claim.ELSEWHERE else "source_guard_full")
             return None
         msgs = flows.binding_rules(ip, mac, port)
+        while self.hosts.evicted:           # the table was full: the oldest made room
+            msgs += flows.delete_binding(self.hosts.evicted.pop())
         if ip in self._orphans:
             self._orphans.discard(ip)
             msgs += self._follow(ip, InsideHost(mac, port))

@@ -67,6 +67,7 @@ class Bindings:
             self._by_place.setdefault(host, set()).add(ip)
         self._checks: dict[str, _Check] = {}
         self.moves = 0
+        self.evicted: list[str] = []     # unbound to make room, rules not yet deleted
 
     # -- claims -------------------------------------------------------------------
     def claim(self, ip: str, mac: str, port: int, now: float) -> Claim:
@@ -90,6 +91,7 @@ class Bindings:
         while len(self._hosts) > self.max_hosts:
             oldest = next(ip for ip in self._hosts if ip not in self.static)
             self.unbind(oldest)
+            self.evicted.append(oldest)      # its rules go too (NatService.host_seen)
 
     def restore(self, ip: str, mac: str, port: int, now: float) -> bool:
         """Rebuild a binding after a restart (from the switch's flows);

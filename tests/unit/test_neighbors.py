@@ -290,3 +290,20 @@ def test_forged_packets_spend_none_of_the_named_hosts_icmp_budget():
     out = lab.send(2, udp_frame(H1_MAC, GW_MAC, H1_IP, 7000, S1.ip, 53, ttl=1))
     assert [p for p, _ in out] == [2], "h1's own expired datagram is still answered"
     assert lab.gateway.counters.drops.get("icmp_error_rate_limited", 0) == 0
+
+
+def test_a_full_binding_table_makes_room_with_the_oldest_and_its_rules():
+    from ryu_app.source_guard import Bindings, Claim
+    bindings = Bindings(max_hosts=2)
+    assert [bindings.claim(f"10.0.0.{n}", f"00:00:00:00:00:{n:02x}", 2, 0.0)
+            for n in (11, 12, 13)] == [Claim.NEW] * 3
+    assert bindings.get("10.0.0.11") is None and bindings.evicted == ["10.0.0.11"]
+    lab = Wire(Gateway(make_config()))
+    lab.connect({"s1-eth1": 1, "s1-eth2": 2})
+    nat = lab.gateway.switches[1].nat
+    nat.hosts.max_hosts = 1
+    lab.send(2, arp_request(H1_MAC, H1_IP, "10.0.0.1"))
+    lab.send(2, arp_request(H2_MAC, "10.0.0.12", "10.0.0.1"))
+    bound = {f.cookie & flows.ID_MASK for f in lab.switch.flows
+             if (flows.parse_cookie(f.cookie) or (None,))[0] == CookieKind.BINDING}
+    assert bound == {int.from_bytes(bytes([10, 0, 0, 12]), "big")}
