@@ -105,6 +105,9 @@ def test_fragmented_traffic_alone_keeps_its_mapping(lab):
     # not yet explained: the message says what the server and gateway saw.)
     dropped = {k: v - before["drops"].get(k, 0) for k, v in after["drops"].items()
                if v != before["drops"].get(k, 0)}
+    dropped.update({f"meter {k}": v - before["packet_ins_metered"].get(k, 0)
+                    for k, v in after["packet_ins_metered"].items()
+                    if v != before["packet_ins_metered"].get(k, 0)})
     replies = result["replies"].get(f"{O1}:9700", 0)
     assert replies == 6 or (replies == 5 and not dropped), (
         result, f"the server got {received}", dropped)
