@@ -86,7 +86,8 @@ class Fragments:
         self.nat = nat
         self.table: OrderedDict[tuple, _Datagram] = OrderedDict()
         self.waiting: OrderedDict[tuple, None] = OrderedDict()   # datagrams without a first
-        self.per_source: dict[tuple, int] = {}
+        # Datagrams waiting for their first fragment, per source, oldest first.
+        self.per_source: dict[tuple, OrderedDict[tuple, None]] = {}
         self.held = 0
 
     def packet(self, in_port: int, eth_src: str, data: bytes, outside: bool, now: float) -> list:
@@ -125,7 +126,7 @@ class Fragments:
         if dgram is not None:
             dgram.sid = session.id
             if self.waiting.pop(key, False) is None:    # it waited: it is proven now
-                self._uncount(dgram.source)
+                self._unwait(key, dgram.source)
             for held in dgram.held:
                 out += self._translate(session, _parse(held), outside, first=False, now=now)
             self.held -= len(dgram.held)
@@ -134,12 +135,16 @@ class Fragments:
 
     def _new(self, key: tuple, source: tuple, now: float, proven: bool = False) -> _Datagram | None:
         """A table entry.  Datagrams still waiting for their first fragment
-        are limited per source; one whose first fragment matched a session
-        (``proven``) is not, and when the table is full it makes room (the
-        oldest waiting datagram, else the oldest entry), so fragments forged
-        in anyone's name can neither lock a source out nor crowd out a session."""
-        if not proven and self.per_source.get(source, 0) >= MAX_PER_SOURCE:
-            return None
+        are limited per source: a new one pushes out that source's oldest
+        (fragments forged in a source's name then churn its share but never
+        lock out its real datagrams, whose first fragment follows within
+        moments even when the network reorders them).  One whose first
+        fragment matched a session (``proven``) is not limited, and when the
+        table is full it makes room (the oldest waiting datagram, else the
+        oldest entry), so forged fragments cannot crowd out a session."""
+        mine = self.per_source.get(source)
+        if not proven and mine is not None and len(mine) >= MAX_PER_SOURCE:
+            self._forget(next(iter(mine)), "fragment_evicted")
         if len(self.table) >= MAX_DATAGRAMS:
             if not proven:
                 return None
@@ -148,7 +153,7 @@ class Fragments:
         dgram = self.table[key] = _Datagram(now, source)
         if not proven:
             self.waiting[key] = None
-            self.per_source[source] = self.per_source.get(source, 0) + 1
+            self.per_source.setdefault(source, OrderedDict())[key] = None
         return dgram
 
     def _evict_waiting(self) -> bool:
@@ -162,16 +167,15 @@ class Fragments:
     def _forget(self, key: tuple, reason: str) -> None:
         dgram = self.table.pop(key)
         if self.waiting.pop(key, False) is None:
-            self._uncount(dgram.source)
+            self._unwait(key, dgram.source)
         self.held -= len(dgram.held)
         for _ in dgram.held:
             self.nat._drop(reason)
 
-    def _uncount(self, source: tuple) -> None:
-        left = self.per_source[source] - 1
-        if left:
-            self.per_source[source] = left
-        else:
+    def _unwait(self, key: tuple, source: tuple) -> None:
+        mine = self.per_source[source]
+        del mine[key]
+        if not mine:
             del self.per_source[source]
 
     def tick(self, now: float) -> None:

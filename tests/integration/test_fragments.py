@@ -99,20 +99,15 @@ def test_fragmented_traffic_alone_keeps_its_mapping(lab):
         peers = server.peers()
         received = len(server.events())
     after = lab.controller.get("/nat/stats")
-    # Every reply, or all but one provided the gateway dropped nothing: a
-    # drop of its own fails the test.  (One reply went missing in 2 of 4
-    # full-suite runs on 2026-12-07, never in 20 runs of this module alone;
-    # not yet explained: the message says what the server and gateway saw.)
+    # Every reply.  (One went missing in 2 of 4 full-suite runs: the flood
+    # test before this one forges later fragments in o1's name, and under
+    # load the switch sent o1's reply fragments up out of order; a later
+    # fragment first was refused while o1's share of waiting datagrams was
+    # full of forgeries.  Now a new one pushes out the source's oldest.)
     dropped = {k: v - before["drops"].get(k, 0) for k, v in after["drops"].items()
                if v != before["drops"].get(k, 0)}
-    dropped.update({f"meter {k}": v - before["packet_ins_metered"].get(k, 0)
-                    for k, v in after["packet_ins_metered"].items()
-                    if v != before["packet_ins_metered"].get(k, 0)})
-    replies = result["replies"].get(f"{O1}:9700", 0)
-    assert replies == 6 or (replies == 5 and not dropped), (
-        result, f"the server got {received}", dropped)
-    if replies == 5:
-        print(f"one of 6 replies missing, the gateway dropped nothing; the server got {received}")
+    assert result["replies"] == {f"{O1}:9700": 6}, (result, f"the server got {received}",
+                                                    dropped)
     # One session all along, not one re-made after each timeout (whose port,
     # the endpoint's own, would look the same from outside): one creation,
     # and the session alive at the end is older than the timeout.
