@@ -47,8 +47,8 @@ def run(count: int, built: int) -> None:
     packets (of ``built`` made, so that both sizes build alike)."""
     from oslo_config import cfg
 
-    from ryu_app import config
-    from ryu_app.gateway import Gateway
+    from ryu_app.settings import config
+    from ryu_app.nat.gateway import Gateway
 
     conf = cfg.ConfigOpts()
     config.register(conf)

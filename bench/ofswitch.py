@@ -51,7 +51,7 @@ MAX_MSG = 0xFFFF
 
 ETH_IP, ETH_ARP = 0x0800, 0x0806
 TCP, UDP = 6, 17
-GATEWAY_MAC = "02:53:4e:41:54:01"                 # ryu_app.config.DEFAULT_GATEWAY_MAC
+GATEWAY_MAC = "02:53:4e:41:54:01"                 # ryu_app.settings.config.DEFAULT_GATEWAY_MAC
 
 # Ports of the fake switch, as nat_topo's s1: port 1 is the uplink.
 DEFAULT_PORTS = ((1, "s1-eth1"), (2, "s1-eth2"), (3, "s1-eth3"))

@@ -57,7 +57,7 @@ TARGET_RATE, TARGET_RATIO, TARGET_P50_MS = 12000, 2.0, 0.25
 
 def new_session_cookie() -> int:
     """The cookie OVS would report: that of ryu-snat's NEW_FLOW rule."""
-    from ryu_app import flows
+    from ryu_app.openflow import flows
     return flows.make_cookie(flows.CookieKind.INFRA, flows.InfraRule.NEW_FLOW)
 
 

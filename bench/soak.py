@@ -19,7 +19,7 @@ When the rounds are over the soak waits for everything to expire, then
 checks the end state against the baseline taken before any traffic:
 0 sessions, 0 ports in use or quarantined, no flow records left in the
 controller, as many flows in the switch as the gateway's own rules (the
-hosts' bindings, ``ryu_app.source_guard``, go once idle for 10 s).  RSS is compared between the end of the first round (warm) and
+hosts' bindings, ``ryu_app.nat.source_guard``, go once idle for 10 s).  RSS is compared between the end of the first round (warm) and
 the end (``--max-rss-growth`` MiB, default 8).  The exit status is 1 when
 any check fails or more than 1% of connections or flows failed.
 """

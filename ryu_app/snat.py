@@ -22,16 +22,22 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
 from conntrack import Refused
-from ryu_app import config, flows, forward_store, forwards, ofctl_compat, ofp_channel, roles
-from ryu_app.election import Election
-from ryu_app.fair_queue import FairQueue, frame_source
-from ryu_app.gateway import Gateway
-from ryu_app.punt_meters import PuntMeters
-from ryu_app.rest import APP_KEY, NatFallbackController, NatRestController
-from ryu_app.sender import Sender
-from ryu_app.switch_claims import Claim as SwitchClaim
-from ryu_app.switch_claims import SwitchClaims
-from ryu_app.views import ConnectionsView
+from ryu_app.settings import config
+from ryu_app.openflow import flows
+from ryu_app.nat import forward_store
+from ryu_app.settings import forwards
+from ryu_app.openflow import ofctl_compat
+from ryu_app.openflow import channel as ofp_channel
+from ryu_app.ha import roles
+from ryu_app.ha.election import Election
+from ryu_app.limits.fair_queue import FairQueue, frame_source
+from ryu_app.nat.gateway import Gateway
+from ryu_app.openflow.punt_meters import PuntMeters
+from ryu_app.ops.rest import APP_KEY, NatFallbackController, NatRestController
+from ryu_app.openflow.sender import Sender
+from ryu_app.openflow.switch_claims import Claim as SwitchClaim
+from ryu_app.openflow.switch_claims import SwitchClaims
+from ryu_app.ops.views import ConnectionsView
 
 LOG = logging.getLogger("ryu_app.snat")
 # How long queued packet-ins are handled before a switch with more to read is
@@ -124,10 +130,10 @@ class SnatApp(app_manager.RyuApp):
         # Packet-ins come to _admit, our polls' flow counters to _flow_counts.
         ofp_channel.install(self._admit, self._drain, self.name, self._flow_counts,
                             self._switch_claim)
-        # Which connection may speak for a dpid (ryu_app.switch_claims).
+        # Which connection may speak for a dpid (ryu_app.openflow.switch_claims).
         self.claims = SwitchClaims(lambda dpid: self._gateway_for(dpid) is not None)
         self._refused_dpids: set[int] = set()
-        # The switch's per-port packet-in meters follow the load (ryu_app.punt_meters).
+        # The switch's per-port packet-in meters follow the load (ryu_app.openflow.punt_meters).
         self.punt_meters = PuntMeters(max(c.packet_in_port_rate for c in self.configs))
         self._handled = 0                    # packet-ins handled (the meters' measure)
         self._load_seen = (0, 0, 0, time.monotonic())   # handled, queued, dropped, when: last look
@@ -153,7 +159,7 @@ class SnatApp(app_manager.RyuApp):
                      cfg.external_ip, cfg.internal_subnet, cfg.internal_gateway_ip,
                      cfg.external_port)
         # A controller pair: the coordination engine elects the MASTER; the
-        # switches are told with OpenFlow role requests (ryu_app.roles).
+        # switches are told with OpenFlow role requests (ryu_app.ha.roles).
         self.roles = roles.SwitchRoles()
         self.election: Election | None = None
         self.takeovers: list[dict] = []       # GET /nat/ha: each switch taken over
@@ -244,7 +250,7 @@ class SnatApp(app_manager.RyuApp):
                 return gw
         return None
 
-    # -- REST (called by ryu_app.rest) --------------------------------------
+    # -- REST (called by ryu_app.ops.rest) --------------------------------------
     @property
     def rest_token(self) -> str | None:
         return self.config.rest_token
@@ -480,7 +486,7 @@ class SnatApp(app_manager.RyuApp):
     # -- packet-in admission ------------------------------------------------------
     def _send_event(self, ev: Any, state: Any) -> None:
         """Ryu hands each event for this app here.  Packet-ins come straight
-        to ``_admit`` from the receive loop (``ryu_app.ofp_channel``); one
+        to ``_admit`` from the receive loop (``ryu_app.openflow.channel``); one
         that still comes as an event (another app watches packet-ins too)
         skips Ryu's app queue as well.  Every other event takes that queue,
         in order, as usual."""
@@ -492,7 +498,7 @@ class SnatApp(app_manager.RyuApp):
         super()._send_event(ev, state)
 
     def _admit(self, dp: Any, pin: ofp_channel.PacketIn, more: bool) -> None:
-        """Work-conserving and fair (``ryu_app.fair_queue``): while the
+        """Work-conserving and fair (``ryu_app.limits.fair_queue``): while the
         controller keeps up (nothing queued, no further message of the
         switch waiting: ``more``) a packet-in is handled at once, in the
         receive loop, with no hop through a queue; once it falls behind,

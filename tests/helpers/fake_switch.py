@@ -8,7 +8,7 @@ spec's order at the end; write-metadata; goto-table; meters, as token
 buckets in the switch's time) and the frames that leave are returned.  Packet-outs are applied the same way.  Frames are
 parsed and rebuilt with ``ryu.lib.packet`` (checksums recomputed, as a
 switch does).  Messages may come as Ryu parser objects or as the bytes of
-:class:`ryu_app.flow_encoding.Encoded`, parsed back with Ryu's parser.
+:class:`ryu_app.openflow.flow_encoding.Encoded`, parsed back with Ryu's parser.
 
 :class:`Wire` connects a FakeSwitch to a controller object with the Gateway's
 methods, so packet-ins, packet-outs and flow-removed messages go round as they
@@ -25,7 +25,7 @@ from ryu.ofproto import ether, inet
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_app.flow_encoding import Encoded
+from ryu_app.openflow.flow_encoding import Encoded
 
 CONTROLLER = ofp.OFPP_CONTROLLER
 Removed = tuple[int, int, int, int]   # what an OFPFlowRemoved carries: cookie, reason, packets, bytes

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
-from ryu_app import config
+from ryu_app.settings import config
 
 LAB = {"external_ip": "198.51.100.1/24", "external_port": "s1-eth1",
        "internal_subnet": "10.0.0.0/24"}

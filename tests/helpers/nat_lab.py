@@ -15,10 +15,10 @@ from ryu.ofproto import ether, inet
 from helpers import frames
 from helpers.fake_switch import Wire
 from helpers.nat_config import make_config
-from ryu_app import flows
-from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
-from ryu_app.flows import CookieKind
-from ryu_app.gateway import Gateway
+from ryu_app.openflow import flows
+from ryu_app.settings.config import DEFAULT_GATEWAY_MAC as GW_MAC
+from ryu_app.openflow.flows import CookieKind
+from ryu_app.nat.gateway import Gateway
 
 TCP, UDP = inet.IPPROTO_TCP, inet.IPPROTO_UDP
 SYN, ACK = tcp.TCP_SYN, tcp.TCP_ACK

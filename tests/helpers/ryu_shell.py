@@ -15,7 +15,9 @@ from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_app import flow_encoding, snat
+from ryu_app.openflow import flow_encoding
+
+from ryu_app import snat
 
 LAB = {"external_ip": "198.51.100.1/24", "external_port": "s1-eth1",
        "internal_subnet": "10.0.0.0/24"}

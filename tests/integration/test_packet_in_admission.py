@@ -89,7 +89,7 @@ def test_hosts_opening_connections_together_share_evenly(lab):
 
 def test_a_flooding_host_does_not_starve_another(lab):
     """h2's port meter is cut to h1's rate in the switch once the controller
-    falls behind (ryu_app.punt_meters), h1's is left alone, h1 goes on
+    falls behind (ryu_app.openflow.punt_meters), h1's is left alone, h1 goes on
     opening connections with none lost, and h3's established transfer never
     stalls."""
     h1, h2, h3 = lab.host("h1"), lab.host("h2"), lab.host("h3")

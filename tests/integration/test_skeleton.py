@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 
 from helpers.system import assert_clean_log
-from ryu_app.config import DEFAULT_GATEWAY_MAC
-from ryu_app.flows import parse_cookie
+from ryu_app.settings.config import DEFAULT_GATEWAY_MAC
+from ryu_app.openflow.flows import parse_cookie
 
 
 def ping_ok(host, address: str, count: int = 3) -> str:

@@ -46,7 +46,7 @@ def test_closed_connection_moves_to_the_transitory_timeout(lab, how, sport):
         established = wait_for(lambda: (c := find(lab, sport)) and c["state"] == "ESTABLISHED"
                                and c, 5, what="ESTABLISHED")
         # Its flows get the established timeout a poll later (a FIN may be
-        # on its way up; ryu_app.tcp_tracking.TcpTracking.follow_timeout).
+        # on its way up; ryu_app.nat.paths.tcp_tracking.TcpTracking.follow_timeout).
         wait_for(lambda: {f["idle_timeout"] for f in session_flows(lab, established["id"])}
                  == {7440}, 2.2, what="the established timeout on both flows")
         assert proc.wait(timeout=15) == 0

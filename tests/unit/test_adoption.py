@@ -7,8 +7,8 @@ Judged as the user would: what the REST view lists, where packets go.
 """
 from __future__ import annotations
 
-from ryu_app.flows import CookieKind
-from ryu_app.gateway import Gateway
+from ryu_app.openflow.flows import CookieKind
+from ryu_app.nat.gateway import Gateway
 
 from helpers.fake_switch import Wire
 from helpers.nat_config import make_config

@@ -13,8 +13,9 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from helpers.frames import arp_request
 from helpers.ryu_shell import RecordingDatapath, snat_app
-from ryu_app import config, snat
-from ryu_app.metrics import exposition
+from ryu_app.settings import config
+from ryu_app import snat
+from ryu_app.ops.metrics import exposition
 
 TWO_BRIDGES = """
 [nat]

@@ -6,7 +6,7 @@ import ipaddress
 import pytest
 from oslo_config import cfg
 
-from ryu_app import config
+from ryu_app.settings import config
 
 REQUIRED = {"external_ip": "198.51.100.1/24", "external_port": "s1-eth1",
             "internal_subnet": "10.0.0.0/24"}
@@ -262,7 +262,7 @@ def test_directly_built_config_falls_back_to_filtering(tmp_path):
 
 def test_engine_gets_each_protocols_filtering(tmp_path):
     from conntrack import Filtering
-    from ryu_app.engine import conntrack_config
+    from ryu_app.nat.engine import conntrack_config
     c = load(tmp_path, tcp_filtering="endpoint-independent", udp_filtering="address-dependent")
     ct = conntrack_config(c)
     assert ct.tcp_filtering is Filtering.ENDPOINT_INDEPENDENT
@@ -272,7 +272,7 @@ def test_engine_gets_each_protocols_filtering(tmp_path):
 
 def test_engine_follows_port_options(tmp_path):
     """RFC 4787 REQ-3a/REQ-4 and RFC 6888 REQ-8 reach the engine as configured."""
-    from ryu_app.engine import conntrack_config
+    from ryu_app.nat.engine import conntrack_config
     ct = conntrack_config(load(tmp_path, port_parity="true", port_quarantine="30"))
     assert ct.preserve_parity is True and ct.quarantine == 30
     assert ct.preserve_low_ports is True, "ports below 1024 stay below 1024 by default"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ryu_app import config, config_reference
+from ryu_app.settings import config
+
+from ryu_app.settings import reference as config_reference
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
@@ -12,7 +14,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 def test_the_committed_reference_is_up_to_date():
     assert DOC.read_text() == config_reference.render(), (
         "docs/configuration.md is stale: run "
-        ".venv/bin/python -m ryu_app.config_reference > docs/configuration.md")
+        ".venv/bin/python -m ryu_app.settings.reference > docs/configuration.md")
 
 
 def test_every_option_is_in_it():

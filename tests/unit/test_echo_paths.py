@@ -18,10 +18,10 @@ from helpers.fake_switch import Wire
 from helpers.frames import echo_request
 from helpers import frames
 from helpers.nat_config import make_config
-from ryu_app import flows
-from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
-from ryu_app.flows import CookieKind
-from ryu_app.gateway import Gateway
+from ryu_app.openflow import flows
+from ryu_app.settings.config import DEFAULT_GATEWAY_MAC as GW_MAC
+from ryu_app.openflow.flows import CookieKind
+from ryu_app.nat.gateway import Gateway
 
 ICMP = inet.IPPROTO_ICMP
 UPLINK, H1_PORT, H2_PORT = 1, 2, 3

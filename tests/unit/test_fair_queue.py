@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ryu_app.fair_queue import FairQueue, frame_source
+from ryu_app.limits.fair_queue import FairQueue, frame_source
 
 
 def drain(queue: FairQueue, now: float = 0.0, most: int | None = None) -> list:

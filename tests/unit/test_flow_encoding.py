@@ -1,7 +1,7 @@
 """The struct-encoded session messages are Ryu's own, byte for byte.
 
-``ryu_app.flow_encoding`` exists for speed only: every message it encodes is
-compared here with the one :mod:`ryu_app.flows` builds with Ryu's parser
+``ryu_app.openflow.flow_encoding`` exists for speed only: every message it encodes is
+compared here with the one :mod:`ryu_app.openflow.flows` builds with Ryu's parser
 classes and Ryu serialises, over every kind of session.
 """
 from __future__ import annotations
@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_app import flow_encoding, flows
-from ryu_app.flows import CookieKind, SessionPath
-from ryu_app.sender import Sender
+from ryu_app.openflow import flow_encoding
+
+from ryu_app.openflow import flows
+from ryu_app.openflow.flows import CookieKind, SessionPath
+from ryu_app.openflow.sender import Sender
 
 DATAPATH = SimpleNamespace(ofproto=ofp, ofproto_parser=parser)
 

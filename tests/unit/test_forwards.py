@@ -12,7 +12,7 @@ from helpers.fake_switch import Wire
 from helpers.nat_config import make_config
 from helpers.nat_lab import (GW_MAC, NAT_IP, PORTS, S1, SYN, ACK, TCP, UPLINK, arp_reply,
                              ip_frame, in_frame, look, nat)
-from ryu_app.gateway import Gateway
+from ryu_app.nat.gateway import Gateway
 
 H3 = SimpleNamespace(mac="00:00:00:00:00:03", ip="10.0.0.13", port=4)
 

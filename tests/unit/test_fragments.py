@@ -10,8 +10,8 @@ from ryu.ofproto import ether, inet
 from helpers.fake_switch import Wire
 from helpers.frames import arp_reply, arp_request
 from helpers.nat_config import make_config
-from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
-from ryu_app.gateway import Gateway
+from ryu_app.settings.config import DEFAULT_GATEWAY_MAC as GW_MAC
+from ryu_app.nat.gateway import Gateway
 
 NAT_IP = "198.51.100.1"
 H1 = SimpleNamespace(mac="00:00:00:00:00:01", ip="10.0.0.11", port=2)

@@ -11,9 +11,9 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 from helpers.fake_switch import FakeSwitch, Wire
 from helpers.frames import H1_IP, H1_MAC, O1_IP, O1_MAC, arp_request, echo_request
 from helpers.nat_config import make_config
-from ryu_app import flows
-from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
-from ryu_app.gateway import Gateway
+from ryu_app.openflow import flows
+from ryu_app.settings.config import DEFAULT_GATEWAY_MAC as GW_MAC
+from ryu_app.nat.gateway import Gateway
 
 UPLINK, H1_PORT = 1, 2
 

@@ -10,8 +10,10 @@ import pytest
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_app import flows, roles
-from ryu_app.election import Election
+from ryu_app.openflow import flows
+
+from ryu_app.ha import roles
+from ryu_app.ha.election import Election
 
 MASTER, SLAVE, EQUAL = ofp.OFPCR_ROLE_MASTER, ofp.OFPCR_ROLE_SLAVE, ofp.OFPCR_ROLE_EQUAL
 

@@ -9,8 +9,8 @@ from ryu.ofproto import ether, inet
 from helpers.fake_switch import Wire
 from helpers.frames import arp_request
 from helpers.nat_config import make_config
-from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
-from ryu_app.gateway import Gateway
+from ryu_app.settings.config import DEFAULT_GATEWAY_MAC as GW_MAC
+from ryu_app.nat.gateway import Gateway
 
 NAT_IP = "198.51.100.1"
 H1 = SimpleNamespace(mac="00:00:00:00:00:01", ip="10.0.0.11", port=2)
@@ -107,7 +107,7 @@ def test_hairpin_to_a_dynamic_mapping_under_eif():
 
 
 def idle_timeouts(lab, *sessions) -> set[int]:
-    from ryu_app import flows
+    from ryu_app.openflow import flows
     return {f.idle_timeout for f in lab.switch.flows
             if (flows.parse_cookie(f.cookie) or (0, 0))[1] in {s.id for s in sessions}
             and f.idle_timeout}
@@ -143,7 +143,7 @@ def test_a_hairpinned_pair_lives_while_either_end_talks_and_ends_together():
     """h1 sends once to a forward; h3 keeps answering.  h1's session lives on
     its replies (its flow is re-added as a stand-in), and when the pair ends,
     both sessions and both flows go: no flow outlives its mapping."""
-    from ryu_app import flows
+    from ryu_app.openflow import flows
     lab = make_lab(forwards="udp:5300=10.0.0.13:53")
     lab.send(H1.port, frame(H1, 5555, NAT_IP, 5300, proto=inet.IPPROTO_UDP))
     nat = lab.gateway.switches[1].nat

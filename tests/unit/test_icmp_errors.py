@@ -19,10 +19,10 @@ from ryu.ofproto import ether, inet
 
 from conntrack import INBOUND, TcpFlags
 from helpers.nat_config import make_config
-from ryu_app import replies
-from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
-from ryu_app.engine import make_engine
-from ryu_app.icmp_errors import translate_inbound_error
+from ryu_app.packets import replies
+from ryu_app.settings.config import DEFAULT_GATEWAY_MAC as GW_MAC
+from ryu_app.nat.engine import make_engine
+from ryu_app.packets.icmp_errors import translate_inbound_error
 
 TCP, UDP, ICMP = inet.IPPROTO_TCP, inet.IPPROTO_UDP, inet.IPPROTO_ICMP
 NAT_IP, REMOTE = "198.51.100.1", "198.51.100.10"

@@ -13,9 +13,9 @@ from helpers.fake_switch import Wire
 from helpers.nat_config import make_config
 from helpers.nat_lab import (GW_MAC, H1, H2, NAT_IP, PORTS, S1, S2, UDP, UPLINK, arp_reply,
                              in_frame, ip_frame, nat, open_flow, out_frame)
-from ryu_app import flows
-from ryu_app.flows import CookieKind
-from ryu_app.gateway import Gateway
+from ryu_app.openflow import flows
+from ryu_app.openflow.flows import CookieKind
+from ryu_app.nat.gateway import Gateway
 
 PORT_UNREACHABLE = (3, 3)
 

@@ -8,7 +8,7 @@ import re
 from helpers.fake_switch import Wire
 from helpers.nat_config import make_config
 from helpers.nat_lab import H1, PORTS, S1, make_lab, nat, open_flow
-from ryu_app.gateway import Gateway
+from ryu_app.nat.gateway import Gateway
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} mapping created: udp 10\.0\.0\.11:5000 "
                   r"-> 198\.51\.100\.1:(\d+) \(session (\d+)\)$")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers.nat_lab import H1, H2, S1, TCP, UDP, make_lab, open_flow, out_frame
-from ryu_app import metrics
-from ryu_app.views import ConnectionsView
+from ryu_app.ops import metrics
+from ryu_app.ops.views import ConnectionsView
 
 
 class App:

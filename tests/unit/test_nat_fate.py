@@ -19,11 +19,11 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 from helpers.fake_switch import Wire
 from helpers import frames
 from helpers.frames import echo_request
-from ryu_app import flows
-from ryu_app.flow_encoding import Encoded
-from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
-from ryu_app.flows import CookieKind
-from ryu_app.views import ConnectionsView
+from ryu_app.openflow import flows
+from ryu_app.openflow.flow_encoding import Encoded
+from ryu_app.settings.config import DEFAULT_GATEWAY_MAC as GW_MAC
+from ryu_app.openflow.flows import CookieKind
+from ryu_app.ops.views import ConnectionsView
 
 from helpers.nat_lab import (
     TCP, UDP, SYN, ACK, UPLINK, H1_PORT, H2_PORT, NAT_IP, H1, H2, S1, S2, ROUTER, ip_frame,

@@ -11,11 +11,11 @@ from ryu.ofproto import ether, inet
 from helpers.fake_switch import Wire
 from helpers.frames import arp_reply, arp_request
 from helpers.nat_config import make_config
-from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
-from ryu_app import flows
-from ryu_app.flows import CookieKind
-from ryu_app.gateway import Gateway
-from ryu_app.neighbors import NextHops
+from ryu_app.settings.config import DEFAULT_GATEWAY_MAC as GW_MAC
+from ryu_app.openflow import flows
+from ryu_app.openflow.flows import CookieKind
+from ryu_app.nat.gateway import Gateway
+from ryu_app.nat.neighbors import NextHops
 
 NAT_IP = "198.51.100.1"
 HOP, HOP2, MAC, MAC2 = "198.51.100.10", "198.51.100.20", "00:00:00:00:00:10", "00:00:00:00:00:20"
@@ -293,7 +293,7 @@ def test_forged_packets_spend_none_of_the_named_hosts_icmp_budget():
 
 
 def test_a_full_binding_table_makes_room_with_the_oldest_and_its_rules():
-    from ryu_app.source_guard import Bindings, Claim
+    from ryu_app.nat.source_guard import Bindings, Claim
     bindings = Bindings(max_hosts=2)
     assert [bindings.claim(f"10.0.0.{n}", f"00:00:00:00:00:{n:02x}", 2, 0.0)
             for n in (11, 12, 13)] == [Claim.NEW] * 3

@@ -7,8 +7,10 @@ from ryu.lib import ofctl_v1_3
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_app import flow_encoding, ofctl_compat
-from ryu_app.flows import CookieKind, SessionPath
+from ryu_app.openflow import flow_encoding
+
+from ryu_app.openflow import ofctl_compat
+from ryu_app.openflow.flows import CookieKind, SessionPath
 
 DATAPATH = SimpleNamespace(ofproto=ofp, ofproto_parser=parser)
 

@@ -15,7 +15,7 @@ from ryu.ofproto import ofproto_parser
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_app import ofp_channel
+from ryu_app.openflow import channel as ofp_channel
 
 DATAPATH = SimpleNamespace(ofproto=ofp, ofproto_parser=parser)
 

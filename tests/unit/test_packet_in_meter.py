@@ -12,9 +12,10 @@ from helpers.nat_config import make_config
 from helpers.frames import arp_request, echo_request
 from helpers.nat_lab import (GW_MAC, H1, H2, NAT_IP, PORTS, S1, TCP, UPLINK, arp_reply,
                              in_frame, make_lab, nat, out_frame)
-from ryu_app import config, flows
-from ryu_app.gateway import Gateway
-from ryu_app.views import ConnectionsView
+from ryu_app.settings import config
+from ryu_app.openflow import flows
+from ryu_app.nat.gateway import Gateway
+from ryu_app.ops.views import ConnectionsView
 
 
 def syn_flood(lab: Wire, host, count: int, first_sport: int = 20000) -> int:

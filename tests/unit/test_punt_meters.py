@@ -4,7 +4,7 @@ inside port is cut to that port's rate and stays there while it floods and
 others are busy; released once it sends less or is alone."""
 from __future__ import annotations
 
-from ryu_app.punt_meters import PuntMeters
+from ryu_app.openflow.punt_meters import PuntMeters
 
 UPLINK, H1, H2, H3, H4 = (1, 1), (1, 2), (1, 3), (1, 4), (1, 5)
 

@@ -11,8 +11,8 @@ import pytest
 from ryu.app.wsgi import WSGIApplication
 from webob import Request
 
-from ryu_app import forwards
-from ryu_app.rest import APP_KEY, NatFallbackController, NatRestController
+from ryu_app.settings import forwards
+from ryu_app.ops.rest import APP_KEY, NatFallbackController, NatRestController
 
 
 class StubApp:
@@ -305,7 +305,7 @@ def test_bad_event_queries_are_json_400(query):
 
 
 def test_a_slow_watcher_is_told_what_it_missed():
-    from ryu_app.event_feed import EventFeed
+    from ryu_app.journal.event_feed import EventFeed
     stub = FeedApp()
     stub.event_feed = feed = EventFeed(size=3)
     stub.gateway.switches[1].nat.ct.on_event = lambda e: feed.record(1, e)
@@ -320,7 +320,7 @@ def test_long_polls_are_bounded_in_number():
     bound the next is told to come back (503, Retry-After) at once, and
     once a place is free it waits again."""
     import eventlet
-    from ryu_app.event_feed import EventFeed
+    from ryu_app.journal.event_feed import EventFeed
     app, stub = WSGIApplication(), FeedApp()
     stub.event_feed = feed = EventFeed(max_waiters=2)
     app.register(NatRestController, {APP_KEY: stub})
@@ -339,7 +339,7 @@ def test_snatctl_watch_waits_its_turn_when_the_controller_is_busy():
     """A 503 with Retry-After is a turn to wait for, not a failure."""
     import requests
     from click.testing import CliRunner
-    from ryu_app import cli
+    from ryu_app.ops import cli
 
     def response(status: int, body: dict, headers: dict | None = None) -> requests.Response:
         resp = requests.Response()

@@ -11,7 +11,7 @@ from webob import Request
 from helpers.fake_switch import Wire
 from helpers.nat_lab import H1, PORTS, S1, TCP, UDP, nat, open_flow
 from helpers.ryu_shell import WireDatapath, snat_app
-from ryu_app import views
+from ryu_app.ops import views
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from ryu.controller import ofp_event
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from helpers.ryu_shell import RecordingDatapath, snat_app
-from ryu_app.switch_claims import Claim, SwitchClaims
+from ryu_app.openflow.switch_claims import Claim, SwitchClaims
 
 
 def connect(app, dp: RecordingDatapath) -> None:

@@ -13,10 +13,10 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from helpers.fake_switch import Wire
 from helpers.nat_config import make_config
-from ryu_app import flows
-from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
-from ryu_app.flows import CookieKind
-from ryu_app.gateway import Gateway
+from ryu_app.openflow import flows
+from ryu_app.settings.config import DEFAULT_GATEWAY_MAC as GW_MAC
+from ryu_app.openflow.flows import CookieKind
+from ryu_app.nat.gateway import Gateway
 
 UPLINK, H1_PORT = 1, 2
 NAT_IP = "198.51.100.1"

@@ -18,12 +18,13 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from helpers.fake_switch import FakeSwitch, Wire
 from helpers.nat_config import make_config
-from ryu_app import flows, wire
-from ryu_app.config import DEFAULT_GATEWAY_MAC as GW_MAC
-from ryu_app import gateway as gateway_module
-from ryu_app.flow_encoding import Encoded
-from ryu_app.gateway import Gateway
-from ryu_app.packet_info import classify, quick_classify, tcp_flags_of
+from ryu_app.openflow import flows
+from ryu_app.packets import wire
+from ryu_app.settings.config import DEFAULT_GATEWAY_MAC as GW_MAC
+from ryu_app.nat import gateway as gateway_module
+from ryu_app.openflow.flow_encoding import Encoded
+from ryu_app.nat.gateway import Gateway
+from ryu_app.packets.packet_info import classify, quick_classify, tcp_flags_of
 
 pytestmark = pytest.mark.timeout(30)
 UPLINK, H1_PORT = 1, 2
