@@ -139,7 +139,7 @@ class Gateway:
         msgs = self._meter_ports(state) + self._resolve_uplink(state)
         if state.nat is not None and not state.standby:
             live = set(ports.values()) - set(down)
-            gone = {h["port"] for h in state.nat.hosts.as_dict().values()} - live
+            gone = state.nat.bound_ports() - live
             msgs += state.nat.ports_down(gone)
         return msgs
 
@@ -184,7 +184,7 @@ class Gateway:
         for port, count in dropped.items():
             if port in state.metered:
                 state.metered[port] = count
-            elif port - flows.CLASS_METER_BASE in flows.UplinkClass._value2member_map_:
+            elif (port - flows.CLASS_METER_BASE) in {c.value for c in flows.UplinkClass}:
                 cls = flows.UplinkClass(port - flows.CLASS_METER_BASE)
                 state.class_drops[f"uplink-{cls.name.lower()}"] = count
 
@@ -248,13 +248,13 @@ class Gateway:
         return (rules + flows.uplink_filters(up, cfg.external_address, cfg.internal_subnet)
                 + flows.inside_rules(cfg.internal_subnet) + flows.tcp_watch_rules(cfg.tcp_fin_upcall)
                 + flows.fragment_rules(up, cfg.internal_subnet, cfg.external_address)
-                + state.nat.probes.all() + adopt)
+                + state.nat.probe_flows() + adopt)
 
     @staticmethod
     def _update_inside_ports(state: SwitchState) -> None:
         if state.nat is not None:
-            state.nat.inbound.inside_ports = {
-                p for p in state.ports.values() if p != state.uplink and p < 0xFFFFFF00}
+            state.nat.set_inside_ports({
+                p for p in state.ports.values() if p != state.uplink and p < 0xFFFFFF00})
 
     # -- port forwards (all switches) -------------------------------------------
     def add_forward(self, fwd: Forward) -> dict[int, list]:
@@ -264,11 +264,11 @@ class Gateway:
         try:
             for state in self.switches.values():
                 if state.nat is not None:
-                    msgs[state.dpid] = state.nat.inbound.add_forward(fwd)
+                    msgs[state.dpid] = state.nat.add_forward(fwd)
                     done.append(state)
         except Exception:
             for state in done:
-                state.nat.inbound.remove_forward(*fwd.key)
+                state.nat.remove_forward(*fwd.key)
             raise
         self.forwards[fwd.key] = fwd
         return msgs
@@ -276,7 +276,7 @@ class Gateway:
     def remove_forward(self, protocol: str, port: int) -> dict[int, list] | None:
         if self.forwards.pop((protocol, port), None) is None:
             return None
-        return {s.dpid: s.nat.inbound.remove_forward(protocol, port) or []
+        return {s.dpid: s.nat.remove_forward(protocol, port) or []
                 for s in self.switches.values() if s.nat is not None}
 
     # -- session life cycle, delegated to the switch's NatService ---------------
@@ -341,15 +341,14 @@ class Gateway:
             return []
         copied = flows.copied_session(metadata)
         if copied is not None:
-            return state.nat.tcp.rst_seen(*copied, data, now) if state.nat else []
+            return state.nat.rst_copy(*copied, data, now) if state.nat else []
         quick = quick_classify(data)
         if quick is not None:             # TCP or UDP, not a fragment: as _ipv4 would
             if state.nat is None:
                 return self._dropped("uplink_unknown")
             eth_src, info = quick
-            if state.uplink is not None and in_port == state.uplink:
-                return state.nat.from_outside(eth_src, info, data, now)
-            return state.nat.from_inside(in_port, eth_src, info, data, now)
+            outside = state.uplink is not None and in_port == state.uplink
+            return state.nat.packet(in_port, eth_src, info, data, outside, now)
         try:
             pkt = wire.parse_frame(data)
         except wire.Malformed as why:
@@ -397,10 +396,7 @@ class Gateway:
             elif req.src_mac != eth.src:
                 self.counters.drop("arp_mac_mismatch")   # binds nothing, asks nothing
             else:
-                msgs += state.nat.inside_arp(req.src_ip, req.src_mac, in_port, now)
-                host = state.nat.hosts.get(req.src_ip)
-                if host is not None and (host.mac, host.port) == (req.src_mac, in_port):
-                    msgs += state.nat.inbound.learned_inside(req.src_ip, now)
+                msgs += state.nat.host_answered(req.src_ip, req.src_mac, in_port, now)
         if req.opcode != arp.ARP_REQUEST:
             return msgs
         self.counters.arp_replies += 1
@@ -416,7 +412,7 @@ class Gateway:
         if ip.flags & 0x1 or ip.offset:       # MF or an offset: a fragment
             if state.nat is None:
                 return self._dropped("uplink_unknown")
-            return state.nat.fragments.packet(in_port, eth.src, data, outside, now)
+            return state.nat.fragment(in_port, eth.src, data, outside, now)
         # A router answers ping on its own addresses: the NAT address from
         # both sides, the inside gateway address from inside.
         ours = self._ours_outside if outside else self._ours_inside
@@ -426,11 +422,11 @@ class Gateway:
                 self.counters.drop("malformed")
                 return []
             if req.type != icmp.ICMP_ECHO_REQUEST or not isinstance(req.data, icmp.echo):
-                if state.nat is not None and outside:   # echo replies, errors
-                    return state.nat.from_outside(eth.src, classify(pkt, ip), data, now)
-                if state.nat is not None and req.type in ERROR_TYPES:
-                    # an inside host's error about a hairpinned packet
-                    return state.nat.from_inside(in_port, eth.src, classify(pkt, ip), data, now)
+                if state.nat is not None and (outside or req.type in ERROR_TYPES):
+                    # echo replies and errors from outside; an inside host's
+                    # error about a hairpinned packet
+                    return state.nat.packet(in_port, eth.src, classify(pkt, ip), data,
+                                            outside, now)
                 self.counters.drop("icmp_to_gateway_not_echo")
                 return []
             if not self._source_plausible(ip.src, outside):
@@ -442,9 +438,7 @@ class Gateway:
         if state.nat is None:
             self.counters.drop("uplink_unknown")
             return []
-        if outside:
-            return state.nat.from_outside(eth.src, classify(pkt, ip), data, now)
-        return state.nat.from_inside(in_port, eth.src, classify(pkt, ip), data, now)
+        return state.nat.packet(in_port, eth.src, classify(pkt, ip), data, outside, now)
 
     def _dropped(self, reason: str) -> list:
         self.counters.drop(reason)

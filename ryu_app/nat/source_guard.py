@@ -91,7 +91,7 @@ class Bindings:
         while len(self._hosts) > self.max_hosts:
             oldest = next(ip for ip in self._hosts if ip not in self.static)
             self.unbind(oldest)
-            self.evicted.append(oldest)      # its rules go too (NatService.host_seen)
+            self.evicted.append(oldest)      # its rules go too (``ryu_app.nat.guard``)
 
     def restore(self, ip: str, mac: str, port: int, now: float) -> bool:
         """Rebuild a binding after a restart (from the switch's flows);

@@ -19,52 +19,48 @@ controller's packet-in handling.  Echo sessions end by the engine's timer.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from conntrack import ICMP, INBOUND, OUTBOUND, Session
+from conntrack import ICMP, INBOUND, OUTBOUND, ConnTrack, Session
+from ryu_app.nat.counters import Drop
+from ryu_app.nat.source_guard import Bindings
+from ryu_app.nat.uplink import Uplink
 from ryu_app.openflow import flows
 from ryu_app.packets.packet_info import PacketInfo
 from ryu_app.packets.rewrite import rewrite_echo
-
-if TYPE_CHECKING:
-    from ryu_app.nat.service import NatService
 
 
 class EchoPaths:
     """Translates echo requests and replies in the controller."""
 
-    def __init__(self, nat: "NatService") -> None:
-        self.nat = nat
+    def __init__(self, ct: ConnTrack, hosts: Bindings, uplink: Uplink, drop: Drop) -> None:
+        self.ct, self.hosts, self.uplink, self.drop = ct, hosts, uplink, drop
 
     def outbound(self, session: Session, next_hop_mac: str, data: bytes, now: float) -> list:
         """An echo request of ``session``: rewrite source and identifier, send on."""
-        nat = self.nat
-        frame = rewrite_echo(data, eth_src=nat.config.gateway_mac, eth_dst=next_hop_mac,
+        frame = rewrite_echo(data, eth_src=self.uplink.gateway_mac, eth_dst=next_hop_mac,
                              ident=session.external_port, ip_src=str(session.external_ip))
         if frame is None:
-            return nat._drop("malformed")
+            return self.drop("malformed")
         self._count(session, OUTBOUND, len(frame), now)
-        return [flows.packet_out(nat.uplink, frame)]
+        return [flows.packet_out(self.uplink.port, frame)]
 
     def inbound(self, info: PacketInfo, data: bytes, now: float) -> list:
         """An echo reply to the NAT address: deliver it to its inside host."""
-        nat = self.nat
-        session = nat.ct.lookup_inbound(ICMP, info.src, 0, info.dst, info.dport)
+        session = self.ct.lookup_inbound(ICMP, info.src, 0, info.dst, info.dport)
         if session is None:
-            return nat._drop("unsolicited_icmp")
-        host = nat.hosts.get(str(session.inside_ip))
+            return self.drop("unsolicited_icmp")
+        host = self.hosts.get(str(session.inside_ip))
         if host is None:
-            return nat._drop("inbound_unresolved")
-        frame = rewrite_echo(data, eth_src=nat.config.gateway_mac, eth_dst=host.mac,
+            return self.drop("inbound_unresolved")
+        frame = rewrite_echo(data, eth_src=self.uplink.gateway_mac, eth_dst=host.mac,
                              ident=session.inside_port, ip_dst=str(session.inside_ip))
         if frame is None:
-            return nat._drop("malformed")
+            return self.drop("malformed")
         self._count(session, INBOUND, len(frame), now)
         return [flows.packet_out(host.port, frame)]
 
     def _count(self, session: Session, direction: int, size: int, now: float) -> None:
         """Count a packet translated here and refresh the session."""
         out, back = (1, 0) if direction == OUTBOUND else (0, 1)
-        self.nat.ct.set_counters(session.id, session.packets_out + out,
-                                 session.bytes_out + size * out, session.packets_in + back,
-                                 session.bytes_in + size * back, now=now)
+        self.ct.set_counters(session.id, session.packets_out + out,
+                             session.bytes_out + size * out, session.packets_in + back,
+                             session.bytes_in + size * back, now=now)

@@ -23,19 +23,25 @@ import socket
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Callable
 
 from ryu.lib import addrconv
 
-from conntrack import INBOUND, OUTBOUND, Refused, Session
+from conntrack import INBOUND, OUTBOUND, ConnTrack, Refused, Session
+from ryu_app.nat.counters import Drop
+from ryu_app.nat.flow_book import FlowBook
+from ryu_app.nat.inside import InsideSide
+from ryu_app.nat.source_guard import Bindings
+from ryu_app.nat.uplink import Uplink
 from ryu_app.openflow import flows
 from ryu_app.openflow.flows import CookieKind
 from ryu_app.packets.checksum import adjust, refresh
 from ryu_app.packets.packet_info import ICMP, TCP, UDP, PacketInfo
 from ryu_app.packets.wire import ipv4_problem
 
-if TYPE_CHECKING:
-    from ryu_app.nat.service import NatService
+#: The NAT's own entry for an inside packet that may open a session (checks,
+#: source binding, quotas, hairpin refusal): (session or None, messages).
+OutboundEntry = Callable[[int, str, PacketInfo, bytes, float], "tuple[Session | None, list]"]
 
 ETH, TIMEOUT = 14, 5.0
 MAX_DATAGRAMS, MAX_HELD_EACH, MAX_HELD, MAX_PER_SOURCE = 1024, 64, 2048, 64
@@ -80,10 +86,13 @@ def _parse(data: bytes) -> _Fragment | str:
 
 
 class Fragments:
-    """The fragment table of one NatService."""
+    """The fragment table of one switch.  A first fragment from inside goes
+    through the NAT's own outbound entry, as a whole packet would."""
 
-    def __init__(self, nat: "NatService") -> None:
-        self.nat = nat
+    def __init__(self, ct: ConnTrack, book: FlowBook, hosts: Bindings, uplink: Uplink,
+                 inside: InsideSide, outbound: OutboundEntry, drop: Drop) -> None:
+        self.ct, self.book, self.hosts, self.uplink = ct, book, hosts, uplink
+        self.inside, self.outbound, self.drop = inside, outbound, drop
         self.table: OrderedDict[tuple, _Datagram] = OrderedDict()
         self.waiting: OrderedDict[tuple, None] = OrderedDict()   # datagrams without a first
         # Datagrams waiting for their first fragment, per source, oldest first.
@@ -91,26 +100,25 @@ class Fragments:
         self.held = 0
 
     def packet(self, in_port: int, eth_src: str, data: bytes, outside: bool, now: float) -> list:
-        nat = self.nat
         frag = _parse(data)
         if isinstance(frag, str):
-            return nat._drop(frag)
+            return self.drop(frag)
         if frag.proto not in _L4:
-            return nat._drop("unsupported_protocol")
+            return self.drop("unsupported_protocol")
         if frag.proto == TCP and frag.offset == 8:
-            return nat._drop("fragment_tiny")     # RFC 1858: would rewrite TCP flags
+            return self.drop("fragment_tiny")     # RFC 1858: would rewrite TCP flags
         key = (outside, frag.src, frag.dst, frag.proto, frag.ident)
         dgram = self.table.get(key)
         if frag.offset == 0:
             return self._first(key, dgram, in_port, eth_src, frag, outside, now)
         if dgram is not None and dgram.sid is not None:
-            session = nat.ct.get(dgram.sid)
+            session = self.ct.get(dgram.sid)
             if session is None:
-                return nat._drop("fragment_no_session")
+                return self.drop("fragment_no_session")
             return self._translate(session, frag, outside, first=False, now=now)
         dgram = dgram or self._new(key, (outside, frag.src), now)
         if dgram is None or len(dgram.held) >= MAX_HELD_EACH or self.held >= MAX_HELD:
-            return nat._drop("fragment_queue_full")
+            return self.drop("fragment_queue_full")
         dgram.held.append(frag.frame)    # before its first fragment: wait for it
         self.held += 1
         return []
@@ -170,7 +178,7 @@ class Fragments:
             self._unwait(key, dgram.source)
         self.held -= len(dgram.held)
         for _ in dgram.held:
-            self.nat._drop(reason)
+            self.drop(reason)
 
     def _unwait(self, key: tuple, source: tuple) -> None:
         mine = self.per_source[source]
@@ -188,14 +196,14 @@ class Fragments:
 
     def _session(self, in_port: int, eth_src: str, frag: _Fragment, outside: bool,
                  now: float) -> tuple[Session | None, list]:
-        nat, data, proto, l4 = self.nat, frag.frame, frag.proto, ETH + frag.ihl
+        data, proto, l4 = frag.frame, frag.proto, ETH + frag.ihl
         need = _L4_MIN[proto] if proto != TCP or len(data) < l4 + 13 else \
             max(20, (data[l4 + 12] >> 4) * 4)
         if len(data) < l4 + need:
-            return None, nat._drop("fragment_tiny")   # RFC 1858: the whole header, or nothing
+            return None, self.drop("fragment_tiny")   # RFC 1858: the whole header, or nothing
         if proto == ICMP:
             if data[l4] != (ECHO_REPLY if outside else ECHO_REQUEST):
-                return None, nat._drop("icmp_unsupported")
+                return None, self.drop("icmp_unsupported")
             sport = dport = struct.unpack_from("!H", data, l4 + 4)[0]
         else:
             sport, dport = struct.unpack_from("!HH", data, l4)
@@ -204,67 +212,69 @@ class Fragments:
             return self._inbound_session(eth_src, frag, sport, dport, flags, now)
         info = PacketInfo(proto, frag.src, frag.dst, sport, dport, data[ETH + 8], flags,
                           ECHO_REQUEST if proto == ICMP else -1)
-        session, msgs = nat.outbound_session(in_port, eth_src, info, data, now)
+        session, msgs = self.outbound(in_port, eth_src, info, data, now)
         if session is None:
             return None, msgs
-        mac = nat.next_hop_mac(session, now)
+        mac = self.book.next_hop_mac(session, now)
         if mac is None:
-            nat._drop("next_hop_unresolved")
-            return None, msgs + [nat._arp_request(nat.next_hop(frag.dst), now)]
+            self.drop("next_hop_unresolved")
+            hop = self.uplink.route(frag.dst)
+            assert hop is not None        # the outbound entry checked the route
+            return None, msgs + [self.uplink.arp_request(hop, now)]
         if proto != ICMP:
-            msgs += nat._ensure_flows(session, mac)   # for the datagram's unfragmented kin
+            msgs += self.book.ensure_flows(session, mac)   # for the datagram's unfragmented kin
         return session, msgs
 
     def _inbound_session(self, eth_src: str, frag: _Fragment, sport: int, dport: int,
                          flags: int, now: float) -> tuple[Session | None, list]:
         """The session of an inbound first fragment: an existing one, or one
         that a forward or the filtering mode lets in, as for whole packets."""
-        nat, proto = self.nat, frag.proto
-        session = nat.ct.lookup_inbound(proto, frag.src, 0 if proto == ICMP else sport,
+        ct, book, up, proto = self.ct, self.book, self.uplink, frag.proto
+        session = ct.lookup_inbound(proto, frag.src, 0 if proto == ICMP else sport,
                                         frag.dst, dport)
         if session is not None:
             return session, []
-        if proto == ICMP or nat.ct.mapping_of_port(proto, dport) is None:
-            return None, nat._drop("fragment_no_session")
+        if proto == ICMP or ct.mapping_of_port(proto, dport) is None:
+            return None, self.drop("fragment_no_session")
         try:
-            session = nat.ct.accept_inbound(proto, frag.src, sport, frag.dst, dport, now, flags)
+            session = ct.accept_inbound(proto, frag.src, sport, frag.dst, dport, now, flags)
         except Refused as refused:
-            return None, nat._drop(f"inbound_{refused.reason.value}")
-        if nat.hosts.get(str(session.inside_ip)) is None:
+            return None, self.drop(f"inbound_{refused.reason.value}")
+        if self.hosts.get(str(session.inside_ip)) is None:
             # Ask for the host; the sender's next datagram gets through.
             # No flowless session is left behind meanwhile.
-            nat._drop("inbound_unresolved")
-            return None, (nat.end(session, "inside_host_unresolved", now)
-                          + [nat.inbound.arp_request(str(session.inside_ip))])
-        hop = nat.next_hop(frag.src)
-        mac = nat.next_hops.lookup(hop, now) if hop is not None else None
+            self.drop("inbound_unresolved")
+            return None, (book.end(session, "inside_host_unresolved", now)
+                          + [self.inside.arp_request(str(session.inside_ip))])
+        hop = up.route(frag.src)
+        mac = up.hops.lookup(hop, now) if hop is not None else None
         if hop is None or mac is None:
             # The next hop is learned from ARP alone (never from a packet's
             # source MAC, which anyone may forge): ask; the next datagram passes.
-            nat._drop("inbound_unresolved")
-            return None, (nat.end(session, "next_hop_unresolved", now)
-                          + ([nat._arp_request(hop, now)] if hop is not None else []))
-        return session, nat._ensure_flows(session, mac)
+            self.drop("inbound_unresolved")
+            return None, (book.end(session, "next_hop_unresolved", now)
+                          + ([up.arp_request(hop, now)] if hop is not None else []))
+        return session, book.ensure_flows(session, mac)
 
     def _translate(self, session: Session, frag: _Fragment, outside: bool, first: bool,
                    now: float) -> list:
         """Rewrite one fragment: address (and, in the first, port and checksum)."""
-        nat, proto = self.nat, frag.proto
+        proto, up = frag.proto, self.uplink
         buf, ip, l4 = bytearray(frag.frame), ETH, ETH + frag.ihl
         if buf[ip + 8] <= 1:
-            return nat._drop("ttl_expired")
+            return self.drop("ttl_expired")
         if outside:
-            host = nat.hosts.get(str(session.inside_ip))
+            host = self.hosts.get(str(session.inside_ip))
             if host is None:
-                return nat._drop("inbound_unresolved")
+                return self.drop("inbound_unresolved")
             addr_at, port_off, new_port = ip + 16, _L4[proto][1], session.inside_port
             new_addr, mac, port = socket.inet_aton(str(session.inside_ip)), host.mac, host.port
         else:
-            mac = nat.next_hop_mac(session, now)
+            mac = self.book.next_hop_mac(session, now)
             if mac is None:
-                return nat._drop("next_hop_unresolved")
+                return self.drop("next_hop_unresolved")
             addr_at, port_off, new_port = ip + 12, _L4[proto][0], session.external_port
-            new_addr, port = socket.inet_aton(str(session.external_ip)), nat.uplink
+            new_addr, port = socket.inet_aton(str(session.external_ip)), up.port
         old_addr = bytes(buf[addr_at:addr_at + 4])
         if first:
             csum_at = l4 + _L4[proto][2]
@@ -279,7 +289,7 @@ class Fragments:
         buf[ip + 8] -= 1
         refresh(buf, ip + 10, ip, l4)
         buf[0:6] = addrconv.mac.text_to_bin(mac)
-        buf[6:12] = addrconv.mac.text_to_bin(nat.config.gateway_mac)
+        buf[6:12] = addrconv.mac.text_to_bin(up.gateway_mac)
         self._seen(session, outside, len(buf), now)
         return [flows.packet_out(port, bytes(buf))]
 
@@ -287,8 +297,8 @@ class Fragments:
         """A fragment of ``session`` passed: it counts, refreshes the session
         (RFC 4787 REQ-6) and keeps its direction's flow alive when it idles."""
         kind = CookieKind.SESSION_IN if outside else CookieKind.SESSION_OUT
-        self.nat.ct.touch(session, INBOUND if outside else OUTBOUND, now)
-        rec = self.nat.records.get(session.id)
+        self.ct.touch(session, INBOUND if outside else OUTBOUND, now)
+        rec = self.book.records.get(session.id)
         if rec is not None:
             rec.count_sent(kind, size)
             rec.fragments_at[kind] = now

@@ -12,20 +12,20 @@ session whose forward direction it is, so flow-removed ends that session.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from conntrack import Refused, RefuseReason, Session
-from ryu_app.openflow import flows
+from conntrack import ConnTrack, Refused, RefuseReason, Session
+from ryu_app.nat.counters import Drop
+from ryu_app.nat.flow_book import FlowBook
 from ryu_app.nat.flow_record import FlowRecord
+from ryu_app.nat.inside import InsideSide
+from ryu_app.nat.source_guard import Bindings
+from ryu_app.nat.uplink import Uplink
+from ryu_app.openflow import flows
 from ryu_app.openflow.flows import CookieKind
 from ryu_app.packets.packet_info import PacketInfo
 
-if TYPE_CHECKING:
-    from ryu_app.nat.service import NatService
-
-_L4 = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
+_L4 = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}   # TODO-merge: flows.L4_MATCH_FIELDS
 
 
 def _actions(src_port: int, to: Session, peer_port: int, mac: str, out_port: int,
@@ -41,26 +41,28 @@ def _actions(src_port: int, to: Session, peer_port: int, mac: str, out_port: int
 
 
 class Hairpin:
-    """Hairpinned sessions of one NatService."""
+    """Hairpinned sessions of one switch."""
 
-    def __init__(self, nat: "NatService") -> None:
-        self.nat = nat
+    def __init__(self, ct: ConnTrack, book: FlowBook, hosts: Bindings, inside: InsideSide,
+                 uplink: Uplink, drop: Drop) -> None:
+        self.ct, self.book, self.hosts, self.inside = ct, book, hosts, inside
+        self.uplink, self.drop = uplink, drop
 
     def packet(self, info: PacketInfo, data: bytes, now: float) -> list:
         """A TCP/UDP packet from inside to NAT:port (the first of its flow)."""
-        nat = self.nat
+        ct, book, hosts, up = self.ct, self.book, self.hosts, self.uplink
         if info.protocol not in _L4:
-            return nat._drop("hairpin_unsupported")
-        if nat.ct.mapping_of_port(info.protocol, info.dport) is None:
-            return nat._drop("hairpin_no_mapping")
-        sender = nat.ct.lookup_outbound(info.protocol, info.src, info.sport, info.dst, info.dport)
+            return self.drop("hairpin_unsupported")
+        if ct.mapping_of_port(info.protocol, info.dport) is None:
+            return self.drop("hairpin_no_mapping")
+        sender = ct.lookup_outbound(info.protocol, info.src, info.sport, info.dst, info.dport)
         fresh = sender is None
         try:
             if fresh:
-                sender = nat.ct.create_outbound(info.protocol, info.src, info.sport, info.dst,
-                                                info.dport, now, info.tcp_flags)
-            target = nat.ct.accept_inbound(info.protocol, info.dst, sender.external_port,
-                                           info.dst, info.dport, now, info.tcp_flags)
+                sender = ct.create_outbound(info.protocol, info.src, info.sport, info.dst,
+                                            info.dport, now, info.tcp_flags)
+            target = ct.accept_inbound(info.protocol, info.dst, sender.external_port,
+                                       info.dst, info.dport, now, info.tcp_flags)
         except Refused as refused:
             # Refused by the target's filtering, the sender's session stays:
             # it is what lets the target's answer in (RFC 4787 REQ-9a: two
@@ -68,33 +70,34 @@ class Hairpin:
             # through, each once its own first datagram has left).  Any
             # other refusal takes back a mapping made for this packet.
             if fresh and sender is not None and refused.reason != RefuseReason.FILTERED:
-                nat.end(sender, "hairpin_refused", now)
-            return nat._drop(f"hairpin_{refused.reason.value}")
-        a, b = nat.hosts.get(str(sender.inside_ip)), nat.hosts.get(str(target.inside_ip))
+                book.end(sender, "hairpin_refused", now)
+            return self.drop(f"hairpin_{refused.reason.value}")
+        a, b = hosts.get(str(sender.inside_ip)), hosts.get(str(target.inside_ip))
         if a is None or b is None:      # B never spoke: ask, the sender will retry
-            return nat._drop("hairpin_unresolved") + [
-                nat.inbound.arp_request(str(target.inside_ip))]
+            return self.drop("hairpin_unresolved") + [
+                self.inside.arp_request(str(target.inside_ip))]
         there = _actions(sender.external_port, target, sender.external_port, b.mac, b.port,
-                         nat.config.gateway_mac, nat._external)
+                         up.gateway_mac, up.address)
         back = _actions(target.external_port, sender, target.external_port, a.mac, a.port,
-                        nat.config.gateway_mac, nat._external)
+                        up.gateway_mac, up.address)
         msgs = (self._flow(sender, there, a.mac, target.id)
                 + self._flow(target, back, b.mac, sender.id))
-        nat.records[sender.id].count_sent(CookieKind.SESSION_OUT, len(data))
+        book.records[sender.id].count_sent(CookieKind.SESSION_OUT, len(data))
         return msgs + [flows.packet_out_actions(there, data)]
 
     def _flow(self, session: Session, actions: list, next_mac: str, peer: int) -> list:
         """The one flow of ``session`` (its forward direction), once; for TCP
         it is watched for FIN/RST like any other TCP session flow, so the
         pair's state (and timeouts) follow the connection."""
-        nat = self.nat
-        rec = nat.records.get(session.id)
+        book = self.book
+        rec = book.records.get(session.id)
         if rec is not None and CookieKind.SESSION_OUT in rec.installed:
             rec.peer = peer          # the other end may be a new session by now
             return []
-        path = nat.path(session, next_mac)
+        path = book.path(session, next_mac)
+        assert path is not None     # both hosts were found bound
         if rec is None:
-            rec = nat.records[session.id] = FlowRecord(path)
+            rec = book.records[session.id] = FlowRecord(path)
         rec.path, rec.installed, rec.ending = path, {CookieKind.SESSION_OUT}, False
         rec.hairpin, rec.actions, rec.peer = True, actions, peer
-        return [nat.flow_of(rec, CookieKind.SESSION_OUT)]
+        return [book.flow_of(rec, CookieKind.SESSION_OUT)]

@@ -15,31 +15,33 @@ busy host cannot use up the others' notices.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ryu.lib import addrconv
 from ryu.lib.packet import ethernet
 
-from ryu.lib import addrconv
-
-from conntrack import INBOUND, OUTBOUND
+from conntrack import INBOUND, OUTBOUND, ConnTrack
+from ryu_app.limits.ratelimit import PerKeyBuckets
+from ryu_app.nat.counters import GatewayCounters
+from ryu_app.nat.flow_book import FlowBook
+from ryu_app.nat.inside import InsideSide
+from ryu_app.nat.source_guard import Bindings
+from ryu_app.nat.uplink import Uplink
 from ryu_app.openflow import flows
 from ryu_app.packets import replies
 from ryu_app.packets.icmp_errors import translate_inbound_error, translate_outbound_error
 from ryu_app.packets.packet_info import PacketInfo
-from ryu_app.limits.ratelimit import PerKeyBuckets
-
-if TYPE_CHECKING:
-    from ryu_app.nat.service import NatService
 
 ADMIN_PROHIBITED = 13   # ICMP 3/13: communication administratively prohibited
 
 
 class IcmpSignals:
-    """ICMP errors of one NatService, sent and translated."""
+    """ICMP errors of one switch, sent and translated."""
 
-    def __init__(self, nat: "NatService", rate: float = 10, burst: float = 20,
-                 total_rate: float = 100, total_burst: float = 200) -> None:
-        self.nat = nat
+    def __init__(self, ct: ConnTrack, book: FlowBook, hosts: Bindings, inside: InsideSide,
+                 uplink: Uplink, counters: GatewayCounters, rate: float = 10,
+                 burst: float = 20, total_rate: float = 100, total_burst: float = 200) -> None:
+        self.ct, self.book, self.hosts = ct, book, hosts
+        self.inside, self.uplink, self.counters = inside, uplink, counters
+        self.drop = counters.dropped
         self.buckets = PerKeyBuckets(rate, burst, total_rate, total_burst)
 
     def _allowed(self, in_port: int, eth_src: str, now: float) -> bool:
@@ -48,43 +50,41 @@ class IcmpSignals:
         a packet forged in another's name cannot spend that host's share."""
         if self.buckets.take((in_port, eth_src), now):
             return True
-        self.nat.counters.drop("icmp_error_rate_limited")
+        self.counters.drop("icmp_error_rate_limited")
         return False
 
     def ttl_expired(self, in_port: int, eth_src: str, data: bytes, now: float) -> list:
         """ICMP 11/0 from the inside gateway address: we are a router hop."""
-        self.nat._drop("ttl_expired")
+        self.drop("ttl_expired")
         if not self._allowed(in_port, eth_src, now):
             return []
-        cfg = self.nat.config
         frame = replies.time_exceeded(ethernet.ethernet(src=eth_src), data[14:],
-                                      cfg.gateway_mac, str(cfg.internal_gateway_ip))
+                                      self.inside.gateway_mac, self.inside.gateway_ip)
         return [flows.packet_out(in_port, frame)]
 
     def prohibited(self, in_port: int, eth_src: str, data: bytes, now: float) -> list:
         """ICMP 3/13 to an inside host whose new session was refused."""
         if not self._allowed(in_port, eth_src, now):
             return []
-        cfg = self.nat.config
         frame = replies.dest_unreachable(ethernet.ethernet(src=eth_src), data[14:],
-                                         ADMIN_PROHIBITED, cfg.gateway_mac,
-                                         str(cfg.internal_gateway_ip))
+                                         ADMIN_PROHIBITED, self.inside.gateway_mac,
+                                         self.inside.gateway_ip)
         return [flows.packet_out(in_port, frame)]
 
     def inbound_error(self, data: bytes) -> list:
         """An ICMP error about one of our sessions: revert the outer destination
         and the quoted packet, deliver it.  The lookup changes nothing: an
         error never refreshes or ends a session (RFC 5508 REQ-6)."""
-        nat = self.nat
+        ct, hosts = self.ct, self.hosts
         result = translate_inbound_error(
-            data, nat_ip=nat._external, gateway_mac=nat.config.gateway_mac,
+            data, nat_ip=self.uplink.address, gateway_mac=self.uplink.gateway_mac,
             lookup=lambda proto, rip, rport, eip, eport:
-                nat.ct.lookup_embedded(INBOUND, proto, eip, eport, rip, rport),
-            host_of=lambda ip: (h.mac, h.port) if (h := nat.hosts.get(ip)) else None)
+                ct.lookup_embedded(INBOUND, proto, eip, eport, rip, rport),
+            host_of=lambda ip: (h.mac, h.port) if (h := hosts.get(ip)) else None)
         if isinstance(result, str):
-            return nat._drop(result)
+            return self.drop(result)
         frame, port = result
-        nat.counters.icmp_errors_translated += 1
+        self.counters.icmp_errors_translated += 1
         return [flows.packet_out(port, frame)]
 
     def outbound_error(self, in_port: int, eth_src: str, info: PacketInfo, data: bytes,
@@ -93,23 +93,23 @@ class IcmpSignals:
         NAT (a forward, an inbound session, a hairpin): revert the quote and
         the outer source, send it to the remote, or (hairpinned) on to the
         inside host behind the other mapping.  Nothing is refreshed."""
-        nat = self.nat
-        host = nat.hosts.get(info.src)
+        ct, up = self.ct, self.uplink
+        host = self.hosts.get(info.src)
         if host is None or (host.mac, host.port) != (eth_src, in_port):
-            return nat._drop("spoofed_source")    # errors could abort others' sessions
+            return self.drop("spoofed_source")    # errors could abort others' sessions
         result = translate_outbound_error(
-            data, nat_ip=nat._external,
+            data, nat_ip=up.address,
             lookup=lambda proto, iip, iport, rip, rport:
-                nat.ct.lookup_embedded(OUTBOUND, proto, rip, rport, iip, iport))
+                ct.lookup_embedded(OUTBOUND, proto, rip, rport, iip, iport))
         if isinstance(result, str):
-            return nat._drop(result)
+            return self.drop(result)
         frame, session = result
-        if info.dst == nat._external:             # hairpinned: in again, to the other host
+        if info.dst == up.address:                # hairpinned: in again, to the other host
             return self.inbound_error(bytes(frame))
-        mac = nat.next_hop_mac(session, now)
+        mac = self.book.next_hop_mac(session, now)
         if mac is None:
-            return nat._drop("next_hop_unresolved")
+            return self.drop("next_hop_unresolved")
         frame[0:6] = addrconv.mac.text_to_bin(mac)
-        frame[6:12] = addrconv.mac.text_to_bin(nat.config.gateway_mac)
-        nat.counters.icmp_errors_translated += 1
-        return [flows.packet_out(nat.uplink, bytes(frame))]
+        frame[6:12] = addrconv.mac.text_to_bin(up.gateway_mac)
+        self.counters.icmp_errors_translated += 1
+        return [flows.packet_out(up.port, bytes(frame))]

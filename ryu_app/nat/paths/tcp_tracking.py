@@ -21,28 +21,16 @@ seen closed, not merely answered.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, NamedTuple
+from typing import Mapping, NamedTuple
 
-from conntrack import INBOUND, OUTBOUND, Session, State, TCP, TcpFlags
+from conntrack import INBOUND, OUTBOUND, ConnTrack, Direction, Session, State, TcpFlags
+from ryu_app.nat.counters import Drop
+from ryu_app.nat.flow_book import FlowBook, flow_idle_timeout
 from ryu_app.nat.flow_record import FLAG_DIRECTIONS, SESSION_OF_TAG, FlowRecord
 from ryu_app.openflow.flows import CookieKind
 from ryu_app.packets.packet_info import tcp_flags_of
 
-if TYPE_CHECKING:
-    from ryu_app.nat.service import NatService
-
 _DIRECTION = {CookieKind.SESSION_OUT: OUTBOUND, CookieKind.SESSION_IN: INBOUND}
-
-
-def flow_idle_timeout(session: Session, closing_timeout: int) -> int:
-    """The idle timeout a session's flows get: its conntrack timeout, one
-    second more for an opening TCP session whose timeout is the closing
-    one (so that fin_timeout's lowering shows in the flow stats)."""
-    idle = int(session.timeout)
-    if (session.protocol == TCP and idle == closing_timeout
-            and session.state in (State.SYN_SENT, State.SYN_RECEIVED)):
-        return idle + 1
-    return idle
 
 
 class PollFindings(NamedTuple):
@@ -55,21 +43,21 @@ class PollFindings(NamedTuple):
 
 
 class TcpTracking:
-    """Moves TCP sessions of one NatService through their states."""
+    """Moves TCP sessions of one switch through their states."""
 
-    def __init__(self, nat: "NatService") -> None:
-        self.nat = nat
+    def __init__(self, ct: ConnTrack, book: FlowBook, drop: Drop) -> None:
+        self.ct, self.book, self.drop = ct, book, drop
 
     def rst_seen(self, kind: CookieKind, sid: int, data: bytes, now: float) -> list:
         """An RST passed (a copy came up, tagged FLAGS_OUT/IN): move the TCP
         state on and, if the timeout changed (closing: transitory), re-add
         the other flow: the RST's own flow has lowered itself already."""
-        session, rec = self.nat.ct.get(sid), self.nat.records.get(sid)
+        session, rec = self.ct.get(sid), self.book.records.get(sid)
         flags = tcp_flags_of(data)
         if session is None or rec is None or flags is None or rec.ending:
             return []
         if not flags & TcpFlags.RST:          # only RSTs are copied; anything else is not ours
-            return self.nat._drop("tcp_copy_not_rst")
+            return self.drop("tcp_copy_not_rst")
         own = SESSION_OF_TAG[kind]
         rec.rst_copies[own] += 1
         if own in rec.installed and rec.actions is None:
@@ -85,8 +73,8 @@ class TcpTracking:
         flows get the opening timeout again."""
         if session.state != State.CLOSING:
             return []
-        self.nat.ct.observe(session, OUTBOUND, TcpFlags.SYN, now)
-        rec = self.nat.records.get(session.id)
+        self.ct.observe(session, OUTBOUND, TcpFlags.SYN, now)
+        rec = self.book.records.get(session.id)
         if rec is None or rec.ending:
             return []
         rec.after_rst = None
@@ -114,22 +102,23 @@ class TcpTracking:
                 for msg in self.follow_timeout(s, r, PollFindings(
                     poll_number, fin, frozenset(idle) if s is session else frozenset()))]
 
-    def _observe_both(self, session: Session, rec: FlowRecord, direction, flags: int,
-                      now: float) -> dict:
+    def _observe_both(self, session: Session, rec: FlowRecord, direction: Direction,
+                      flags: int, now: float) -> dict:
         """The engine sees the packet (a hairpinned session's peer too, from
         its side); the sessions it moved, by id."""
         self._observe(session, rec, direction, flags, now)
         moved = {session.id: (session, rec)}
-        peer = self.nat.ct.get(rec.peer) if rec.peer is not None else None
-        if peer is not None and rec.peer in self.nat.records:   # hairpinned: the other end's
+        records = self.book.records
+        peer = self.ct.get(rec.peer) if rec.peer is not None else None
+        if peer is not None and peer.id in records:   # hairpinned: the other end's
             other = INBOUND if direction == OUTBOUND else OUTBOUND   # view of the same packet
-            self._observe(peer, self.nat.records[rec.peer], other, flags, now)
-            moved[peer.id] = (peer, self.nat.records[rec.peer])
+            self._observe(peer, records[peer.id], other, flags, now)
+            moved[peer.id] = (peer, records[peer.id])
         return moved
 
-    def _observe(self, session: Session, rec: FlowRecord, direction, flags: int,
-                 now: float) -> None:
-        self.nat.ct.observe(session, direction, flags, now)
+    def _observe(self, session: Session, rec: FlowRecord, direction: Direction,
+                 flags: int, now: float) -> None:
+        self.ct.observe(session, direction, flags, now)
         if flags & TcpFlags.RST and session.state == State.CLOSING:
             rec.after_rst = ()    # the baseline is taken at the next poll: the
                                   # counters now may be an interval old
@@ -140,7 +129,7 @@ class TcpTracking:
         RSTs in both directions after an RST (counted from the first poll
         after it) mean the endpoints ignored it: the session is established
         again (RFC 6146: a later non-RST packet revives it)."""
-        ct = self.nat.ct
+        ct = self.ct
         if session.state == State.SYN_SENT and session.packets_in > 0:
             ct.observe(session, INBOUND, TcpFlags.SYN | TcpFlags.ACK, now)
         elif session.state == State.SYN_RECEIVED and session.packets_out > 0:
@@ -149,9 +138,9 @@ class TcpTracking:
             if session.state != State.CLOSING:
                 rec.after_rst = None
             elif rec.after_rst == ():
-                rec.after_rst = self.nat.plain_packets(rec)
+                rec.after_rst = self.book.plain_packets(rec)
             else:
-                (out0, in0), (out1, in1) = rec.after_rst, self.nat.plain_packets(rec)
+                (out0, in0), (out1, in1) = rec.after_rst, self.book.plain_packets(rec)
                 if out1 > out0 and in1 > in0:
                     rec.after_rst = None
                     ct.observe(session, OUTBOUND, TcpFlags.ACK, now)
@@ -164,7 +153,7 @@ class TcpTracking:
         the flow its FIN lowered is left as the switch made it: if that
         direction then stays quiet for the transitory timeout while the
         other goes on, the flow is re-added as a stand-in when it idles out
-        (``NatService.flow_removed``), which keeps the session as long.
+        (the service's ``flow_removed``), which keeps the session as long.
 
         From a poll's findings (``poll``) a raise of the timeout waits for a
         later poll that finds nothing new.  Re-adding a flow replaces it,
@@ -197,4 +186,4 @@ class TcpTracking:
                 rec.raise_due = None
         else:
             rec.raise_due = None
-        return [self.nat.flow_of(rec, kind) for kind in stale]
+        return [self.book.flow_of(rec, kind) for kind in stale]

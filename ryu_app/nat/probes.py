@@ -8,21 +8,20 @@ packets to the controller, where the engine decides.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Callable
 
-from conntrack import Session
+from conntrack import ICMP, Session
+from ryu_app.nat.uplink import Uplink
 from ryu_app.openflow import flows
-from ryu_app.packets.packet_info import ICMP
-
-if TYPE_CHECKING:
-    from ryu_app.nat.service import NatService
 
 
 class MappingProbes:
-    """The probe flows one NatService wants in its switch."""
+    """The probe flows one switch wants: one per external port that must
+    show the controller inbound packets from new remotes."""
 
-    def __init__(self, nat: "NatService") -> None:
-        self.nat = nat
+    def __init__(self, uplink: Uplink, filtering_for: Callable[[int], str]) -> None:
+        self.uplink = uplink
+        self.filtering_for = filtering_for
         self._ports: set[tuple[int, int]] = set()
 
     def for_session(self, session: Session, add: bool) -> list:
@@ -30,7 +29,7 @@ class MappingProbes:
         gone with its last."""
         if session.protocol == ICMP or session.mapping.static:
             return []
-        if add and self.nat.config.filtering_for(session.protocol) != "address-and-port-dependent":
+        if add and self.filtering_for(session.protocol) != "address-and-port-dependent":
             return self.set(session.protocol, session.external_port, add=True)
         if not add and session.mapping.count == 0:
             return self.set(session.protocol, session.external_port, add=False)
@@ -42,9 +41,9 @@ class MappingProbes:
         if add == (key in self._ports):
             return []
         (self._ports.add if add else self._ports.discard)(key)
-        return [flows.mapping_probe(self.nat.uplink, self.nat._external, protocol, port, add=add)]
+        return [flows.mapping_probe(self.uplink.port, self.uplink.address, protocol, port, add=add)]
 
     def all(self) -> list:
         """The probe flows that should be in the switch (after a connect)."""
-        return [flows.mapping_probe(self.nat.uplink, self.nat._external, p, port)
+        return [flows.mapping_probe(self.uplink.port, self.uplink.address, p, port)
                 for p, port in sorted(self._ports)]

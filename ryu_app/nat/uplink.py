@@ -1,0 +1,44 @@
+"""The outside side of one switch: its port, the NAT address, its next hops.
+
+Every packet path that sends outwards needs the same few facts (which port,
+which source MAC and address, which next hop for a remote) and the one way
+to ask for a next hop's MAC.  They live here, not in the service, so a path
+is handed this object and nothing more of the outside.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ryu_app.nat.addresses import ipv4
+from ryu_app.nat.neighbors import NextHops
+from ryu_app.openflow import flows
+from ryu_app.packets import replies
+
+#: What waits for a next hop: (session id, direction, frame).
+Held = tuple[int, int, bytes]
+
+
+@dataclass
+class Uplink:
+    """Mutable only in ``port``: a switch may renumber its uplink."""
+
+    port: int
+    address: str                     # the NAT address, as text
+    gateway_mac: str                 # our MAC on both sides
+    hops: NextHops[Held]
+    direct: tuple[int, int]          # hosts of the external prefix, as ints
+    gateway: str | None = None       # next hop for remotes off the prefix
+
+    def route(self, remote: str) -> str | None:
+        """Remotes on the external prefix directly, others via the gateway."""
+        low, high = self.direct
+        if low <= int(ipv4(remote)) <= high:
+            return remote
+        return self.gateway
+
+    def arp_request(self, ip: str, now: float) -> object:
+        """Ask the outside who has ``ip`` (and remember we asked: only a
+        reply to our own request may teach a next hop)."""
+        self.hops.asked(ip, now)
+        frame = replies.arp_request(self.gateway_mac, self.address, ip)
+        return flows.packet_out(self.port, frame)
