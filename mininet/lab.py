@@ -31,7 +31,7 @@ from typing import Any
 
 import hygiene
 from localports import free_tcp_port, port_open
-from nat_topo import NAT_DPID, SECOND_DPID, NatTopo
+from nat_topo import NAT_DPID, SECOND_DPID, NatTopo, remote_controller_class
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -377,7 +377,6 @@ class Lab:
     def start(self) -> None:
         from mininet.log import setLogLevel
         from mininet.net import Mininet
-        from mininet.node import RemoteController
 
         if not self._locked:
             acquire_lab_lock(what="lab")
@@ -398,7 +397,7 @@ class Lab:
         self.net = Mininet(topo=topo, controller=None,
                            autoSetMacs=True, waitConnected=False, build=False)
         for i, ctl in enumerate(self.controllers):
-            self.net.addController(f"c{i}", controller=RemoteController, ip="127.0.0.1",
+            self.net.addController(f"c{i}", controller=remote_controller_class(), ip="127.0.0.1",
                                    port=ctl.of_port)
         self.net.build()
         root = hygiene.netns_of(os.getpid())

@@ -158,11 +158,36 @@ class NatTopo(Topo):
 topos = {"nat": NatTopo}
 
 
+def remote_controller_class() -> type:
+    """Mininet's RemoteController, minus its telnet probe.
+
+    ``RemoteController.isListening`` runs ``echo A | telnet ...`` in a shell
+    and decodes what telnet prints as UTF-8.  When the controller's OpenFlow
+    HELLO (binary, with a random xid) arrives before telnet quits, the
+    decode raises and the whole network fails to build: seen under CPU load.
+    A plain TCP connect answers the same question without reading a byte.
+    """
+    import socket
+
+    from mininet.log import warn
+    from mininet.node import RemoteController
+
+    class PlainRemoteController(RemoteController):
+        def isListening(self, ip: str, port: int) -> bool:
+            try:
+                with socket.create_connection((ip, port), timeout=2):
+                    return True
+            except OSError:
+                warn(f"Unable to contact the remote controller at {ip}:{port}\n")
+                return False
+
+    return PlainRemoteController
+
+
 def main() -> None:
     from mininet.cli import CLI
     from mininet.log import setLogLevel
     from mininet.net import Mininet
-    from mininet.node import RemoteController
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--inside", type=int, default=2, help="inside hosts (default 2)")
@@ -179,7 +204,7 @@ def main() -> None:
     net = Mininet(topo=NatTopo(args.inside, args.outside), controller=None,
                   autoSetMacs=True, waitConnected=False, build=False)
     try:
-        net.addController("c0", controller=RemoteController, ip=host or "127.0.0.1",
+        net.addController("c0", controller=remote_controller_class(), ip=host or "127.0.0.1",
                           port=int(port or 6653))
         net.build()
         net.start()
