@@ -106,17 +106,19 @@ class SnatApp(app_manager.RyuApp):
         super().__init__(*args, **kwargs)
         try:
             self.configs = config.load_profiles(ryu_cfg.CONF, warn=LOG.warning)
+            self.controller = config.load_controller(ryu_cfg.CONF)
         except config.ConfigError as err:
             # One clear line (Ryu's log: stderr, or --log-file) and exit 2,
             # not a traceback.
             LOG.error("ryu-snat: %s", err)
             raise SystemExit(2) from None
-        # Options one controller has once ([nat] only) are read off the first.
-        self.config = self.configs[0]
-        first = Gateway(self.config)
+        # Options one controller has once ([nat] only) are self.controller's.
+        ctl = self.controller
+        first = Gateway(self.configs[0], ctl)
         # One gateway per NAT bridge profile; they share the mapping log
         # (one file) and the event feed (one GET /nat/events).
-        self.gateways = [first] + [Gateway(c, first.mapping_log, first.events)
+        self.gateways = [first] + [Gateway(c, ctl, mapping_log=first.mapping_log,
+                                           events=first.events)
                                    for c in self.configs[1:]]
         self.gateway = first          # app-wide counters (handler and REST errors)
         self.event_feed = first.events   # (RyuApp.events is its own event queue)
@@ -124,8 +126,10 @@ class SnatApp(app_manager.RyuApp):
             self._restore_forwards(gw)
         self.sender = Sender()
         # Packet-ins wait here only while the controller is behind (see _admit).
+        # One queue for every bridge: the first profile's per-source limit.
+        admission = self.configs[0].admission
         self.packet_ins: FairQueue[Any] = FairQueue(
-            rate=self.config.packet_in_host_rate, burst=self.config.packet_in_host_burst,
+            rate=admission.host_rate, burst=admission.host_burst,
             on_drop=self._packet_in_dropped)
         # Packet-ins come to _admit, our polls' flow counters to _flow_counts.
         ofp_channel.install(self._admit, self._drain, self.name, self._flow_counts,
@@ -134,7 +138,7 @@ class SnatApp(app_manager.RyuApp):
         self.claims = SwitchClaims(lambda dpid: self._gateway_for(dpid) is not None)
         self._refused_dpids: set[int] = set()
         # The switch's per-port packet-in meters follow the load (ryu_app.openflow.punt_meters).
-        self.punt_meters = PuntMeters(max(c.packet_in_port_rate for c in self.configs))
+        self.punt_meters = PuntMeters(max(c.admission.port_rate for c in self.configs))
         self._handled = 0                    # packet-ins handled (the meters' measure)
         self._load_seen = (0, 0, 0, time.monotonic())   # handled, queued, dropped, when: last look
         self.datapaths: dict[int, Any] = {}
@@ -149,7 +153,7 @@ class SnatApp(app_manager.RyuApp):
         wsgi.register(NatFallbackController, {})
         conf = ryu_cfg.CONF
         for warning in exposure_warnings(
-                str(getattr(conf, "wsapi_host", "") or ""), self.config.rest_token,
+                str(getattr(conf, "wsapi_host", "") or ""), ctl.rest_token,
                 str(conf.ofp_listen_host or ""),
                 conf.ctl_privkey is not None and conf.ctl_cert is not None):
             LOG.warning(warning)
@@ -165,18 +169,17 @@ class SnatApp(app_manager.RyuApp):
         self.takeovers: list[dict] = []       # GET /nat/ha: each switch taken over
         self._won_at: float | None = None
         self._warm: dict[int, tuple[float, int]] = {}   # dpid -> (takeover began, warm sessions)
-        if self.config.coordination_url:
-            self.election = Election(self.config.coordination_url, self.config.ha_group,
-                                     self.config.ha_lease)
+        if ctl.ha.coordination_url:
+            self.election = Election(ctl.ha.coordination_url, ctl.ha.group, ctl.ha.lease)
             LOG.info("ryu-snat: HA pair %r through %s, member %s: standby until elected",
-                     self.config.ha_group, self.config.coordination_url.split("://")[0],
+                     ctl.ha.group, ctl.ha.coordination_url.split("://")[0],
                      self.election.member)
-            self.threads.append(hub.spawn(self._every, self.config.ha_interval, self._ha_step))
+            self.threads.append(hub.spawn(self._every, ctl.ha.interval, self._ha_step))
         else:
             self.roles.leader = True          # alone: acts on every switch it serves
         self.threads.append(hub.spawn(self._every, METER_INTERVAL, self._adapt_meters))
         self.threads.append(hub.spawn(self._every, 1.0, self._tick))
-        self.threads.append(hub.spawn(self._every, self.config.stats_interval, self._poll_stats))
+        self.threads.append(hub.spawn(self._every, ctl.stats_interval, self._poll_stats))
 
     def close(self) -> None:
         """ryu-manager's shutdown: give the MASTER lock back at once."""
@@ -201,7 +204,7 @@ class SnatApp(app_manager.RyuApp):
         return {
             "enabled": el is not None,
             "member": el.member if el else None,
-            "group": self.config.ha_group if el else None,
+            "group": self.controller.ha.group if el else None,
             "leader": self.roles.leader,
             "engine_reachable": el.engine_reachable if el else None,
             "switches": {f"{dpid:016x}": {"role": st.role.name if st.role else None,
@@ -253,7 +256,7 @@ class SnatApp(app_manager.RyuApp):
     # -- REST (called by ryu_app.ops.rest) --------------------------------------
     @property
     def rest_token(self) -> str | None:
-        return self.config.rest_token
+        return self.controller.rest_token
 
     def stats_snapshot(self) -> dict:
         stats = self.view.stats()
@@ -282,7 +285,7 @@ class SnatApp(app_manager.RyuApp):
     def _profile(self, dpid: int | None) -> Gateway:
         """The gateway a forward request is for: the only one, or the one of ``dpid``."""
         if len(self.gateways) == 1:
-            if dpid is not None and self.config.dpid not in (None, dpid):
+            if dpid is not None and self.gateway.config.dpid not in (None, dpid):
                 raise ValueError(f"no NAT bridge has dpid {dpid}")
             return self.gateway
         if dpid is None:
@@ -370,7 +373,7 @@ class SnatApp(app_manager.RyuApp):
 
     def _poll_stats(self) -> None:
         for gw in self.gateways:
-            meters = [flows.meter_stats_request()] if gw.config.packet_in_port_rate else []
+            meters = [flows.meter_stats_request()] if gw.config.admission.port_rate else []
             for dpid, state in list(gw.switches.items()):
                 if state.standby:                 # a new warm table from each dump
                     self._send(dpid, gw.refresh_standby(dpid))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from ryu_app.settings.config import NatConfig
+from ryu_app.settings.config import BridgeConfig
 from ryu_app.packets.packet_info import ICMP, PacketInfo
 
 
@@ -19,7 +19,7 @@ def _not_unicast(dst: int) -> bool:
     return (dst >> 24) in (0, 127) or (dst >> 28) >= 14
 
 
-def outbound_problem(cfg: NatConfig, src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address,
+def outbound_problem(cfg: BridgeConfig, src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address,
                      info: PacketInfo) -> str:
     """Why an inside packet cannot be translated out (a drop reason), or "".
     Addresses are compared as ints (this runs for every first packet)."""

@@ -1,16 +1,16 @@
 """The conntrack engine configured from the gateway's options.
 
-The one place that translates :class:`NatConfig` into
+The one place that translates :class:`BridgeConfig` into
 :class:`conntrack.ConntrackConfig`, so the two never disagree on a timer.
 """
 from __future__ import annotations
 
 from conntrack import ConnTrack, ConntrackConfig, EventHook
 
-from ryu_app.settings.config import NatConfig
+from ryu_app.settings.config import BridgeConfig
 
 
-def conntrack_config(cfg: NatConfig) -> ConntrackConfig:
+def conntrack_config(cfg: BridgeConfig) -> ConntrackConfig:
     low, high = cfg.port_range
     return ConntrackConfig(
         external_ip=cfg.external_address,
@@ -18,15 +18,15 @@ def conntrack_config(cfg: NatConfig) -> ConntrackConfig:
         # RFC 4787 REQ-3a: inside ports below 1024 stay below 1024, unless the
         # operator's range itself reaches into them.
         preserve_low_ports=low >= 1024,
-        quarantine=cfg.port_quarantine,
+        quarantine=cfg.timers.port_quarantine,
         preserve_parity=cfg.port_parity,
-        tcp_established_timeout=cfg.tcp_established_timeout,
-        tcp_opening_timeout=cfg.tcp_transitory_timeout,
-        tcp_closing_timeout=cfg.tcp_transitory_timeout,
-        udp_timeout=cfg.udp_timeout,
-        icmp_timeout=cfg.icmp_timeout,
-        max_connections=cfg.max_connections,
-        max_connections_per_host=cfg.max_connections_per_host,
+        tcp_established_timeout=cfg.timers.tcp_established,
+        tcp_opening_timeout=cfg.timers.tcp_transitory,
+        tcp_closing_timeout=cfg.timers.tcp_transitory,
+        udp_timeout=cfg.timers.udp,
+        icmp_timeout=cfg.timers.icmp,
+        max_connections=cfg.admission.max_connections,
+        max_connections_per_host=cfg.admission.max_connections_per_host,
         tcp_filtering=cfg.tcp_filtering,
         udp_filtering=cfg.udp_filtering,
         # ICMP queries: OpenFlow cannot match the identifier, so inbound echo
@@ -35,5 +35,5 @@ def conntrack_config(cfg: NatConfig) -> ConntrackConfig:
     )
 
 
-def make_engine(cfg: NatConfig, on_event: EventHook | None = None) -> ConnTrack:
+def make_engine(cfg: BridgeConfig, on_event: EventHook | None = None) -> ConnTrack:
     return ConnTrack(conntrack_config(cfg), on_event=on_event)

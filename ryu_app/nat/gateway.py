@@ -6,7 +6,6 @@ drive this class directly with bytes and port numbers.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import ipaddress
 import logging
@@ -22,7 +21,7 @@ from ryu_app.openflow import flows
 from ryu_app.packets import replies
 
 from ryu_app.packets import wire
-from ryu_app.settings.config import NatConfig
+from ryu_app.settings.config import BridgeConfig, ControllerConfig
 from ryu_app.nat.counters import GatewayCounters
 from ryu_app.journal.event_feed import EventFeed
 from ryu_app.settings.forwards import Forward
@@ -53,21 +52,25 @@ class SwitchState:
 class Gateway:
     """Decides what the switch should do with gateway traffic."""
 
-    def __init__(self, config: NatConfig, mapping_log: MappingLog | None = None,
+    def __init__(self, config: BridgeConfig, controller: ControllerConfig | None = None,
+                 mapping_log: MappingLog | None = None,
                  events: EventFeed | None = None) -> None:
-        """``mapping_log`` and ``events`` are shared when one controller runs
-        several NAT bridges (one file, one feed); by default the gateway makes
-        its own from ``config``."""
+        """``config`` is this bridge's profile, ``controller`` the options the
+        process has once (default: their defaults).  ``mapping_log`` and
+        ``events`` are shared when one controller runs several NAT bridges
+        (one file, one feed); by default the gateway makes its own from
+        ``controller``."""
         self.config = config
+        self.controller = controller or ControllerConfig()
         self.counters = GatewayCounters()
         self.switches: dict[int, SwitchState] = {}
         self.first_dpid: int | None = None    # served when the profile names no dpid
         self.forwards: dict[tuple[str, int], Forward] = {f.key: f for f in config.forwards}
         self._ours_outside = {str(config.external_address)}
         self._ours_inside = {str(config.external_address), str(config.internal_gateway_ip)}
+        logged = self.controller.mapping_log
         self.mapping_log = mapping_log or MappingLog(
-            config.mapping_log_file if config.log_mappings else None,
-            config.mapping_log_max_bytes, config.mapping_log_backups)
+            logged.file if logged.enabled else None, logged.max_bytes, logged.backups)
         self.events = events or EventFeed()     # for GET /nat/events (snatctl watch)
 
     # -- switch life cycle -------------------------------------------------
@@ -145,11 +148,11 @@ class Gateway:
 
     def _meter_ports(self, state: SwitchState) -> list:
         """A packet-in meter for each port that came, none for those gone."""
-        rate = self.config.packet_in_port_rate
+        rate = self.config.admission.port_rate
         ports = {p for p in state.ports.values() if p < 0xFFFFFF00} if rate else set()
         msgs = []
         for port in sorted(ports - state.metered.keys()):
-            msgs += flows.punt_meter(port, rate, self.config.packet_in_port_burst)
+            msgs += flows.punt_meter(port, rate, self.config.admission.port_burst)
             state.metered[port] = 0
         for port in sorted(state.metered.keys() - ports):
             msgs += flows.punt_unmeter(port)
@@ -163,7 +166,7 @@ class Gateway:
         state = self.switches.get(dpid)
         if state is None:
             return []
-        ceiling = self.config.packet_in_port_rate
+        ceiling = self.config.admission.port_rate
         msgs = []
         for port, rate in sorted(rates.items()):
             if port not in state.metered:
@@ -222,12 +225,12 @@ class Gateway:
         cfg, up = self.config, state.uplink
         adopt = []
         if state.nat is None and state.standby:
-            state.nat = NatService(dataclasses.replace(cfg, log_mappings=False),
-                                   GatewayCounters(), up)
+            state.nat = NatService(cfg, GatewayCounters(), up)   # no mapping log
             state.nat.adopting = True
             return [flows.flow_stats_request()]   # a warm table needs no rules
         if state.nat is None:
-            state.nat = NatService(cfg, self.counters, up, self.mapping_log,
+            logged = self.mapping_log if self.controller.mapping_log.enabled else None
+            state.nat = NatService(cfg, self.counters, up, logged,
                                    functools.partial(self.events.record, state.dpid))
             for fwd in self.forwards.values():
                 if fwd not in cfg.forwards:
@@ -237,8 +240,8 @@ class Gateway:
         self._update_inside_ports(state)
         # The uplink's classes of packet-ins, each metered apart (the meters
         # before the rules that tag packets for them).
-        classes = (flows.class_meters(max(1, cfg.packet_in_port_rate // len(flows.UplinkClass)))
-                   if cfg.packet_in_port_rate else [])
+        classes = (flows.class_meters(max(1, cfg.admission.port_rate // len(flows.UplinkClass)))
+                   if cfg.admission.port_rate else [])
         rules = classes + [
             flows.arp_to_controller(flows.InfraRule.ARP_OUTSIDE, up, cfg.external_address),
             flows.icmp_to_controller(flows.InfraRule.ICMP_OUTSIDE, up, cfg.external_address),
@@ -310,7 +313,7 @@ class Gateway:
 
     def tick(self, now: float | None = None) -> dict[int, list]:
         """Periodic work of every switch: ARP retries, expiry backstop."""
-        grace = 2 * self.config.stats_interval + 2
+        grace = 2 * self.controller.stats_interval + 2
         self.mapping_log.flush()
         return {dpid: state.nat.tick(_now(now), grace)
                 for dpid, state in self.switches.items() if state.nat is not None}

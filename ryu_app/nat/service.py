@@ -58,7 +58,7 @@ from ryu_app.openflow import flow_encoding, flows
 from ryu_app.openflow.flows import CookieKind
 from ryu_app.packets.icmp_errors import ERROR_TYPES
 from ryu_app.packets.packet_info import PacketInfo
-from ryu_app.settings.config import NatConfig
+from ryu_app.settings.config import BridgeConfig
 from ryu_app.settings.forwards import Forward
 
 LOG = logging.getLogger(__name__)
@@ -90,15 +90,14 @@ class NatService:
     bindings, one side's neighbours, a drop function) and returns messages.
     """
 
-    def __init__(self, config: NatConfig, counters: GatewayCounters, uplink: int,
+    def __init__(self, config: BridgeConfig, counters: GatewayCounters, uplink: int,
                  mapping_log: MappingLog | None = None,
                  events: Callable[[Event], None] | None = None) -> None:
         self.config = config
         self.counters = counters
-        if mapping_log is None and config.log_mappings:
-            mapping_log = MappingLog()
-        self.ct = make_engine(config, on_event=_one_hook(
-            mapping_log if config.log_mappings else None, events))
+        # No mapping log given, none kept: the gateway gives one only when
+        # [nat] log_mappings is on, and none for a standby's warm table.
+        self.ct = make_engine(config, on_event=_one_hook(mapping_log, events))
         gw_ip = str(config.external_gateway_ip) if config.external_gateway_ip else None
         pinned = ({gw_ip: config.external_gateway_mac}
                   if config.external_gateway_mac and gw_ip else {})
@@ -107,15 +106,15 @@ class NatService:
                               direct=config.external_range, gateway=gw_ip)
         self.inside = InsideSide(config.gateway_mac, str(config.internal_gateway_ip))
         self.hosts = Bindings(
-            max_per_mac=config.max_addresses_per_mac, idle=config.binding_idle_timeout,
+            max_per_mac=config.admission.max_addresses_per_mac, idle=config.timers.binding_idle,
             static={ip: InsideHost(mac, port) for ip, mac, port in config.static_bindings})
         self.probes = MappingProbes(self.outside, config.filtering_for)
         self.book = FlowBook(self.ct, self.hosts, self.outside, self.probes,
-                             config.tcp_transitory_timeout)
+                             config.timers.tcp_transitory)
         self.guard = SourceGuard(self.hosts, self.ct, self.book, self.inside, counters,
-                                 config.max_connections_per_host)
+                                 config.admission.max_connections_per_host)
         self.rebuild = Rebuild(self.ct, self.book, self.hosts, counters, TcpTimeouts(
-            config.tcp_transitory_timeout, config.tcp_established_timeout))
+            config.timers.tcp_transitory, config.timers.tcp_established))
         drop = counters.dropped
         ct, book, hosts, outside, inside = self.ct, self.book, self.hosts, self.outside, self.inside
         self.echo = EchoPaths(ct, hosts, outside, drop)

@@ -234,7 +234,7 @@ class ConnectionsView:
                 names = {no: name for name, no in state.ports.items()}
                 for port in state.metered:
                     out[names.get(port, str(port))] = state.meter_rates.get(
-                        port, gw.config.packet_in_port_rate)
+                        port, gw.config.admission.port_rate)
         return dict(sorted(out.items()))
 
 

@@ -88,7 +88,8 @@ def from_json(body: Any, inside: ipaddress.IPv4Network,
         raise ValueError(f"missing field(s): {', '.join(missing)}")
     if unknown:
         raise ValueError(f"unknown field(s): {', '.join(unknown)}")
-    return make_forward(*(body[f] for f in fields), inside, gateway)
+    return make_forward(body["protocol"], body["external_port"], body["internal_ip"],
+                        body["internal_port"], inside, gateway)
 
 
 def conflict(fwd: Forward, existing: Iterable[Forward]) -> str:

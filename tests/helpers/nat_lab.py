@@ -14,7 +14,7 @@ from ryu.ofproto import ether, inet
 
 from helpers import frames
 from helpers.fake_switch import Wire
-from helpers.nat_config import make_config
+from helpers.nat_config import make_configs
 from ryu_app.openflow import flows
 from ryu_app.settings.config import DEFAULT_GATEWAY_MAC as GW_MAC
 from ryu_app.openflow.flows import CookieKind
@@ -91,7 +91,7 @@ def is_arp_request_for(frame: bytes, target: str) -> bool:
 
 # -- the lab -------------------------------------------------------------------------
 def make_lab(**overrides) -> Wire:
-    lab = Wire(Gateway(make_config(**overrides)))
+    lab = Wire(Gateway(*make_configs(**overrides)))
     lab.connect(PORTS)
     return lab
 

@@ -47,7 +47,7 @@ def parse(tmp_path, text: str) -> cfg.ConfigOpts:
     return conf
 
 
-def profiles(tmp_path, text: str = TWO_BRIDGES) -> list[config.NatConfig]:
+def profiles(tmp_path, text: str = TWO_BRIDGES) -> list[config.BridgeConfig]:
     return config.load_profiles(parse(tmp_path, text), warn=lambda m: None)
 
 
@@ -57,8 +57,16 @@ def test_each_section_is_a_bridge_and_unset_options_come_from_nat(tmp_path):
     assert east.internal_subnet == ipaddress.IPv4Network("10.0.0.0/24")     # from [nat]
     assert west.internal_subnet == ipaddress.IPv4Network("10.0.1.0/24")     # its own
     assert str(west.internal_gateway_ip) == "10.0.1.1"     # derived from its own subnet
-    assert (east.udp_timeout, west.udp_timeout) == (200, 150)
-    assert east.rest_token == west.rest_token == "a-token-of-twenty-chars"
+    assert (east.timers.udp, west.timers.udp) == (200, 150)
+
+
+def test_the_controllers_options_come_from_nat_whatever_the_profiles(tmp_path):
+    controller = config.load_controller(parse(tmp_path, TWO_BRIDGES))
+    assert controller.rest_token == "a-token-of-twenty-chars"
+    bad = TWO_BRIDGES.replace("rest_token = a-token-of-twenty-chars", "stats_interval = 0")
+    with pytest.raises(config.ConfigError) as err:
+        config.load_controller(parse(tmp_path, bad))
+    assert str(err.value) == "invalid [nat] stats_interval='0': must be 1..86400 seconds"
 
 
 def test_without_sections_nat_is_the_one_profile(tmp_path):
@@ -93,6 +101,17 @@ def two(tmp_path, monkeypatch):
     monkeypatch.setattr(snat.config, "load_profiles", lambda *a, **k: loaded)
     with snat_app() as (app, _wsgi):
         yield app
+
+
+def test_the_app_reads_process_wide_options_once_for_every_bridge(tmp_path, monkeypatch):
+    loaded = profiles(tmp_path)
+    monkeypatch.setattr(snat.config, "load_profiles", lambda *a, **k: loaded)
+    with snat_app(rest_token="0123456789abcdef", stats_interval=3) as (app, _wsgi):
+        assert app.rest_token == "0123456789abcdef"
+        assert app.controller.stats_interval == 3
+        assert [gw.config.name for gw in app.gateways] == ["east", "west"]
+        assert all(gw.controller is app.controller for gw in app.gateways)
+        assert app.gateways[1].mapping_log is app.gateways[0].mapping_log
 
 
 def connect(app, dpid: int) -> RecordingDatapath:

@@ -1,18 +1,36 @@
 """Every [nat] option: defaults, good values, and bad values with their message."""
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 import pytest
 from oslo_config import cfg
 
-from ryu_app.settings import config
+from ryu_app.settings import config, options as declared
 
 REQUIRED = {"external_ip": "198.51.100.1/24", "external_port": "s1-eth1",
             "internal_subnet": "10.0.0.0/24"}
+# Where an option's value lands when it is not a field of the same name:
+# BridgeConfig's groups, and ControllerConfig (the options of PROCESS_WIDE).
+FIELDS = {
+    "tcp_established_timeout": "timers.tcp_established",
+    "tcp_transitory_timeout": "timers.tcp_transitory",
+    "udp_timeout": "timers.udp", "icmp_timeout": "timers.icmp",
+    "port_quarantine": "timers.port_quarantine", "binding_idle_timeout": "timers.binding_idle",
+    "max_connections": "admission.max_connections",
+    "max_connections_per_host": "admission.max_connections_per_host",
+    "max_addresses_per_mac": "admission.max_addresses_per_mac",
+    "packet_in_port_rate": "admission.port_rate", "packet_in_port_burst": "admission.port_burst",
+    "packet_in_host_rate": "admission.host_rate", "packet_in_host_burst": "admission.host_burst",
+    "log_mappings": "mapping_log.enabled", "mapping_log_file": "mapping_log.file",
+    "mapping_log_max_bytes": "mapping_log.max_bytes", "mapping_log_backups": "mapping_log.backups",
+    "coordination_url": "ha.coordination_url", "ha_group": "ha.group", "ha_lease": "ha.lease",
+    "ha_interval": "ha.interval",
+}
 
 
-def load(tmp_path, warnings=None, **options):
+def parse(tmp_path, **options) -> cfg.ConfigOpts:
     """Parse a real config file holding ``options`` (None drops a required one)."""
     values = {**REQUIRED, **options}
     body = "".join(f"{k} = {v}\n" for k, v in values.items() if v is not None)
@@ -21,11 +39,34 @@ def load(tmp_path, warnings=None, **options):
     conf = cfg.ConfigOpts()
     config.register(conf)
     conf(args=["--config-file", str(path)], default_config_files=[])
-    return config.load(conf, warn=(warnings.append if warnings is not None else lambda m: None))
+    return conf
+
+
+def load(tmp_path, warnings=None, **options) -> config.BridgeConfig:
+    """The bridge of a [nat] holding ``options``."""
+    return config.load(parse(tmp_path, **options),
+                       warn=(warnings.append if warnings is not None else lambda m: None))
+
+
+def load_controller(tmp_path, **options) -> config.ControllerConfig:
+    return config.load_controller(parse(tmp_path, **options))
+
+
+def load_both(tmp_path, **options) -> tuple[config.BridgeConfig, config.ControllerConfig]:
+    conf = parse(tmp_path, **options)
+    return config.load(conf, warn=lambda m: None), config.load_controller(conf)
+
+
+def value_of(bridge, controller, option: str):
+    """The checked value of ``option``, wherever it lives."""
+    value = controller if option in config.PROCESS_WIDE else bridge
+    for name in FIELDS.get(option, option).split("."):
+        value = getattr(value, name)
+    return value
 
 
 def test_defaults(tmp_path):
-    c = load(tmp_path)
+    c, ctl = load_both(tmp_path)
     assert c.external_ip == ipaddress.IPv4Interface("198.51.100.1/24")
     assert c.external_address == ipaddress.IPv4Address("198.51.100.1")
     assert c.external_port == "s1-eth1"
@@ -35,20 +76,39 @@ def test_defaults(tmp_path):
     assert c.gateway_mac == config.DEFAULT_GATEWAY_MAC
     assert int(c.gateway_mac[:2], 16) & 0b10, "default MAC must be locally administered"
     assert c.port_range == (1024, 65535)
-    assert (c.tcp_established_timeout, c.tcp_transitory_timeout) == (7440, 240)
-    assert (c.udp_timeout, c.icmp_timeout) == (300, 60)
-    assert c.stats_interval == 10
-    assert c.max_connections == 100000 and c.max_connections_per_host == 4096
+    assert (c.timers.tcp_established, c.timers.tcp_transitory) == (7440, 240)
+    assert (c.timers.udp, c.timers.icmp) == (300, 60)
+    assert ctl.stats_interval == 10
+    assert c.admission.max_connections == 100000
+    assert c.admission.max_connections_per_host == 4096
     assert c.dpid is None
     assert c.filtering == "address-and-port-dependent"
     assert c.tcp_filtering == c.udp_filtering == "address-and-port-dependent"
-    assert c.port_quarantine == 120 and c.log_mappings is True
+    assert c.timers.port_quarantine == 120 and ctl.mapping_log.enabled is True
+
+
+def test_the_types_defaults_are_the_options_defaults(tmp_path):
+    """Built directly (tests, tools), the two types agree with a default [nat]."""
+    c, ctl = load_both(tmp_path)
+    assert c == config.BridgeConfig(external_ip=c.external_ip, external_port=c.external_port,
+                                     internal_subnet=c.internal_subnet,
+                                     internal_gateway_ip=c.internal_gateway_ip)
+    assert ctl == config.ControllerConfig()
+
+
+def test_process_wide_options_are_the_controllers_only(tmp_path):
+    bridge_fields = {f.name for f in dataclasses.fields(config.BridgeConfig)}
+    assert not bridge_fields & set(config.PROCESS_WIDE)
+    assert {"rest_token", "stats_interval", "ha", "mapping_log"} == {
+        f.name for f in dataclasses.fields(config.ControllerConfig)}
 
 
 def test_config_is_frozen(tmp_path):
-    c = load(tmp_path)
-    with pytest.raises(AttributeError):
-        c.udp_timeout = 1
+    c, ctl = load_both(tmp_path)
+    for group, name in ((c, "name"), (c.timers, "udp"), (c.admission, "port_rate"),
+                        (ctl, "rest_token"), (ctl.ha, "lease"), (ctl.mapping_log, "file")):
+        with pytest.raises(AttributeError):
+            setattr(group, name, 1)
 
 
 def test_options_live_on_ryu_conf():
@@ -90,7 +150,7 @@ def test_options_live_on_ryu_conf():
 ])
 def test_good_values(tmp_path, option, value, expected):
     extra = {"internal_gateway_ip": None} if option == "internal_subnet" else {}
-    assert getattr(load(tmp_path, **{option: value}, **extra), option) == expected
+    assert value_of(*load_both(tmp_path, **{option: value}, **extra), option) == expected
 
 
 @pytest.mark.parametrize("option,value,problem", [
@@ -122,12 +182,12 @@ def test_good_values(tmp_path, option, value, expected):
     ("port_range", "2000-1000", "LOW <= HIGH"),
     ("port_range", "0-100", "LOW <= HIGH"),
     ("port_range", "1-70000", "LOW <= HIGH"),
-    ("tcp_established_timeout", "0", "at least 1"),
-    ("tcp_established_timeout", "70000", "at most 65535"),
-    ("tcp_transitory_timeout", "-5", "at least 1"),
-    ("udp_timeout", "0", "at least 1"),
-    ("icmp_timeout", "65536", "at most 65535"),
-    ("stats_interval", "0", "at least 1"),
+    ("tcp_established_timeout", "0", "must be 1..65535 seconds"),
+    ("tcp_established_timeout", "70000", "must be 1..65535 seconds"),
+    ("tcp_transitory_timeout", "-5", "must be 1..65535 seconds"),
+    ("udp_timeout", "0", "must be 1..65535 seconds"),
+    ("icmp_timeout", "65536", "must be 1..65535 seconds"),
+    ("stats_interval", "0", "must be 1..86400 seconds"),
     ("max_connections", "0", "at least 1"),
     ("max_connections_per_host", "0", "at least 1"),
     ("dpid", "s1", "not a decimal or 0x-hex"),
@@ -149,7 +209,7 @@ def test_good_values(tmp_path, option, value, expected):
 ])
 def test_bad_values_name_the_option(tmp_path, option, value, problem):
     with pytest.raises(config.ConfigError) as info:
-        load(tmp_path, **{option: value})
+        load_both(tmp_path, **{option: value})
     message = str(info.value)
     assert message.startswith(f"invalid [nat] {option}=")
     assert problem in message
@@ -166,9 +226,56 @@ def test_bad_values_name_the_option(tmp_path, option, value, problem):
      ("stats_interval", "1.5", "must be an integer")])
 def test_values_oslo_cannot_convert_name_the_option(tmp_path, option, value, problem):
     with pytest.raises(config.ConfigError) as info:
-        load(tmp_path, **{option: value})
+        load_both(tmp_path, **{option: value})
     assert str(info.value) == f"invalid [nat] {option}={value!r}: {problem}"
     assert info.value.option == option
+
+
+@pytest.mark.parametrize("option,value,problem", [
+    ("udp_timeout", "70000", "must be 1..65535 seconds"),
+    ("max_connections", "0", "must be at least 1"),
+    ("port_quarantine", "86401", "must be 0..86400 seconds"),
+    ("packet_in_host_rate", "-3", "must be 0..10000000 packets a second"),
+    ("mapping_log_backups", "1001", "must be 1..1000 files"),
+    ("ha_lease", "61", "must be 1..60 seconds"),
+    ("ha_interval", "0.01", "must be 0.05..15 seconds"),
+    ("ha_interval", "often", "must be a number"),
+    ("filtering", "Full-Cone", "must be one of endpoint-independent, address-dependent, "
+                               "address-and-port-dependent"),
+    ("udp_filtering", "open", "must be one of endpoint-independent, address-dependent, "
+                              "address-and-port-dependent"),
+])
+def test_values_out_of_the_declared_bounds_or_choices_quote_the_value(tmp_path, option, value,
+                                                                      problem):
+    """oslo.config refuses them (min/max/choices) without naming the option or
+    quoting the value; the one line the operator gets does both."""
+    with pytest.raises(config.ConfigError) as info:
+        load_both(tmp_path, **{option: value})
+    assert str(info.value) == f"invalid [nat] {option}={value!r}: {problem}"
+
+
+def test_bounds_and_choices_are_declared_to_oslo():
+    """So that oslo-config-generator and the reference show them."""
+    opts = declared.BY_NAME
+    assert (opts["udp_timeout"].type.min, opts["udp_timeout"].type.max) == (1, 65535)
+    assert (opts["packet_in_port_rate"].type.min, opts["packet_in_port_rate"].type.max) == \
+        (0, 10_000_000)
+    assert list(opts["filtering"].type.choices) == [
+        "endpoint-independent", "address-dependent", "address-and-port-dependent"]
+    assert "" in opts["tcp_filtering"].type.choices, "blank: the value of filtering"
+
+
+def test_a_blank_number_is_refused_naming_the_option(tmp_path):
+    with pytest.raises(config.ConfigError, match=r"invalid \[nat\] udp_timeout=None: must be "
+                                                 r"1..65535 seconds"):
+        load(tmp_path, udp_timeout="")
+
+
+def test_ha_interval_is_at_most_a_quarter_of_the_lease(tmp_path):
+    with pytest.raises(config.ConfigError, match=r"ha_interval=0.75: must be 0.05..0.5 seconds "
+                                                 r"\(a quarter of ha_lease\)"):
+        load_controller(tmp_path, ha_interval="0.75")
+    assert load_controller(tmp_path, ha_lease="4", ha_interval="1").ha.interval == 1.0
 
 
 def test_unknown_option_is_refused_with_a_suggestion(tmp_path):
@@ -196,7 +303,7 @@ def test_timers_below_rfc_floor_warn_but_load(tmp_path, option, value, floor):
     warnings: list[str] = []
     others = {"tcp_transitory_timeout": "30"} if option == "tcp_established_timeout" else {}
     c = load(tmp_path, warnings, **{option: value}, **others)
-    assert getattr(c, option) == int(value)
+    assert value_of(c, None, option) == int(value)
     assert f"[nat] {option}={value} is below the RFC floor of {floor} s" in warnings
 
 
@@ -211,7 +318,7 @@ def test_transitory_timeout_must_stay_below_the_established_one(tmp_path):
 def test_per_host_quota_above_table_bound_is_clamped_with_warning(tmp_path):
     warnings: list[str] = []
     c = load(tmp_path, warnings, max_connections="10")
-    assert c.max_connections == 10 and c.max_connections_per_host == 10
+    assert c.admission.max_connections == 10 and c.admission.max_connections_per_host == 10
     assert warnings == ["[nat] max_connections_per_host=4096 exceeds max_connections=10; "
                         "using 10"]
 
@@ -252,10 +359,9 @@ def test_bad_filtering_is_reported_even_when_both_protocols_override_it(tmp_path
 
 
 def test_directly_built_config_falls_back_to_filtering(tmp_path):
-    import dataclasses
     c = load(tmp_path)
     fields = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
-    built = config.NatConfig(**{**fields, "filtering": "endpoint-independent",
+    built = config.BridgeConfig(**{**fields, "filtering": "endpoint-independent",
                                 "tcp_filtering": None, "udp_filtering": None})
     assert (built.tcp_filtering, built.udp_filtering) == ("endpoint-independent",) * 2
 
@@ -282,12 +388,12 @@ def test_engine_follows_port_options(tmp_path):
 def test_a_bad_token_is_never_echoed(tmp_path):
     secret = "almost a good secret"
     with pytest.raises(config.ConfigError) as info:
-        load(tmp_path, rest_token=secret)
+        load_controller(tmp_path, rest_token=secret)
     assert secret not in str(info.value)
 
 
 def test_a_good_token_and_the_packet_in_limits(tmp_path):
-    c = load(tmp_path, rest_token="0123456789abcdef", packet_in_host_rate="50")
-    assert c.rest_token == "0123456789abcdef"
-    assert (c.packet_in_host_rate, c.packet_in_host_burst) == (50, 50)
-    assert load(tmp_path).rest_token is None
+    c, ctl = load_both(tmp_path, rest_token="0123456789abcdef", packet_in_host_rate="50")
+    assert ctl.rest_token == "0123456789abcdef"
+    assert (c.admission.host_rate, c.admission.host_burst) == (50, 50)
+    assert load_controller(tmp_path).rest_token is None

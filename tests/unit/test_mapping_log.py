@@ -6,7 +6,7 @@ import time
 import re
 
 from helpers.fake_switch import Wire
-from helpers.nat_config import make_config
+from helpers.nat_config import make_configs
 from helpers.nat_lab import H1, PORTS, S1, make_lab, nat, open_flow
 from ryu_app.nat.gateway import Gateway
 
@@ -71,7 +71,8 @@ def test_a_restart_logs_adopted_mappings_as_restored_not_created(tmp_path):
     lab = make_lab(mapping_log_file=str(path))
     session, _ = open_flow(lab, H1, 5000, S1, 53)
     lab.advance(1, poll=None)
-    again = Wire(Gateway(make_config(mapping_log_file=str(path))), lab.switch, now=lab.now + 5)
+    again = Wire(Gateway(*make_configs(mapping_log_file=str(path))), lab.switch,
+                 now=lab.now + 5)
     again.switch.now = again.now
     again.connect(PORTS)
     again.advance(1, poll=None)

@@ -83,9 +83,9 @@ def test_a_flood_of_one_uplink_class_leaves_the_others_alone():
 
 
 def test_default_burst_is_the_rate_and_bad_values_are_refused():
-    assert make_config(packet_in_port_rate=300).packet_in_port_burst == 300
+    assert make_config(packet_in_port_rate=300).admission.port_burst == 300
     cfg = make_config()
-    assert (cfg.packet_in_port_rate, cfg.packet_in_host_rate) == (3000, 0), \
+    assert (cfg.admission.port_rate, cfg.admission.host_rate) == (3000, 0), \
         "port meters near the controller's capacity; no hard limit per host"
     with pytest.raises(config.ConfigError, match="packet_in_port_rate"):
         make_config(packet_in_port_rate=-1)
