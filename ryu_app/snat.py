@@ -10,7 +10,7 @@ import functools
 import ipaddress
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from ryu import cfg as ryu_cfg
 from ryu.app.wsgi import WSGIApplication
@@ -190,6 +190,7 @@ class SnatApp(app_manager.RyuApp):
     # -- controller pair ------------------------------------------------------------
     def _ha_step(self) -> None:
         election = self.election
+        assert election is not None     # scheduled only for a controller pair
         if not election.started and not election.try_start():
             return
         if election.step() and election.leader:
@@ -432,6 +433,7 @@ class SnatApp(app_manager.RyuApp):
                     "%016x (%s)", dp.address, dpid,
                     ", ".join(f"{c.dpid:016x}" for c in self.configs if c.dpid is not None))
             return False
+        assert served is not None       # only a live other connection is refused now
         LOG.warning("refusing a second connection (%s) claiming switch %016x while the first "
                     "(%s) may be alive%s", dp.address, dpid, served.address,
                     ": asking it" if ask else "")
@@ -442,8 +444,12 @@ class SnatApp(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPEchoReply, MAIN_DISPATCHER)
     def _echo_reply(self, ev: Any) -> None:
         dp = ev.msg.datapath
-        if dp.id is not None and self.datapaths.get(dp.id) is dp:
+        if self._is_served(dp):
             self.claims.answered(dp.id)
+
+    def _is_served(self, dp: Any) -> bool:
+        """Is ``dp`` the connection this app serves its dpid through?"""
+        return dp.id is not None and self.datapaths.get(dp.id) is dp
 
     def _close_silent(self, now: float) -> None:
         """Served connections that did not answer while another claimed
@@ -460,7 +466,7 @@ class SnatApp(app_manager.RyuApp):
         dp = ev.datapath
         # A switch that reconnects before its old connection is reaped gets a
         # new datapath with the same id: the old one's death must not end it.
-        if dp.id is not None and self.datapaths.get(dp.id) is dp:
+        if self._is_served(dp):
             LOG.info("switch %016x disconnected", dp.id)
             for gw in self.gateways:
                 gw.switch_disconnected(dp.id)
@@ -565,7 +571,8 @@ class SnatApp(app_manager.RyuApp):
         changes = self.punt_meters.tick(self._handled - handled, self._load_seen[1] - queued,
                                         self._load_seen[2] - dropped, now - then, uplinks)
         by_switch: dict[int, dict[int, int]] = {}
-        for (dpid, port), rate in changes.items():
+        for key, rate in changes.items():
+            dpid, port = cast("tuple[int, int]", key)      # the uplinks given above
             by_switch.setdefault(dpid, {})[port] = rate
         for dpid, rates in by_switch.items():
             gw = self._serving(dpid)
@@ -642,7 +649,7 @@ class SnatApp(app_manager.RyuApp):
         """The new MASTER has read the switch's flows: the takeover is done."""
         began, warm = self._warm.pop(dpid)
         now = time.monotonic()
-        record = {"dpid": dpid, "warm_sessions": warm, "adopted": gw.sessions(dpid),
+        record: dict[str, Any] = {"dpid": dpid, "warm_sessions": warm, "adopted": gw.sessions(dpid),
                   "seconds_after_role": round(now - began, 3),
                   "seconds_after_election": (round(now - self._won_at, 3)
                                              if self._won_at is not None else None),

@@ -5,7 +5,7 @@ The one place that translates :class:`BridgeConfig` into
 """
 from __future__ import annotations
 
-from conntrack import ConnTrack, ConntrackConfig, EventHook
+from conntrack import TCP, UDP, ConnTrack, ConntrackConfig, EventHook, Filtering
 
 from ryu_app.settings.config import BridgeConfig
 
@@ -27,11 +27,11 @@ def conntrack_config(cfg: BridgeConfig) -> ConntrackConfig:
         icmp_timeout=cfg.timers.icmp,
         max_connections=cfg.admission.max_connections,
         max_connections_per_host=cfg.admission.max_connections_per_host,
-        tcp_filtering=cfg.tcp_filtering,
-        udp_filtering=cfg.udp_filtering,
+        tcp_filtering=Filtering(cfg.filtering_for(TCP)),
+        udp_filtering=Filtering(cfg.filtering_for(UDP)),
         # ICMP queries: OpenFlow cannot match the identifier, so inbound echo
         # requests to the NAT address are answered by the gateway itself.
-        icmp_filtering="address-and-port-dependent",
+        icmp_filtering=Filtering.ADDRESS_AND_PORT_DEPENDENT,
     )
 
 

@@ -223,6 +223,7 @@ class Gateway:
         """ARP and ping for the gateway's two addresses, each on its own side;
         drop rules for the uplink; new inside flows to the controller."""
         cfg, up = self.config, state.uplink
+        assert up is not None       # called once the uplink is known
         adopt = []
         if state.nat is None and state.standby:
             state.nat = NatService(cfg, GatewayCounters(), up)   # no mapping log
@@ -262,16 +263,16 @@ class Gateway:
     # -- port forwards (all switches) -------------------------------------------
     def add_forward(self, fwd: Forward) -> dict[int, list]:
         """Add a forward on every switch; ValueError/Refused leaves none changed."""
-        done: list[SwitchState] = []
+        done: list[NatService] = []
         msgs: dict[int, list] = {}
         try:
             for state in self.switches.values():
                 if state.nat is not None:
                     msgs[state.dpid] = state.nat.add_forward(fwd)
-                    done.append(state)
+                    done.append(state.nat)
         except Exception:
-            for state in done:
-                state.nat.remove_forward(*fwd.key)
+            for nat in done:
+                nat.remove_forward(*fwd.key)
             raise
         self.forwards[fwd.key] = fwd
         return msgs

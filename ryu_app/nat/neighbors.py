@@ -109,7 +109,8 @@ class NextHops(Generic[T]):
 
     def holds(self, key: Any) -> bool:
         """True if an item whose first element is ``key`` waits (a session id)."""
-        return any(item[0] == key for w in self._waiting.values() for item in w.items)
+        return any(isinstance(item, tuple) and item[0] == key
+                   for w in self._waiting.values() for item in w.items)
 
     def pending(self) -> int:
         return sum(len(w.items) for w in self._waiting.values())

@@ -100,7 +100,8 @@ class Rebuild:
         # UDP: replied once its reverse flow (a hairpinned one: its peer's) has carried a packet.
         replied = (hairpin.peer_packets if hairpin is not None
                    else adopted.counts[CookieKind.SESSION_IN].packets) > 0
-        state, lowered = (State.REPLIED if replied else State.UNREPLIED), set()
+        state = State.REPLIED if replied else State.UNREPLIED
+        lowered: set[CookieKind] = set()
         upgrade = p.protocol == TCP and p.closing_timeout != self.tcp.transitory
         if p.protocol == TCP:
             p = p._replace(closing_timeout=self.tcp.transitory)

@@ -278,6 +278,7 @@ class NatService:
         """Send ``data`` of ``session`` outwards, once its next hop is known."""
         remote = int_text(unpack_okey(session.okey)[3])
         hop = self.outside.route(remote)
+        assert hop is not None      # outbound_session refused remotes without a route
         mac = self.outside.hops.lookup(hop, now)
         if mac is None:
             accepted, ask = self.outside.hops.hold(hop, (session.id, OUTBOUND, data), now)

@@ -56,7 +56,7 @@ class _Datagram:
     since: float
     source: tuple
     sid: int | None = None
-    held: list[bytes] = field(default_factory=list)
+    held: list[_Fragment] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class Fragments:
         dgram = dgram or self._new(key, (outside, frag.src), now)
         if dgram is None or len(dgram.held) >= MAX_HELD_EACH or self.held >= MAX_HELD:
             return self.drop("fragment_queue_full")
-        dgram.held.append(frag.frame)    # before its first fragment: wait for it
+        dgram.held.append(frag)          # before its first fragment: wait for it
         self.held += 1
         return []
 
@@ -136,7 +136,7 @@ class Fragments:
             if self.waiting.pop(key, False) is None:    # it waited: it is proven now
                 self._unwait(key, dgram.source)
             for held in dgram.held:
-                out += self._translate(session, _parse(held), outside, first=False, now=now)
+                out += self._translate(session, held, outside, first=False, now=now)
             self.held -= len(dgram.held)
             dgram.held = []
         return out
@@ -270,9 +270,10 @@ class Fragments:
             addr_at, port_off, new_port = ip + 16, _L4[proto][1], session.inside_port
             new_addr, mac, port = socket.inet_aton(str(session.inside_ip)), host.mac, host.port
         else:
-            mac = self.book.next_hop_mac(session, now)
-            if mac is None:
+            hop_mac = self.book.next_hop_mac(session, now)
+            if hop_mac is None:
                 return self.drop("next_hop_unresolved")
+            mac = hop_mac
             addr_at, port_off, new_port = ip + 12, _L4[proto][0], session.external_port
             new_addr, port = socket.inet_aton(str(session.external_ip)), up.port
         old_addr = bytes(buf[addr_at:addr_at + 4])

@@ -58,7 +58,7 @@ class Hairpin:
         sender = ct.lookup_outbound(info.protocol, info.src, info.sport, info.dst, info.dport)
         fresh = sender is None
         try:
-            if fresh:
+            if sender is None:
                 sender = ct.create_outbound(info.protocol, info.src, info.sport, info.dst,
                                             info.dport, now, info.tcp_flags)
             target = ct.accept_inbound(info.protocol, info.dst, sender.external_port,
