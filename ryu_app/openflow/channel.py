@@ -14,7 +14,7 @@ reads up to 64 KiB at a time and walks its buffer by offset.  Every message
 but a packet-in takes Ryu's own path, unchanged (parse, observers, the
 handshake handlers).  A packet-in is read with ``struct`` into a
 :class:`PacketIn` (proven equal to Ryu's parse in
-``tests/unit/test_ofp_channel.py``) and given to ``consumer`` directly, but
+``tests/unit/openflow/test_ofp_channel.py``) and given to ``consumer`` directly, but
 only while the consumer's app is the only observer of packet-ins and the
 switch is in MAIN_DISPATCHER, as Ryu's dispatch would; with another app
 loaded that watches packet-ins, everything goes Ryu's way.

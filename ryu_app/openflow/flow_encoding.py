@@ -7,7 +7,7 @@ parser classes, each match is normalised field by field from text (about
 session's controller time.  Here a session's match fields and actions are
 packed straight from its :class:`~ryu_app.openflow.flows.SessionPath`, with the
 pieces that repeat (the gateway's MAC, a remote's address) cached.
-``tests/unit/test_flow_encoding.py`` proves the bytes equal to Ryu's for
+``tests/unit/openflow/test_flow_encoding.py`` proves the bytes equal to Ryu's for
 every kind of session.
 
 An :class:`Encoded` message is what the sender sends (it only adds the

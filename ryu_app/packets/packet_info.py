@@ -81,7 +81,7 @@ def quick_classify(data: bytes) -> tuple[str, PacketInfo] | None:
     builds an object per TCP option, a third of the packet's cost in the
     controller.  Whatever it accepts, the full parse would have parsed the
     same way: the same safety checks (``wire.ipv4_problem``,
-    ``wire.tcp_options_problem``) run first, and ``tests/unit/test_wire.py``
+    ``wire.tcp_options_problem``) run first, and ``tests/unit/packets/test_wire.py``
     proves the results equal over random and malformed frames.
     """
     if len(data) < 34 or data[12] != 0x08 or data[13] != 0x00:

@@ -58,7 +58,7 @@ def tcp_flags(data: bytes) -> int | None:
 
     Every FIN and RST copy from the watch table needs only these bits; read
     at their offsets they cost a sixth of a full parse (which converts both
-    MAC and IP addresses to text).  ``tests/unit/test_wire.py`` proves the
+    MAC and IP addresses to text).  ``tests/unit/packets/test_wire.py`` proves the
     answer equal to the full parse's over truncations and malformations.
     """
     if len(data) < 14 or data[12] != 0x08 or data[13] != 0x00:

@@ -9,7 +9,7 @@ code reads a process-wide value off "the first bridge".
 
 Only :mod:`ryu_app.settings.load` builds them from options; tests may build
 them directly.  The nested groups' defaults are the options' defaults
-(``tests/unit/test_config.py`` checks that they agree).  Not ``types.py``:
+(``tests/unit/settings/test_config.py`` checks that they agree).  Not ``types.py``:
 that name would shadow the standard library's module for a script run from
 this directory.
 """

@@ -8,7 +8,7 @@ from ryu_app.settings import config
 
 from ryu_app.settings import reference as config_reference
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 
 
 def test_the_committed_reference_is_up_to_date():

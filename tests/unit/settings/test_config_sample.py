@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from oslo_config import generator
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 GENERATOR_CONF = ROOT / "etc" / "oslo-config-generator" / "ryu-snat.conf"
 SAMPLE = ROOT / "etc" / "ryu-snat.conf.sample"
 REGENERATE = ("oslo-config-generator --config-file etc/oslo-config-generator/ryu-snat.conf "
