@@ -50,10 +50,10 @@ if [ ! -x "$VENV/bin/python" ]; then
     rm -f "$stamp"
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    log "installing ryu-snat and its test, bench and docs extras into $VENV"
+    log "installing ryu-snat and its test, bench, docs and lint extras into $VENV"
     PIP_CONSTRAINT=$ROOT/constraints/build.txt PIP_BUILD_CONSTRAINT=$ROOT/constraints/build.txt \
         PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$VENV/bin/pip" install -q -c constraints/runtime.txt -e ".[test,bench,docs]"
+        "$VENV/bin/pip" install -q -c constraints/runtime.txt -e ".[test,bench,docs,lint]"
     echo "$want" > "$stamp"
 fi
 
