@@ -3,7 +3,7 @@ RFC 7857 sections 5-6) and inbound-initiated sessions.
 
 A mixin of :class:`~conntrack.table.ConnTrack`, kept apart so each file stays
 small; it uses the table's lookups, ``_refuse``, ``_check_limits``,
-``_new_id`` and ``_insert``.
+``_new_id`` and ``_insert`` (see :class:`InboundHost`).
 
 An inbound packet without a session may only use an existing mapping (or a
 forward); the new session keeps the mapping's external port, so EIM holds for
@@ -13,25 +13,44 @@ live sessions (no per-session record of contacted remotes is kept).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Callable, Optional, Protocol
 
 from .config import Filtering
-from .events import EventKind, RefuseReason
+from .events import EventKind, Refused, RefuseReason
 from .keys import ICMP, MAX_IP, PROTOCOL_NAMES, TCP, IPLike, TcpFlags, check_port, ip_to_int
+from .session import Mapping, Session
 from .states import INBOUND_INIT, SYN_IN
-
-if TYPE_CHECKING:
-    from .session import Session
 
 _SYN = int(TcpFlags.SYN)
 _ACK = int(TcpFlags.ACK)
+
+
+class InboundHost(Protocol):
+    """What :class:`Inbound` needs from the table it is mixed into."""
+
+    _ext: int
+    _clock: Callable[[], float]
+
+    def lookup_inbound(self, protocol: int, src_ip: IPLike, src_port: int, dst_ip: IPLike, dst_port: int) -> Optional[Session]: ...
+
+    def mapping_of_port(self, protocol: int, external_port: int) -> Optional[Mapping]: ...
+
+    def _refuse(self, reason: RefuseReason, detail: str = "") -> Refused: ...
+
+    def _check_limits(self, inside_ip: int, inbound: bool = False) -> None: ...
+
+    def _new_id(self) -> int: ...
+
+    def _insert(
+        self, okey: int, mapping: Mapping, code: int, created: float, last_seen: float, inside_ip: int, sid: int, kind: EventKind
+    ) -> Session: ...
 
 
 class Inbound:
     """accept_inbound of ConnTrack."""
 
     def accept_inbound(
-        self,
+        self: InboundHost,
         protocol: int,
         src_ip: IPLike,
         src_port: int,
@@ -39,7 +58,7 @@ class Inbound:
         dst_port: int,
         now: Optional[float] = None,
         tcp_flags: int = 0,
-    ) -> "Session":
+    ) -> Session:
         """Session for an inbound packet remote -> external, applying filtering.
 
         Returns the existing session if there is one. Otherwise, if a mapping

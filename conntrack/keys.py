@@ -1,5 +1,9 @@
 """Protocol numbers, directions, address conversion and packed tuple keys.
 
+The IP protocol numbers (``TCP``, ``UDP``, ``ICMP``) and the TCP flag bits
+(:class:`TcpFlags`) have their one home here: ``ryu_app`` imports
+them from this module (conntrack itself imports nothing of Ryu or ryu_app).
+
 Keys are packed into Python ints rather than tuples: an int key is one object
 (32-48 bytes) that hashes quickly, where a 5-tuple costs ~3x the memory at a
 million entries. Layout, most significant bits first::

@@ -1,8 +1,8 @@
 """Refreshing sessions: packets seen, TCP flags, flow-stats counters.
 
 A mixin of :class:`~conntrack.table.ConnTrack`, kept apart so each file stays
-small; it uses the table's ``_resolve``, ``_clock``, ``_by_id``, ``_wheel``
-and ``_maybe_compact``.
+small; it uses the table's ``_resolve``, ``_clock``, ``_by_id``, ``_wheel``,
+``_emit`` and ``_maybe_compact`` (see :class:`RefreshHost`).
 
 Refresh rules (RFC 4787 REQ-6, RFC 5382, RFC 7857 s2.2): outbound packets
 always refresh; inbound packets refresh only an established session (TCP
@@ -14,27 +14,39 @@ Inbound packets can therefore never keep an opening session alive.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from .events import EventKind
 from .keys import TCP, Direction
+from .session import Session, SessionRef
 from .states import INBOUND_INIT, REPLIED, tcp_transition
+from .timers import TimerWheel
 
-if TYPE_CHECKING:
-    from .session import Session
-    from .table import SessionRef
-    from .timers import TimerWheel
+
+class RefreshHost(Protocol):
+    """What :class:`Refresh` needs from the table it is mixed into.
+
+    Spelled out here so this module depends on the table's shape, not on
+    ``table.py`` (which imports this one).
+    """
+
+    _clock: Callable[[], float]
+    _by_id: dict[int, Session]
+    _wheel: TimerWheel[Session]
+
+    def _resolve(self, session: SessionRef) -> Optional[Session]: ...
+
+    def _maybe_compact(self) -> None: ...
+
+    def _emit(self, kind: EventKind, session: Session, now: float, reason: str) -> None: ...
+
+    def touch(self, session: SessionRef, direction: Direction, now: Optional[float] = None) -> bool: ...
 
 
 class Refresh:
     """touch / observe / set_counters of ConnTrack."""
 
-    _clock: Callable[[], float]
-    _by_id: dict[int, "Session"]
-    _wheel: "TimerWheel[Session]"
-    _emit: Callable[..., None]
-
-    def touch(self, session: "SessionRef", direction: Direction, now: Optional[float] = None) -> bool:
+    def touch(self: RefreshHost, session: SessionRef, direction: Direction, now: Optional[float] = None) -> bool:
         """Packets were seen in ``direction`` (e.g. flow stats grew); True if refreshed.
 
         Outbound always refreshes (RFC 4787 REQ-6). Inbound refreshes only an
@@ -60,7 +72,7 @@ class Refresh:
             s.last_seen = now
         return True
 
-    def observe(self, session: "SessionRef", direction: Direction, tcp_flags: int, now: Optional[float] = None) -> Optional[float]:
+    def observe(self: RefreshHost, session: SessionRef, direction: Direction, tcp_flags: int, now: Optional[float] = None) -> Optional[float]:
         """A packet with ``tcp_flags`` was seen in ``direction``: run the TCP
         state machine, refresh as :meth:`touch` does, and return the new
         timeout if it changed (so flows' idle timeouts can follow), else None.
@@ -102,14 +114,14 @@ class Refresh:
         return timeout if timeout != old_timeout else None
 
     def set_counters(
-        self,
+        self: RefreshHost,
         session_id: int,
         packets_out: int,
         bytes_out: int,
         packets_in: int,
         bytes_in: int,
         now: Optional[float] = None,
-    ) -> Optional["Session"]:
+    ) -> Optional[Session]:
         """Store flow-stats counters (absolute values) of a session.
 
         With ``now``, a direction whose packet count grew is :meth:`touch`-ed.

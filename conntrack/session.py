@@ -14,7 +14,7 @@ is how address-dependent filtering asks "has this mapping talked to X?".
 from __future__ import annotations
 
 from ipaddress import IPv4Address
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Union
 
 from .keys import ICMP, MAX_IP, MAX_PORT, PROTOCOL_NAMES, FiveTuple
 from .policy import ProtoPolicy
@@ -231,3 +231,7 @@ class Session:
             f"{self.external_ip}:{self.external_port} -> {self.remote_ip}{rport} {self.state.value}"
             f"{'' if self.alive else ' dead'}>"
         )
+
+
+SessionRef = Union[Session, int]
+"""A session, or the id of one (what ``remove``/``touch``/``observe`` accept)."""

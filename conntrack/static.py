@@ -2,7 +2,8 @@
 reserved external ports and static port forwards.
 
 A mixin of :class:`~conntrack.table.ConnTrack` (uses its mapping tables,
-pools and ``_insert``), kept apart so each file stays small.
+pools and ``_insert``: see :class:`StaticHost`), kept apart so each file
+stays small.
 
 * ``restore`` rebuilds a session after a controller restart from what the
   switch's flows say, with the session id the flows' cookies carry.
@@ -15,27 +16,58 @@ pools and ``_insert``), kept apart so each file stays small.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Callable, Optional, Protocol, Union
 
-from .events import EventKind, RefuseReason
+from .config import ConntrackConfig
+from .events import EventKind, Refused, RefuseReason
 from .keys import ICMP, PROTOCOL_NAMES, TCP, UDP, IPLike, check_port, ip_to_int
-from .ports import RESERVED
+from .policy import ProtoPolicy
+from .ports import RESERVED, PortPool
+from .session import Mapping, Session
 from .states import State, datagram_code_for, tcp_code_for
 
-if TYPE_CHECKING:
-    from .session import Mapping, Session
-
 MAX_SESSION_ID = 2**32 - 1  # ids fit the low 32 bits of an OpenFlow cookie
+
+
+class StaticHost(Protocol):
+    """What :class:`StaticEntries` needs from the table it is mixed into
+    (and from itself: its own ``_forwards`` and ``_check_free_port``)."""
+
+    config: ConntrackConfig
+    _ext: int
+    _clock: Callable[[], float]
+    _next_id: int
+    _policies: dict[int, ProtoPolicy]
+    _pools: dict[int, PortPool]
+    _owners: dict[int, list[Optional[Mapping]]]
+    _sessions: dict[int, Session]
+    _by_id: dict[int, Session]
+    _mappings: dict[int, Mapping]
+    _forwards: dict[tuple[int, int], Mapping]
+
+    def _refuse(self, reason: RefuseReason, detail: str = "") -> Refused: ...
+
+    def _check_limits(self, inside_ip: int, inbound: bool = False) -> None: ...
+
+    def _add_mapping(self, policy: ProtoPolicy, ikey: int, port: int, static: bool = False) -> Mapping: ...
+
+    def _drop_mapping(self, mapping: Mapping, now: float) -> None: ...
+
+    def _insert(
+        self, okey: int, mapping: Mapping, code: int, created: float, last_seen: float, inside_ip: int, sid: int, kind: EventKind
+    ) -> Session: ...
+
+    def _check_free_port(self, protocol: int, port: int) -> None: ...
 
 
 class StaticEntries:
     """restore / reserve / release / add_forward / remove_forward of ConnTrack."""
 
     def __init__(self) -> None:
-        self._forwards: dict[tuple[int, int], "Mapping"] = {}
+        self._forwards: dict[tuple[int, int], Mapping] = {}
 
     def restore(
-        self,
+        self: StaticHost,
         session_id: int,
         protocol: int,
         inside_ip: IPLike,
@@ -49,7 +81,7 @@ class StaticEntries:
         last_seen: Optional[float] = None,
         state: Union[State, str, None] = None,
         inbound_initiated: bool = False,
-    ) -> "Session":
+    ) -> Session:
         """Re-insert a session with a given id (after a controller restart).
 
         ``state`` defaults to ESTABLISHED for TCP and REPLIED otherwise;
@@ -94,34 +126,34 @@ class StaticEntries:
         seen = created_at if last_seen is None else last_seen
         return self._insert(okey, mapping, code, created_at, seen, in_ip, session_id, EventKind.RESTORED)
 
-    def reserve(self, protocol: int, port: int) -> None:
+    def reserve(self: StaticHost, protocol: int, port: int) -> None:
         """Keep an external port away from the allocator (idempotent).
 
         Raises :class:`Refused` PORT_IN_USE if a mapping holds it.
         """
         check_port(port)
-        pool = self._pools[self._supported(protocol, allow_icmp=True)]
+        pool = self._pools[_supported(protocol, allow_icmp=True)]
         if self._owners[protocol][port] is not None or not pool.reserve(port):
             raise self._refuse(RefuseReason.PORT_IN_USE, f"{PROTOCOL_NAMES[protocol]} port {port}")
 
-    def release(self, protocol: int, port: int, now: Optional[float] = None) -> bool:
+    def release(self: StaticHost, protocol: int, port: int, now: Optional[float] = None) -> bool:
         """Undo :meth:`reserve`; the port is quarantined. False if it was not reserved."""
         check_port(port)
-        pool = self._pools[self._supported(protocol, allow_icmp=True)]
+        pool = self._pools[_supported(protocol, allow_icmp=True)]
         return pool.release(port, self._clock() if now is None else now)
 
-    def is_reserved(self, protocol: int, port: int) -> bool:
+    def is_reserved(self: StaticHost, protocol: int, port: int) -> bool:
         """True while :meth:`reserve` keeps ``port`` from the allocator."""
         return self._pools[protocol].state(port) == RESERVED
 
-    def add_forward(self, protocol: int, external_port: int, internal_ip: IPLike, internal_port: int) -> "Mapping":
+    def add_forward(self: StaticHost, protocol: int, external_port: int, internal_ip: IPLike, internal_port: int) -> Mapping:
         """Static forward external_port -> internal_ip:internal_port (TCP/UDP).
 
         If the internal endpoint already maps to this port, that mapping
         becomes static. Raises :class:`Refused` PORT_IN_USE, PORT_RESERVED or
         MAPPING_CONFLICT (the endpoint already maps to another port).
         """
-        policy = self._policies[self._supported(protocol, allow_icmp=False)]
+        policy = self._policies[_supported(protocol, allow_icmp=False)]
         check_port(external_port, "external_port")
         check_port(internal_port, "internal_port")
         ikey = (protocol << 48) | (ip_to_int(internal_ip) << 16) | internal_port
@@ -136,7 +168,7 @@ class StaticEntries:
         self._forwards[(protocol, external_port)] = mapping
         return mapping
 
-    def remove_forward(self, protocol: int, external_port: int, now: Optional[float] = None) -> Optional["Mapping"]:
+    def remove_forward(self: StaticHost, protocol: int, external_port: int, now: Optional[float] = None) -> Optional[Mapping]:
         """Remove a forward. Its live sessions stay until they expire or are
         removed; the port is freed with the last of them. None if no forward."""
         mapping = self._forwards.pop((protocol, external_port), None)
@@ -147,18 +179,18 @@ class StaticEntries:
             self._drop_mapping(mapping, self._clock() if now is None else now)
         return mapping
 
-    def forwards(self) -> list["Mapping"]:
+    def forwards(self: StaticHost) -> list[Mapping]:
         """Current forwards (static mappings)."""
         return list(self._forwards.values())
 
-    def _check_free_port(self, protocol: int, port: int) -> None:
+    def _check_free_port(self: StaticHost, protocol: int, port: int) -> None:
         if self._owners[protocol][port] is not None:
             raise self._refuse(RefuseReason.PORT_IN_USE, f"{PROTOCOL_NAMES[protocol]} port {port}")
         if self._pools[protocol].state(port) == RESERVED:
             raise self._refuse(RefuseReason.PORT_RESERVED, f"{PROTOCOL_NAMES[protocol]} port {port}")
 
-    @staticmethod
-    def _supported(protocol: int, allow_icmp: bool) -> int:
-        if protocol in (TCP, UDP) or (allow_icmp and protocol == ICMP):
-            return protocol
-        raise ValueError(f"unsupported protocol {protocol!r}")
+
+def _supported(protocol: int, allow_icmp: bool) -> int:
+    if protocol in (TCP, UDP) or (allow_icmp and protocol == ICMP):
+        return protocol
+    raise ValueError(f"unsupported protocol {protocol!r}")

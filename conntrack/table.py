@@ -27,7 +27,7 @@ import logging
 import random
 import time
 from array import array
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, Iterator, Optional
 
 from .config import ConntrackConfig
 from .events import Event, EventHook, EventKind, RefuseReason, Stats
@@ -37,14 +37,12 @@ from .limits import Limits
 from .policy import ProtoPolicy
 from .ports import PortPool
 from .refresh import Refresh
-from .session import Mapping, Session
+from .session import Mapping, Session, SessionRef
 from .static import MAX_SESSION_ID, StaticEntries
 from .states import DEAD, INBOUND_INIT, TCP_FIRST_OUTBOUND
 from .timers import TimerWheel
 
 log = logging.getLogger(__name__)
-
-SessionRef = Union[Session, int]
 
 
 class ConnTrack(Inbound, Refresh, StaticEntries, Limits):
@@ -319,9 +317,9 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits):
 
     # -- internals ------------------------------------------------------------
     def _resolve(self, session: SessionRef) -> Optional[Session]:
-        if type(session) is int:
-            return self._by_id.get(session)
-        return None if session.code & DEAD else session
+        if isinstance(session, Session):
+            return None if session.code & DEAD else session
+        return self._by_id.get(session)
 
     def _new_id(self) -> int:
         sid, by_id = self._next_id, self._by_id

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from typing import Any
 
-from conntrack import Event, EventKind
+from conntrack import Event, EventKind, State
 
 # conntrack -E's words: [NEW], [UPDATE], [DESTROY]; restored by a restart.
 KIND_NAMES = {EventKind.CREATED: "new", EventKind.RESTORED: "restored",
@@ -22,13 +23,16 @@ KIND_NAMES = {EventKind.CREATED: "new", EventKind.RESTORED: "restored",
 
 MAX_WAITERS = 32   # long polls waiting at once; each is a green thread and a socket
 
+# One recorded event: (number, wall-clock time, dpid, event, session state then).
+_Entry = tuple[int, float, int, Event, State]
+
 
 class EventFeed:
     """The last ``size`` session events of every switch, numbered from 1.
     At most ``max_waiters`` clients wait for the next ones at once."""
 
     def __init__(self, size: int = 4096, max_waiters: int = MAX_WAITERS) -> None:
-        self._ring: deque[dict] = deque(maxlen=size)
+        self._ring: deque[_Entry] = deque(maxlen=size)
         self.last = 0
         self.max_waiters = max_waiters
         self.waiters = 0
@@ -39,7 +43,7 @@ class EventFeed:
         self.last += 1
         self._ring.append((self.last, time.time(), dpid, event, event.session.state))
 
-    def since(self, after: int, limit: int = 1000) -> tuple[list[dict], int]:
+    def since(self, after: int, limit: int = 1000) -> tuple[list[dict[str, Any]], int]:
         """Events numbered above ``after`` (at most ``limit``), and how many
         of those are gone from the ring already."""
         first = self._ring[0][0] if self._ring else self.last + 1
@@ -48,7 +52,7 @@ class EventFeed:
         return events, missed
 
 
-def _as_dict(entry: tuple) -> dict:
+def _as_dict(entry: _Entry) -> dict[str, Any]:
     seq, at, dpid, event, state = entry
     s = event.session
     return {"seq": seq, "event": KIND_NAMES.get(event.kind, event.kind.value),

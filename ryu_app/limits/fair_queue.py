@@ -101,7 +101,6 @@ class FairQueue(Generic[T]):
         self._waiting += 1
         if self._waiting > self.counters.queued_max:
             self.counters.queued_max = self._waiting
-        return True
 
     def take(self, now: float) -> T | None:
         """The next packet to handle (the next source's oldest), or None."""

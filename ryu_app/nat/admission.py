@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 
 from ryu_app.settings.config import BridgeConfig
-from ryu_app.packets.packet_info import ICMP, PacketInfo
+from conntrack import ICMP
+from ryu_app.packets.packet_info import PacketInfo
 
 
 def _not_unicast(dst: int) -> bool:

@@ -121,8 +121,9 @@ class FlowRecord:
     def plain_packets(self) -> tuple[int, int]:
         """Packets out and in that were not RSTs: the flows' counts less the
         RST copies the controller was sent."""
-        return tuple(max(0, self.base[k][0] + self.current[k][0] - self.rst_copies[k])
-                     for k in (CookieKind.SESSION_OUT, CookieKind.SESSION_IN))  # type: ignore[return-value]
+        out, back = (max(0, self.base[k][0] + self.current[k][0] - self.rst_copies[k])
+                     for k in (CookieKind.SESSION_OUT, CookieKind.SESSION_IN))
+        return out, back
 
     def totals(self) -> tuple[int, int, int, int]:
         def both(*kinds: CookieKind) -> tuple[int, int]:

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
-from ryu.ofproto import ether, inet
+from ryu.ofproto import ether
 
+from conntrack import ICMP
 from ryu_app.openflow import flows
 
 from ryu_app.packets import replies
@@ -420,7 +421,7 @@ class Gateway:
         # A router answers ping on its own addresses: the NAT address from
         # both sides, the inside gateway address from inside.
         ours = self._ours_outside if outside else self._ours_inside
-        if ip.proto == inet.IPPROTO_ICMP and ip.dst in ours:
+        if ip.proto == ICMP and ip.dst in ours:
             req = pkt.get_protocol(icmp.icmp)
             if req is None:
                 self.counters.drop("malformed")

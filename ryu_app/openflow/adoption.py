@@ -19,12 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ryu.lib.packet import in_proto as inet
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_app.openflow.flows import TABLE_NAT, CookieKind, SessionPath, parse_cookie
-
-_L4 = {inet.IPPROTO_TCP: ("tcp_src", "tcp_dst"), inet.IPPROTO_UDP: ("udp_src", "udp_dst")}
+from ryu_app.openflow.flows import L4_MATCH_FIELDS, TABLE_NAT, CookieKind, SessionPath, parse_cookie
 
 
 @dataclass(frozen=True)
@@ -114,31 +111,35 @@ def _pair(fwd: _Flow, rev: _Flow, gateway_mac: str) -> AdoptedSession | None:
     """The session both flows describe, or None when they disagree."""
     fm, rm = fwd.match, rev.match
     protocol = _get(fm, "ip_proto")
-    if protocol not in _L4 or _get(rm, "ip_proto") != protocol:
+    if protocol not in L4_MATCH_FIELDS or _get(rm, "ip_proto") != protocol:
         return None      # ICMP: the echo id is not in the flows
-    src, dst = _L4[protocol]
+    src, dst = L4_MATCH_FIELDS[protocol]
     inside_ip, remote_ip = _get(fm, "ipv4_src"), _get(fm, "ipv4_dst")
     inside_port, remote_port = _get(fm, src), _get(fm, dst)
     external_ip = fwd.fields.get("ipv4_src")
     external_port = fwd.fields.get(src, inside_port)
-    path = SessionPath(
-        session_id=fwd.sid, protocol=protocol, inside_ip=inside_ip, inside_port=inside_port,
-        external_ip=external_ip, external_port=external_port, remote_ip=remote_ip,
-        remote_port=remote_port, inside_mac=rev.fields.get("eth_dst"),
-        inside_switch_port=rev.output, next_hop_mac=fwd.fields.get("eth_dst"),
-        uplink=fwd.output, gateway_mac=gateway_mac,
-        idle_timeout=max(fwd.idle_timeout, rev.idle_timeout), closing_timeout=fwd.closing_timeout)
+    inside_mac, next_hop_mac = rev.fields.get("eth_dst"), fwd.fields.get("eth_dst")
+    inside_switch_port, uplink = rev.output, fwd.output
+    if (None in (inside_ip, remote_ip, inside_port, remote_port) or external_ip is None
+            or inside_mac is None or inside_switch_port is None or next_hop_mac is None
+            or uplink is None):
+        return None
     agrees = (
-        None not in (inside_ip, remote_ip, inside_port, remote_port, external_ip,
-                     path.inside_mac, path.inside_switch_port, path.next_hop_mac, path.uplink)
-        and _get(rm, "ipv4_src") == remote_ip and _get(rm, "ipv4_dst") == external_ip
+        _get(rm, "ipv4_src") == remote_ip and _get(rm, "ipv4_dst") == external_ip
         and _get(rm, src) == remote_port and _get(rm, dst) == external_port
-        and _get(rm, "in_port") == path.uplink
+        and _get(rm, "in_port") == uplink
         and rev.fields.get("ipv4_dst") == inside_ip
         and rev.fields.get(dst, inside_port) == inside_port
         and fwd.fields.get("eth_src") == gateway_mac == rev.fields.get("eth_src"))
     if not agrees:
         return None
+    path = SessionPath(
+        session_id=fwd.sid, protocol=protocol, inside_ip=inside_ip, inside_port=inside_port,
+        external_ip=external_ip, external_port=external_port, remote_ip=remote_ip,
+        remote_port=remote_port, inside_mac=inside_mac,
+        inside_switch_port=inside_switch_port, next_hop_mac=next_hop_mac,
+        uplink=uplink, gateway_mac=gateway_mac,
+        idle_timeout=max(fwd.idle_timeout, rev.idle_timeout), closing_timeout=fwd.closing_timeout)
     return AdoptedSession(path, max(fwd.age, rev.age),
                           {CookieKind.SESSION_OUT: fwd.counts, CookieKind.SESSION_IN: rev.counts},
                           idle={CookieKind.SESSION_OUT: fwd.idle_timeout,
@@ -151,9 +152,9 @@ def _ends(flow: _Flow) -> tuple | None:
     of a hairpinned session's flow: both addresses the NAT address on the
     way in, an inside endpoint on the way out; None for any other flow."""
     protocol = _get(flow.match, "ip_proto")
-    if protocol not in _L4:
+    if protocol not in L4_MATCH_FIELDS:
         return None
-    src, dst = _L4[protocol]
+    src, dst = L4_MATCH_FIELDS[protocol]
     nat_ip = flow.fields.get("ipv4_src")
     if nat_ip is None or _get(flow.match, "ipv4_dst") != nat_ip or "ipv4_dst" not in flow.fields:
         return None
@@ -180,15 +181,17 @@ def _hairpins(singles: list[_Flow], gateway_mac: str) -> dict[int, AdoptedSessio
         back, back_ends = peer
         if back_ends[2] != source or back_ends[3] != external_port or back_ends[4] != sent_to:
             continue
+        inside_mac = back.fields.get("eth_dst")
+        # back.output is set: only flows with an output are in by_source.
+        if None in (source[1], external_port) or inside_mac is None or back.output is None:
+            continue
         path = SessionPath(
             session_id=flow.sid, protocol=protocol, inside_ip=source[0], inside_port=source[1],
             external_ip=flow.fields["ipv4_src"], external_port=external_port,
             remote_ip=flow.fields["ipv4_src"], remote_port=sent_to,
-            inside_mac=back.fields.get("eth_dst"), inside_switch_port=back.output,
-            next_hop_mac=back.fields.get("eth_dst"), uplink=None, gateway_mac=gateway_mac,
+            inside_mac=inside_mac, inside_switch_port=back.output,
+            next_hop_mac=inside_mac, uplink=None, gateway_mac=gateway_mac,
             idle_timeout=flow.idle_timeout, closing_timeout=flow.closing_timeout)
-        if None in (path.inside_mac, path.inside_port, path.external_port):
-            continue
         adopted[flow.sid] = AdoptedSession(
             path, flow.age, {CookieKind.SESSION_OUT: flow.counts},
             HairpinFlow(flow.actions, back.sid, back.counts.packets),

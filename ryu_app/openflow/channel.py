@@ -212,7 +212,7 @@ def unread(dp: Any) -> bool:
 
 try:
     from socket import MSG_DONTWAIT, MSG_PEEK
-    _PEEK = MSG_PEEK | MSG_DONTWAIT
+    _PEEK: int = MSG_PEEK | MSG_DONTWAIT
 except ImportError:      # pragma: no cover - not Linux
     _PEEK = 0
 

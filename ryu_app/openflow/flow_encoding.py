@@ -25,8 +25,8 @@ from ryu.ofproto import nicira_ext, ofproto_common
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_app.openflow.flows import (METADATA_MASK, TABLE_NAT, TABLE_TCP_WATCH, CookieKind, Priority,
-                           SessionPath, make_cookie, watch_tag)
+from ryu_app.openflow.flows import (L4_MATCH_FIELDS, METADATA_MASK, TABLE_NAT, TABLE_TCP_WATCH,
+                                    CookieKind, Priority, SessionPath, make_cookie, watch_tag)
 
 _HEADER = struct.Struct("!BBHI")
 _FLOW_MOD = struct.Struct(ofp.OFP_FLOW_MOD_PACK_STR0)
@@ -48,9 +48,7 @@ _FIN_TIMEOUT = struct.Struct("!HHIHHH2x")
 # OXM class OPENFLOW_BASIC (0x8000), field numbers of OpenFlow 1.3 (s7.2.3.7).
 _FIELD = {"in_port": (0, 4), "eth_dst": (3, 6), "eth_src": (4, 6), "eth_type": (5, 2),
           "ip_proto": (10, 1), "ipv4_src": (11, 4), "ipv4_dst": (12, 4),
-          "tcp_src": (13, 2), "tcp_dst": (14, 2), "udp_src": (15, 2), "udp_dst": (16, 2),
-          "icmpv4_type": (19, 1)}
-_L4 = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
+          "tcp_src": (13, 2), "tcp_dst": (14, 2), "udp_src": (15, 2), "udp_dst": (16, 2)}
 _ETH_IP = b"\x80\x00\x0a\x02\x08\x00"          # eth_type=0x0800
 
 
@@ -89,19 +87,16 @@ def _match_head(protocol: int, in_port: int | None, src: str, dst: str,
     return b"".join(parts)
 
 
-_L4_MATCH = {proto: struct.Struct("!4sH4sH") for proto in _L4}
+_L4_MATCH = struct.Struct("!4sH4sH")
 
 
 def _match(protocol: int, in_port: int | None, src: str, dst: str, sport: int, dport: int,
-           icmp_type: int, eth_src: str | None = None) -> bytes:
+           eth_src: str | None = None) -> bytes:
     """An OFPMatch as Ryu serialises one made from keywords: fields sorted by
     OXM field number, padded to 8 bytes."""
     head = _match_head(protocol, in_port, src, dst, eth_src)
-    if protocol in _L4:
-        src_field, dst_field = _L4[protocol]
-        tail = _L4_MATCH[protocol].pack(_OXM_HEAD[src_field], sport, _OXM_HEAD[dst_field], dport)
-    else:
-        tail = _OXM_HEAD["icmpv4_type"] + _U8.pack(icmp_type)
+    src_field, dst_field = L4_MATCH_FIELDS[protocol]
+    tail = _L4_MATCH.pack(_OXM_HEAD[src_field], sport, _OXM_HEAD[dst_field], dport)
     length = 4 + len(head) + len(tail)
     return _MATCH_HEAD.pack(ofp.OFPMT_OXM, length) + head + tail + _pad8(length)
 
@@ -129,14 +124,17 @@ def _rewrite(p: SessionPath, eth_dst: str, ip_field: str, ip: str, l4_side: int,
     """flows._rewrite: set MACs, one address, (if it changes) one L4 port; dec TTL; output."""
     parts = [_set_mac("eth_src", p.gateway_mac), _set_mac("eth_dst", eth_dst),
              _set_field(ip_field, _ip(ip))]
-    if p.protocol in _L4 and p.external_port != p.inside_port:
-        parts.append(_set_field(_L4[p.protocol][l4_side], _U16.pack(port)))
+    if p.external_port != p.inside_port:
+        parts.append(_set_field(L4_MATCH_FIELDS[p.protocol][l4_side], _U16.pack(port)))
     parts += [_DEC_TTL, _output(out_port)]
     return b"".join(parts)
 
 
 def forward_actions(p: SessionPath) -> bytes:
-    return _rewrite(p, p.next_hop_mac, "ipv4_src", p.external_ip, 0, p.external_port, p.uplink)
+    uplink = p.uplink
+    if uplink is None:
+        raise ValueError(f"session {p.session_id}: no uplink to route its forward flow out of")
+    return _rewrite(p, p.next_hop_mac, "ipv4_src", p.external_ip, 0, p.external_port, uplink)
 
 
 def reverse_actions(p: SessionPath) -> bytes:
@@ -233,11 +231,11 @@ def session_flow(p: SessionPath, kind: CookieKind) -> Encoded:
     """flows.session_flow(p, kind) (usual actions), encoded."""
     if kind == CookieKind.SESSION_OUT:     # flows.forward_match: from the host's binding
         match = _match(p.protocol, p.inside_switch_port, p.inside_ip, p.remote_ip,
-                       p.inside_port, p.remote_port, 8, p.inside_mac)
+                       p.inside_port, p.remote_port, p.inside_mac)
         actions = forward_actions(p)
     else:
         match = _match(p.protocol, p.uplink, p.remote_ip, p.external_ip, p.remote_port,
-                       p.external_port, 0)
+                       p.external_port)
         actions = reverse_actions(p)
     head = _FLOW_MOD.pack(make_cookie(kind, p.session_id), 0, TABLE_NAT, ofp.OFPFC_ADD,
                           p.idle_timeout, 0, Priority.SESSION, ofp.OFP_NO_BUFFER, 0, 0,

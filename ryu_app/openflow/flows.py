@@ -19,9 +19,11 @@ import enum
 import ipaddress
 from typing import NamedTuple, Sequence
 
-from ryu.ofproto import ether, inet
+from ryu.ofproto import ether
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from conntrack.keys import ICMP, TCP, UDP, TcpFlags
 
 APP_TAG = 0x5A7E
 _APP_SHIFT = 48
@@ -272,7 +274,7 @@ def icmp_to_controller(rule: InfraRule, in_port: int | None,
                        target: ipaddress.IPv4Address) -> parser.OFPFlowMod:
     """ICMP addressed to one of the gateway's own addresses (ping the router;
     from the uplink: its own class)."""
-    fields = {"eth_type": ether.ETH_TYPE_IP, "ip_proto": inet.IPPROTO_ICMP,
+    fields = {"eth_type": ether.ETH_TYPE_IP, "ip_proto": ICMP,
               "ipv4_dst": str(target)}
     if in_port is not None:
         fields["in_port"] = in_port
@@ -340,9 +342,6 @@ def delete_forward_flow(session_id: int) -> parser.OFPFlowMod:
     return delete_flow(make_cookie(CookieKind.SESSION_OUT, session_id))
 
 
-TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
-
-
 def inside_rules(inside: ipaddress.IPv4Network) -> list[parser.OFPFlowMod]:
     """Inside IPv4 without a session goes to the controller; inside IPv6 is dropped.
 
@@ -361,9 +360,9 @@ def inside_rules(inside: ipaddress.IPv4Network) -> list[parser.OFPFlowMod]:
     """
     return [
         punt_flow(make_cookie(CookieKind.INFRA, InfraRule.NEW_TCP), Priority.NEW_TCP,
-                  parser.OFPMatch(eth_type=ether.ETH_TYPE_IP, ip_proto=inet.IPPROTO_TCP,
+                  parser.OFPMatch(eth_type=ether.ETH_TYPE_IP, ip_proto=TCP,
                                   ipv4_src=(str(inside.network_address), str(inside.netmask)),
-                                  tcp_flags=(TCP_SYN, TCP_SYN | TCP_ACK))),
+                                  tcp_flags=(int(TcpFlags.SYN), int(TcpFlags.SYN | TcpFlags.ACK)))),
         punt_flow(make_cookie(CookieKind.INFRA, InfraRule.NEW_FLOW), Priority.NEW_FLOW,
                   parser.OFPMatch(eth_type=ether.ETH_TYPE_IP)),
         flow_add(make_cookie(CookieKind.INFRA, InfraRule.INSIDE_IPV6_DROP), Priority.NEW_FLOW,
@@ -376,9 +375,9 @@ class SessionPath(NamedTuple):
     tuple: one is made for every new session, and a frozen dataclass took
     several times as long to build).
 
-    For ICMP echo, ``inside_port``/``external_port``/``remote_port`` are the
-    echo identifier; OpenFlow 1.3 can neither match nor rewrite it, so ICMP
-    flows match addresses and echo type only (see ``ryu_app.nat.paths.echo``).
+    TCP and UDP only: OpenFlow 1.3 can neither match nor rewrite an ICMP
+    echo identifier, so ICMP echo has no session flows and is translated in
+    the controller (see ``ryu_app.nat.paths.echo``).
     """
 
     session_id: int
@@ -392,32 +391,32 @@ class SessionPath(NamedTuple):
     inside_mac: str
     inside_switch_port: int
     next_hop_mac: str
-    uplink: int
+    # None only in a hairpinned session read back from the switch
+    # (ryu_app.openflow.adoption): its one flow goes back inside, and the
+    # service fills in the uplink before any flow is built from the path.
+    uplink: int | None
     gateway_mac: str
     idle_timeout: int
     closing_timeout: int = 0    # TCP: the idle timeout fin_timeout lowers a flow to
 
 
-_L4_FIELDS = {inet.IPPROTO_TCP: ("tcp_src", "tcp_dst"), inet.IPPROTO_UDP: ("udp_src", "udp_dst")}
+#: OpenFlow match field names of the (source, destination) ports of the
+#: protocols with session flows (and mapping probes), by IP protocol number.
+L4_MATCH_FIELDS: dict[int, tuple[str, str]] = {TCP: ("tcp_src", "tcp_dst"),
+                                               UDP: ("udp_src", "udp_dst")}
 
 
 def _match(protocol: int, in_port: int | None, src: str, dst: str, sport: int, dport: int,
-           icmp_type: int, eth_src: str | None = None) -> parser.OFPMatch:
+           eth_src: str | None = None) -> parser.OFPMatch:
     fields: dict = {"eth_type": ether.ETH_TYPE_IP, "ip_proto": protocol,
                     "ipv4_src": src, "ipv4_dst": dst}
     if in_port is not None:
         fields["in_port"] = in_port
     if eth_src is not None:
         fields["eth_src"] = eth_src
-    if protocol in _L4_FIELDS:
-        src_field, dst_field = _L4_FIELDS[protocol]
-        fields[src_field], fields[dst_field] = sport, dport
-    else:
-        fields["icmpv4_type"] = icmp_type
+    src_field, dst_field = L4_MATCH_FIELDS[protocol]
+    fields[src_field], fields[dst_field] = sport, dport
     return parser.OFPMatch(**fields)
-
-
-ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0
 
 
 def forward_match(p: SessionPath) -> parser.OFPMatch:
@@ -425,12 +424,12 @@ def forward_match(p: SessionPath) -> parser.OFPMatch:
     ``ryu_app.nat.source_guard``): another inside host cannot inject into the
     mapping or close it with a forged RST."""
     return _match(p.protocol, p.inside_switch_port, p.inside_ip, p.remote_ip,
-                  p.inside_port, p.remote_port, ICMP_ECHO_REQUEST, p.inside_mac)
+                  p.inside_port, p.remote_port, p.inside_mac)
 
 
 def reverse_match(p: SessionPath) -> parser.OFPMatch:
     return _match(p.protocol, p.uplink, p.remote_ip, p.external_ip,
-                  p.remote_port, p.external_port, ICMP_ECHO_REPLY)
+                  p.remote_port, p.external_port)
 
 
 def _rewrite(p: SessionPath, eth_dst: str, ip_field: str, ip: str, l4_side: int,
@@ -439,14 +438,17 @@ def _rewrite(p: SessionPath, eth_dst: str, ip_field: str, ip: str, l4_side: int,
     actions = [parser.OFPActionSetField(eth_src=p.gateway_mac),
                parser.OFPActionSetField(eth_dst=eth_dst),
                parser.OFPActionSetField(**{ip_field: ip})]
-    if p.protocol in _L4_FIELDS and p.external_port != p.inside_port:
-        actions.append(parser.OFPActionSetField(**{_L4_FIELDS[p.protocol][l4_side]: port}))
+    if p.external_port != p.inside_port:
+        actions.append(parser.OFPActionSetField(**{L4_MATCH_FIELDS[p.protocol][l4_side]: port}))
     return actions + [parser.OFPActionDecNwTtl(), parser.OFPActionOutput(out_port, 0)]
 
 
 def forward_actions(p: SessionPath) -> list:
     """Rewrite the source to the NAT address and port, route out the uplink."""
-    return _rewrite(p, p.next_hop_mac, "ipv4_src", p.external_ip, 0, p.external_port, p.uplink)
+    uplink = p.uplink
+    if uplink is None:
+        raise ValueError(f"session {p.session_id}: no uplink to route its forward flow out of")
+    return _rewrite(p, p.next_hop_mac, "ipv4_src", p.external_ip, 0, p.external_port, uplink)
 
 
 def reverse_actions(p: SessionPath) -> list:
@@ -459,8 +461,8 @@ def watch_tag(p: SessionPath, kind: CookieKind) -> int | None:
     """The metadata a TCP session flow writes before TABLE_TCP_WATCH: the
     cookie layout with kind FLAGS_OUT/FLAGS_IN and the session id, so an RST
     copy names its session and direction in the packet-in's match.  None
-    for UDP and ICMP, whose flows end in TABLE_NAT."""
-    if p.protocol != inet.IPPROTO_TCP:
+    for UDP, whose flows end in TABLE_NAT."""
+    if p.protocol != TCP:
         return None
     return make_cookie(CookieKind.FLAGS_OUT if kind == CookieKind.SESSION_OUT
                        else CookieKind.FLAGS_IN, p.session_id)
@@ -539,14 +541,15 @@ def tcp_watch_rules(fin_upcall: bool = False) -> list[parser.OFPFlowMod]:
         return parser.OFPFlowMod(None, cookie=make_cookie(CookieKind.INFRA, ident),
                                  table_id=TABLE_TCP_WATCH, command=ofp.OFPFC_ADD,
                                  priority=priority, match=match, instructions=instructions)
-    tcp = {"eth_type": ether.ETH_TYPE_IP, "ip_proto": inet.IPPROTO_TCP}
+    tcp = {"eth_type": ether.ETH_TYPE_IP, "ip_proto": TCP}
     rules = [rule(InfraRule.TCP_RST_WATCH, WATCH_FLAG_PRIORITY,
-                  parser.OFPMatch(**tcp, tcp_flags=(TCP_RST, TCP_RST)),
+                  parser.OFPMatch(**tcp, tcp_flags=(int(TcpFlags.RST), int(TcpFlags.RST))),
                   [parser.OFPInstructionGotoTable(TABLE_PUNT)]),
              rule(InfraRule.TCP_WATCH_PASS, WATCH_PASS_PRIORITY, parser.OFPMatch(), [])]
     if fin_upcall:
         rules.append(rule(InfraRule.TCP_FIN_WATCH, WATCH_FLAG_PRIORITY,
-                          parser.OFPMatch(**tcp, tcp_flags=(TCP_FIN, TCP_FIN)), []))
+                          parser.OFPMatch(**tcp, tcp_flags=(int(TcpFlags.FIN), int(TcpFlags.FIN))),
+                          []))
     return rules
 
 
@@ -611,7 +614,7 @@ def mapping_probe(uplink: int, nat_address: str, protocol: int, port: int,
                                  out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
                                  match=parser.OFPMatch())
     fields = {"in_port": uplink, "eth_type": ether.ETH_TYPE_IP, "ip_proto": protocol,
-              "ipv4_dst": nat_address, _L4_FIELDS[protocol][1]: port}
+              "ipv4_dst": nat_address, L4_MATCH_FIELDS[protocol][1]: port}
     return punt_flow(cookie, Priority.MAPPING, parser.OFPMatch(**fields), UplinkClass.INBOUND)
 
 

@@ -101,11 +101,11 @@ class PuntMeters:
         dominant, self._dominant = self._dominant, set()
         if not behind:
             return changes
-        for port, rate in rates.items():
+        for port, seen in rates.items():
             others = busiest_other(port)
             share = None
             if others >= self.floor:
-                if rate > DOMINANT * others:
+                if seen > DOMINANT * others:
                     # Two intervals running: not the tail of a burst that
                     # the others finished first.
                     self._dominant.add(port)

@@ -35,7 +35,8 @@ class Fail(click.ClickException):
 
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
-        self.exit_code = code
+        # click types exit_code as a ClassVar; an instance's own code shadows it.
+        self.exit_code = code  # type: ignore[misc]
 
     def show(self, file: Any = None) -> None:
         click.echo(f"snatctl: {self.message}", err=True)

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from conntrack import Session
+from conntrack.keys import PROTOCOL_NAMES
 from ryu_app.nat.gateway import Gateway
 from ryu_app.nat.service import NatService
 
-PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1}
+PROTOCOLS = {name: number for number, name in PROTOCOL_NAMES.items()}   # "tcp" -> 6, ...
 SWITCH_DROP_NAMES = {"unsolicited_drop": "unsolicited_inbound",
                      "outside_drop": "outside_other", "inside_ipv6_drop": "inside_ipv6",
                      "spoofed_inside_drop": "spoofed_inside_source"}

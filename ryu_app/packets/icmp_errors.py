@@ -21,11 +21,11 @@ import struct
 from typing import Callable, Optional
 
 from conntrack import Session
+from conntrack.keys import ICMP, TCP, UDP
 from ryu.lib import addrconv
 from ryu.lib.packet import packet_utils
 from ryu_app.packets.checksum import adjust, refresh
 
-TCP, UDP, ICMP = 6, 17, 1
 ECHO_REQUEST = 8
 ERROR_TYPES = frozenset((3, 11, 12))   # Destination Unreachable, Time Exceeded, Parameter Problem
 ETH_LEN, ETH_TYPE_IP = 14, 0x0800

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ryu.lib.packet import icmp, ipv4, packet, tcp, udp
-from ryu.ofproto import inet
 
+# TCP, UDP and ICMP are also imported from here by ryu_app.nat; their one
+# home is conntrack.keys.
+from conntrack.keys import ICMP, TCP, UDP
 from ryu_app.packets import wire
 
-TCP, UDP, ICMP = inet.IPPROTO_TCP, inet.IPPROTO_UDP, inet.IPPROTO_ICMP
 IP_MF = 0x1
 
 

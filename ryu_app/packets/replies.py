@@ -6,7 +6,9 @@ Pure functions from a parsed request to the bytes of the answer, built with
 from __future__ import annotations
 
 from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
-from ryu.ofproto import ether, inet
+from ryu.ofproto import ether
+
+from conntrack.keys import ICMP
 
 DEFAULT_TTL = 64
 
@@ -43,7 +45,7 @@ def echo_reply(request_eth: ethernet.ethernet, request_ip: ipv4.ipv4,
     pkt.add_protocol(ethernet.ethernet(ethertype=ether.ETH_TYPE_IP,
                                        dst=request_eth.src, src=our_mac))
     pkt.add_protocol(ipv4.ipv4(src=request_ip.dst, dst=request_ip.src, ttl=DEFAULT_TTL,
-                               proto=inet.IPPROTO_ICMP, tos=request_ip.tos))
+                               proto=ICMP, tos=request_ip.tos))
     pkt.add_protocol(icmp.icmp(type_=icmp.ICMP_ECHO_REPLY, code=0, csum=0,
                                data=icmp.echo(id_=echo.id, seq=echo.seq, data=echo.data)))
     pkt.serialize()
@@ -60,7 +62,7 @@ def dest_unreachable(request_eth: ethernet.ethernet, ip_bytes: bytes, code: int,
     pkt = packet.Packet()
     pkt.add_protocol(ethernet.ethernet(ethertype=ether.ETH_TYPE_IP,
                                        dst=request_eth.src, src=our_mac))
-    pkt.add_protocol(ipv4.ipv4(src=our_ip, dst=src, ttl=DEFAULT_TTL, proto=inet.IPPROTO_ICMP))
+    pkt.add_protocol(ipv4.ipv4(src=our_ip, dst=src, ttl=DEFAULT_TTL, proto=ICMP))
     pkt.add_protocol(icmp.icmp(type_=icmp.ICMP_DEST_UNREACH, code=code, csum=0,
                                data=icmp.dest_unreach(data=quoted)))
     pkt.serialize()
@@ -79,7 +81,7 @@ def time_exceeded(request_eth: ethernet.ethernet, ip_bytes: bytes, our_mac: str,
     pkt = packet.Packet()
     pkt.add_protocol(ethernet.ethernet(ethertype=ether.ETH_TYPE_IP,
                                        dst=request_eth.src, src=our_mac))
-    pkt.add_protocol(ipv4.ipv4(src=our_ip, dst=src, ttl=DEFAULT_TTL, proto=inet.IPPROTO_ICMP))
+    pkt.add_protocol(ipv4.ipv4(src=our_ip, dst=src, ttl=DEFAULT_TTL, proto=ICMP))
     pkt.add_protocol(icmp.icmp(type_=icmp.ICMP_TIME_EXCEEDED, code=0, csum=0,
                                data=icmp.TimeExceeded(data=quoted)))
     pkt.serialize()

@@ -21,9 +21,11 @@ from __future__ import annotations
 import struct
 
 from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet, tcp, udp
-from ryu.ofproto import ether, inet
+from ryu.ofproto import ether
 
-_L4 = {inet.IPPROTO_TCP: tcp.tcp, inet.IPPROTO_UDP: udp.udp, inet.IPPROTO_ICMP: icmp.icmp}
+from conntrack.keys import ICMP, TCP, UDP
+
+_L4 = {TCP: tcp.tcp, UDP: udp.udp, ICMP: icmp.icmp}
 
 
 class Malformed(ValueError):
@@ -64,7 +66,7 @@ def tcp_flags(data: bytes) -> int | None:
     if len(data) < 14 or data[12] != 0x08 or data[13] != 0x00:
         return None
     ip = data[14:]
-    if ipv4_problem(ip) or ip[9] != inet.IPPROTO_TCP or int.from_bytes(ip[6:8], "big") & 0x3FFF:
+    if ipv4_problem(ip) or ip[9] != TCP or int.from_bytes(ip[6:8], "big") & 0x3FFF:
         return None                       # refused, not TCP, or a fragment (MF or offset)
     seg = ip[(ip[0] & 0x0F) * 4:int.from_bytes(ip[2:4], "big")]
     if len(seg) < 20:
@@ -87,7 +89,7 @@ def _parse_ipv4(buf: bytes) -> list:
     l4 = _L4.get(ip.proto)
     if fragment or l4 is None:
         return out + ([rest] if rest else [])
-    if ip.proto == inet.IPPROTO_TCP:
+    if ip.proto == TCP:
         problem = tcp_options_problem(rest)
         if problem:
             raise Malformed(problem)

@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}
+from conntrack.keys import PROTOCOL_NAMES, TCP, UDP
+
+PROTOCOL_NUMBERS = {PROTOCOL_NAMES[p]: p for p in (TCP, UDP)}   # "tcp" -> 6, "udp" -> 17
 _SPEC = re.compile(r"\s*(tcp|udp):(\d+)=(\d+\.\d+\.\d+\.\d+):(\d+)\s*", re.I)
 
 

@@ -19,10 +19,10 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from conntrack import TCP, UDP
 from ryu_app.settings.forwards import Forward
 
 DEFAULT_GATEWAY_MAC = "02:53:4e:41:54:01"   # locally administered; "SNAT" in hex
-_TCP, _UDP = 6, 17   # IP protocol numbers
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class BridgeConfig:
 
     def filtering_for(self, protocol: int) -> str:
         """The filtering mode of an IP protocol number: TCP's, UDP's, else ``filtering``."""
-        mode = {_TCP: self.tcp_filtering, _UDP: self.udp_filtering}.get(protocol)
+        mode = {TCP: self.tcp_filtering, UDP: self.udp_filtering}.get(protocol)
         return mode or self.filtering
 
     @property

@@ -27,7 +27,7 @@ from typing import Callable
 
 from ryu.lib import addrconv
 
-from conntrack import INBOUND, OUTBOUND, ConnTrack, Refused, Session
+from conntrack import ICMP, INBOUND, OUTBOUND, TCP, UDP, ConnTrack, Refused, Session
 from ryu_app.nat.counters import Drop
 from ryu_app.nat.flow_book import FlowBook
 from ryu_app.nat.inside import InsideSide
@@ -36,7 +36,7 @@ from ryu_app.nat.uplink import Uplink
 from ryu_app.openflow import flows
 from ryu_app.openflow.flows import CookieKind
 from ryu_app.packets.checksum import adjust, refresh
-from ryu_app.packets.packet_info import ICMP, TCP, UDP, PacketInfo
+from ryu_app.packets.packet_info import PacketInfo
 from ryu_app.packets.wire import ipv4_problem
 
 #: The NAT's own entry for an inside packet that may open a session (checks,

@@ -25,7 +25,7 @@ from ryu_app.openflow import flows
 from ryu_app.openflow.flows import CookieKind
 from ryu_app.packets.packet_info import PacketInfo
 
-_L4 = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}   # TODO-merge: flows.L4_MATCH_FIELDS
+_L4 = flows.L4_MATCH_FIELDS
 
 
 def _actions(src_port: int, to: Session, peer_port: int, mac: str, out_port: int,

@@ -34,7 +34,7 @@ ips = st.integers(1, 2**32 - 2).map(lambda n: str(ipaddress.IPv4Address(n)))
 macs = st.binary(min_size=6, max_size=6).map(lambda b: ":".join(f"{x:02x}" for x in b))
 ports = st.integers(0, 65535)
 paths = st.builds(
-    SessionPath, session_id=st.integers(0, 2**32 - 1), protocol=st.sampled_from([1, 6, 17]),
+    SessionPath, session_id=st.integers(0, 2**32 - 1), protocol=st.sampled_from([6, 17]),
     inside_ip=ips, inside_port=ports, external_ip=ips, external_port=ports, remote_ip=ips,
     remote_port=ports, inside_mac=macs, inside_switch_port=st.integers(1, 0xFFFFFF00),
     next_hop_mac=macs, uplink=st.integers(1, 0xFFFFFF00), gateway_mac=macs,

@@ -51,7 +51,12 @@ def ip_packet(proto: int, src: str, sport: int, dst: str, dport: int, ttl: int =
     if payload:
         pkt.add_protocol(payload)
     pkt.serialize()
-    return bytes(pkt.data)
+    data = bytearray(pkt.data)
+    if proto == UDP and data[26:28] == b"\0\0":
+        # A UDP checksum that computes to 0 goes out as 0xFFFF (RFC 768); ryu
+        # writes 0, which means "no checksum" (one port in ~65,000 did that).
+        data[26:28] = b"\xff\xff"
+    return bytes(data)
 
 
 def icmp_error(quoted: bytes, type_: int, code: int, ttl: int = 60) -> bytes:
