@@ -27,7 +27,7 @@ from ryu_app.openflow import flows
 from ryu_app.nat import forward_store
 from ryu_app.settings import forwards
 from ryu_app.openflow import ofctl_compat
-from ryu_app.openflow import channel as ofp_channel
+from ryu_app.openflow import channel
 from ryu_app.ha import roles
 from ryu_app.ha.election import Election
 from ryu_app.limits.fair_queue import FairQueue, frame_source
@@ -132,7 +132,7 @@ class SnatApp(app_manager.RyuApp):
             rate=admission.host_rate, burst=admission.host_burst,
             on_drop=self._packet_in_dropped)
         # Packet-ins come to _admit, our polls' flow counters to _flow_counts.
-        ofp_channel.install(self._admit, self._drain, self.name, self._flow_counts,
+        channel.install(self._admit, self._drain, self.name, self._flow_counts,
                             self._switch_claim)
         # Which connection may speak for a dpid (ryu_app.openflow.switch_claims).
         self.claims = SwitchClaims(lambda dpid: self._gateway_for(dpid) is not None)
@@ -502,11 +502,11 @@ class SnatApp(app_manager.RyuApp):
         if type(ev) is ofp_event.EventOFPPacketIn:
             if state == MAIN_DISPATCHER:
                 dp = ev.msg.datapath
-                self._admit(dp, ofp_channel.from_ryu(ev.msg), ofp_channel.unread(dp))
+                self._admit(dp, channel.from_ryu(ev.msg), channel.unread(dp))
             return
         super()._send_event(ev, state)
 
-    def _admit(self, dp: Any, pin: ofp_channel.PacketIn, more: bool) -> None:
+    def _admit(self, dp: Any, pin: channel.PacketIn, more: bool) -> None:
         """Work-conserving and fair (``ryu_app.limits.fair_queue``): while the
         controller keeps up (nothing queued, no further message of the
         switch waiting: ``more``) a packet-in is handled at once, in the
@@ -543,7 +543,7 @@ class SnatApp(app_manager.RyuApp):
                     self.sender.flush()         # a batch's first answers do not wait for its last
                 if time.monotonic() - start > DRAIN_SLICE:
                     self.sender.flush()
-                    if ofp_channel.unread(dp):
+                    if channel.unread(dp):
                         return
                     start = time.monotonic()
 
@@ -581,7 +581,7 @@ class SnatApp(app_manager.RyuApp):
                 LOG.info("switch %016x: packet-in meters now %s", dpid,
                          ", ".join(f"port {p} {r}/s" for p, r in sorted(rates.items())))
 
-    def _handle_packet_in(self, dp: Any, pin: ofp_channel.PacketIn) -> None:
+    def _handle_packet_in(self, dp: Any, pin: channel.PacketIn) -> None:
         self._handled += 1
         try:
             gw = self._serving(dp.id)
@@ -624,7 +624,7 @@ class SnatApp(app_manager.RyuApp):
         if was_adopting and not gw.adopting(dpid) and dpid in self._warm:
             self._taken_over(gw, dpid)
 
-    def _flow_counts(self, dp: Any, xid: int, counts: ofp_channel.FlowCounts) -> bool:
+    def _flow_counts(self, dp: Any, xid: int, counts: channel.FlowCounts) -> bool:
         """A part of our own poll's reply, read off the wire: counters for
         the sessions.  False (Ryu parses it, ``_flow_stats``) for another
         request's reply, or while the switch's flows are being adopted

@@ -15,7 +15,7 @@ from ryu.ofproto import ofproto_parser
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_app.openflow import channel as ofp_channel
+from ryu_app.openflow import channel
 
 DATAPATH = SimpleNamespace(ofproto=ofp, ofproto_parser=parser)
 
@@ -50,22 +50,22 @@ def test_a_packet_in_reads_as_ryu_parses_it(in_port, metadata, data, cut, table_
     without metadata: the same port, metadata, table, cookie, reason, data."""
     raw = packet_in_bytes(in_port, metadata, data, total_len=max(0, len(data) + cut),
                           table_id=table_id, cookie=cookie, reason=reason)
-    mine, theirs = ofp_channel.read_packet_in(b"pad" + raw, 3, len(raw)), ryus(raw)
-    assert mine == ofp_channel.from_ryu(theirs)
+    mine, theirs = channel.read_packet_in(b"pad" + raw, 3, len(raw)), ryus(raw)
+    assert mine == channel.from_ryu(theirs)
     assert mine.data == data[:max(0, len(data) + cut)]
 
 
 def test_a_match_with_anything_else_is_left_to_ryu():
     raw = packet_in_bytes(2, None, b"x" * 60, extra={"tunnel_id": 5})
-    assert ofp_channel.read_packet_in(raw, 0, len(raw)) is None
+    assert channel.read_packet_in(raw, 0, len(raw)) is None
     masked = packet_in_bytes(2, None, b"x" * 60, extra={"reg0": (1, 1)})
-    assert ofp_channel.read_packet_in(masked, 0, len(masked)) is None
+    assert channel.read_packet_in(masked, 0, len(masked)) is None
 
 
 def test_a_packet_in_that_does_not_add_up_is_left_to_ryu():
     raw = bytearray(packet_in_bytes(2, 7, b"x" * 60))
     struct.pack_into("!H", raw, 26, 4000)           # a match longer than the message
-    assert ofp_channel.read_packet_in(raw, 0, 64) is None
+    assert channel.read_packet_in(raw, 0, 64) is None
 
 
 class FakeBrick:
@@ -124,7 +124,7 @@ def test_flow_counters_read_as_ryu_parses_them(flows, more):
     """Any number of flows (none too), their match and instructions
     skipped: the same cookie, counts and idle timeout in the same order."""
     raw = flow_stats_bytes([session_flow(*f) for f in flows], more)
-    mine, theirs = ofp_channel.read_flow_counts(b"pad" + raw, 3, len(raw)), ryus(raw)
+    mine, theirs = channel.read_flow_counts(b"pad" + raw, 3, len(raw)), ryus(raw)
     assert mine.entries == [(f.cookie, f.packet_count, f.byte_count, f.idle_timeout)
                             for f in theirs.body]
     assert mine.more == bool(theirs.flags & ofp.OFPMPF_REPLY_MORE)
@@ -133,13 +133,13 @@ def test_flow_counters_read_as_ryu_parses_them(flows, more):
 def test_a_flow_reply_that_does_not_add_up_or_another_multipart_is_left_to_ryu():
     raw = bytearray(flow_stats_bytes([session_flow(1, 2, 3, 4, 5)] * 2))
     struct.pack_into("!H", raw, 16 + 0, 4000)       # the first flow longer than the message
-    assert ofp_channel.read_flow_counts(raw, 0, len(raw)) is None
+    assert channel.read_flow_counts(raw, 0, len(raw)) is None
     struct.pack_into("!H", raw, 16 + 0, 20)         # shorter than its fixed part
-    assert ofp_channel.read_flow_counts(raw, 0, len(raw)) is None
+    assert channel.read_flow_counts(raw, 0, len(raw)) is None
     cut = flow_stats_bytes([session_flow(1, 2, 3, 4, 5)])[:-30]
-    assert ofp_channel.read_flow_counts(cut, 0, len(cut)) is None
+    assert channel.read_flow_counts(cut, 0, len(cut)) is None
     desc = struct.pack("!BBHIHH4x", 4, ofp.OFPT_MULTIPART_REPLY, 16, 1, ofp.OFPMP_DESC, 0)
-    assert ofp_channel.read_flow_counts(desc + b"\0" * 1056, 0, 16 + 1056) is None
+    assert channel.read_flow_counts(desc + b"\0" * 1056, 0, 16 + 1056) is None
 
 
 def run_loop(stream: bytes, chunks: list[int], observers: dict,
@@ -154,7 +154,7 @@ def run_loop(stream: bytes, chunks: list[int], observers: dict,
         got.append(counts)
         return True
 
-    ofp_channel.install(lambda dp, pin, more: got.append((pin, more)), lambda dp: None, "SnatApp",
+    channel.install(lambda dp, pin, more: got.append((pin, more)), lambda dp: None, "SnatApp",
                         take)
     mine, theirs = socket.socketpair()
     at = 0
@@ -166,7 +166,7 @@ def run_loop(stream: bytes, chunks: list[int], observers: dict,
     theirs.close()
     dp = SimpleNamespace(socket=mine, state=MAIN_DISPATCHER, ofp_brick=FakeBrick(observers),
                          address=("127.0.0.1", 1), ofproto=ofp, ofproto_parser=parser, id=1)
-    ofp_channel._recv_loop(dp)
+    channel._recv_loop(dp)
     return got, dp.ofp_brick.events
 
 
@@ -197,6 +197,6 @@ def test_our_polls_flow_counters_are_taken_and_other_replies_go_ryus_way():
     ours = flow_stats_bytes([session_flow(7, 10, 600, 240, 40000)], xid=21)
     rest = flow_stats_bytes([session_flow(8, 1, 60, 240, 40001)], xid=22)
     got, events = run_loop(ours + rest, [37], {"SnatApp": {MAIN_DISPATCHER}}, counts_xid=21)
-    assert got == [ofp_channel.FlowCounts(False, [(7, 10, 600, 240)])]
+    assert got == [channel.FlowCounts(False, [(7, 10, 600, 240)])]
     assert [type(ev).__name__ for ev in events] == ["EventOFPFlowStatsReply"]
     assert events[0].msg.xid == 22 and events[0].msg.body[0].cookie == 8

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from ryu_app.settings import config
 
-from ryu_app.settings import reference as config_reference
+from ryu_app.settings import reference
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 
 
 def test_the_committed_reference_is_up_to_date():
-    assert DOC.read_text() == config_reference.render(), (
+    assert DOC.read_text() == reference.render(), (
         "docs/configuration.md is stale: run "
         ".venv/bin/python -m ryu_app.settings.reference > docs/configuration.md")
 
