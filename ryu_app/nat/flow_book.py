@@ -15,7 +15,7 @@ from ryu_app.nat.probes import MappingProbes
 from ryu_app.nat.source_guard import Bindings
 from ryu_app.nat.uplink import Uplink
 from ryu_app.openflow import flow_encoding, flows
-from ryu_app.openflow.flows import CookieKind, SessionPath
+from ryu_app.openflow.flows import CookieKind, SessionFlowSpec
 
 
 def flow_idle_timeout(session: Session, closing_timeout: int) -> int:
@@ -49,7 +49,7 @@ class FlowBook:
         return self.records.get(sid)
 
     # -- flows ------------------------------------------------------------------------
-    def path(self, session: Session, next_hop_mac: str) -> SessionPath | None:
+    def spec(self, session: Session, next_hop_mac: str) -> SessionFlowSpec | None:
         """Everything the session's flows say, or None while its inside host
         is not bound."""
         protocol, inside, inside_port, remote, remote_port = unpack_okey(session.okey)
@@ -59,7 +59,7 @@ class FlowBook:
             return None
         closing = self.tcp_closing_timeout if protocol == TCP else 0
         up = self.uplink
-        return SessionPath(
+        return SessionFlowSpec(
             session_id=session.id, protocol=protocol,
             inside_ip=inside_ip, inside_port=inside_port,
             external_ip=up.address, external_port=session.external_port,
@@ -73,35 +73,35 @@ class FlowBook:
         rec = self.records.get(session.id)
         if rec is not None and rec.installed == set(OTHER_FLOW):
             return []
-        path = self.path(session, next_hop_mac)
-        if path is None:
+        spec = self.spec(session, next_hop_mac)
+        if spec is None:
             raise LookupError(f"session {session.id}: inside host not bound")
         if rec is None:
-            rec = self.records[session.id] = FlowRecord(path)
-        rec.path = path
+            rec = self.records[session.id] = FlowRecord(spec)
+        rec.spec = spec
         rec.installed = set(OTHER_FLOW)
         rec.ending = False
         rec.revived.clear()
         for kind in OTHER_FLOW:
             rec.sent(kind)
-        msgs = flow_encoding.session_flows(path)
+        msgs = flow_encoding.session_flows(spec)
         msgs += self.probes.for_session(session, add=True)
         return msgs
 
     def flow_of(self, rec: FlowRecord, kind: CookieKind) -> object:
-        """One of a session's flows as it is now (path, idle timeout), to re-add;
+        """One of a session's flows as it is now (spec, idle timeout), to re-add;
         a hairpinned session's one flow has its own actions."""
         rec.sent(kind)
         if rec.actions is None:
-            return flow_encoding.session_flow(rec.path, kind)
-        return flows.session_flow(rec.path, kind, rec.actions)
+            return flow_encoding.session_flow(rec.spec, kind)
+        return flows.session_flow(rec.spec, kind, rec.actions)
 
     def next_hop_mac(self, session: Session, now: float) -> str | None:
         """The MAC the session's packets go out to: fresh from the ARP cache,
         else the one its flows use (an ARP entry ages out while a session lives)."""
         mac = self.uplink.hops.lookup(self.uplink.route(str(session.remote_ip)) or "", now)
         rec = self.records.get(session.id)
-        return mac or (rec.path.next_hop_mac if rec is not None else None)
+        return mac or (rec.spec.next_hop_mac if rec is not None else None)
 
     # -- counters ---------------------------------------------------------------------
     def totals(self, rec: FlowRecord) -> tuple[int, int, int, int]:

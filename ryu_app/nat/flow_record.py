@@ -10,7 +10,7 @@ session's totals only ever grow.
 from __future__ import annotations
 
 from conntrack import INBOUND, OUTBOUND
-from ryu_app.openflow.flows import CookieKind, SessionPath
+from ryu_app.openflow.flows import CookieKind, SessionFlowSpec
 
 OTHER_FLOW = {CookieKind.SESSION_OUT: CookieKind.SESSION_IN, CookieKind.SESSION_IN: CookieKind.SESSION_OUT}
 FLAG_DIRECTIONS = {CookieKind.FLAGS_OUT: OUTBOUND, CookieKind.FLAGS_IN: INBOUND}
@@ -30,12 +30,12 @@ class FlowRecord:
     dataclass with default factories cost several times as much to build.
     """
 
-    __slots__ = ("path", "installed", "base", "current", "ending", "rst_copies", "sent_idle",
+    __slots__ = ("spec", "installed", "base", "current", "ending", "rst_copies", "sent_idle",
                  "fin_lowered", "hairpin", "actions", "peer", "revived", "fragments_at",
                  "after_rst", "raise_due", "replacing")
 
-    def __init__(self, path: SessionPath, installed: set | None = None) -> None:
-        self.path = path
+    def __init__(self, spec: SessionFlowSpec, installed: set | None = None) -> None:
+        self.spec = spec
         self.installed: set = set() if installed is None else installed
         self.base: dict = _ZERO_COUNTS.copy()
         self.current: dict = _ZERO_COUNTS.copy()
@@ -74,8 +74,8 @@ class FlowRecord:
         self.replacing: dict = {}
 
     def sent(self, kind: CookieKind) -> None:
-        """The flow of ``kind`` was (re-)added with the path's idle timeout."""
-        self.sent_idle[kind] = self.path.idle_timeout
+        """The flow of ``kind`` was (re-)added with the spec's idle timeout."""
+        self.sent_idle[kind] = self.spec.idle_timeout
         self.fin_lowered.discard(kind)
 
     def update(self, kind: CookieKind, packets: int, octets: int) -> None:

@@ -95,12 +95,12 @@ class SourceGuard:
         (the forward flow matches the port and MAC, so the old one goes)."""
         msgs: list = []
         for rec in self.book.records.values():
-            p = rec.path
+            p = rec.spec
             if p.inside_ip != ip or not rec.installed or rec.ending or rec.hairpin:
                 continue
             if (p.inside_mac, p.inside_switch_port) == (host.mac, host.port):
                 continue
-            rec.path = p._replace(inside_mac=host.mac, inside_switch_port=host.port)
+            rec.spec = p._replace(inside_mac=host.mac, inside_switch_port=host.port)
             if CookieKind.SESSION_OUT in rec.installed:
                 rec.replace(CookieKind.SESSION_OUT)
                 msgs.append(flows.delete_forward_flow(p.session_id))

@@ -51,7 +51,7 @@ class Rebuild:
                 kept += 1
                 msgs += upgraded
             else:
-                discard += [flows.make_cookie(kind, adopted.path.session_id)
+                discard += [flows.make_cookie(kind, adopted.spec.session_id)
                             for kind in OTHER_FLOW]
         if discard:
             LOG.warning("%d session flows on the switch could not be accounted for: deleted",
@@ -91,7 +91,7 @@ class Rebuild:
         earlier version's TCP flows, without fin_timeout), or None if it
         cannot be adopted."""
         book, up = self.book, self.book.uplink
-        p, hairpin = adopted.path, adopted.hairpin
+        p, hairpin = adopted.spec, adopted.hairpin
         if p.external_ip != up.address or (hairpin is None and p.uplink != up.port):
             return None
         if hairpin is not None:

@@ -48,7 +48,7 @@ from ryu_app.nat.paths.echo import EchoPaths
 from ryu_app.nat.paths.fragments import Fragments
 from ryu_app.nat.paths.hairpin import Hairpin
 from ryu_app.nat.paths.icmp_signals import IcmpSignals
-from ryu_app.nat.paths.inbound import Inbound
+from ryu_app.nat.paths.inbound_sessions import InboundSessions
 from ryu_app.nat.paths.tcp_tracking import TcpTracking
 from ryu_app.nat.probes import MappingProbes
 from ryu_app.nat.rebuild import Rebuild, TcpTimeouts
@@ -119,7 +119,7 @@ class NatService:
         ct, book, hosts, outside, inside = self.ct, self.book, self.hosts, self.outside, self.inside
         self.echo = EchoPaths(ct, hosts, outside, drop)
         self.tcp = TcpTracking(ct, book, drop)
-        self.inbound = Inbound(ct, book, hosts, outside, inside, self.probes, drop)
+        self.inbound_sessions = InboundSessions(ct, book, hosts, outside, inside, self.probes, drop)
         self.icmp = IcmpSignals(ct, book, hosts, inside, outside, counters)
         self.hairpin = Hairpin(ct, book, hosts, inside, outside, drop)
         self.fragments = Fragments(ct, book, hosts, outside, inside, self.outbound_session, drop)
@@ -160,7 +160,7 @@ class NatService:
         engine refuses is logged and counted, never a reason to fail the
         switch: every other rule still goes in."""
         try:
-            self.inbound.add_forward(fwd)
+            self.inbound_sessions.add_forward(fwd)
         except (Refused, ValueError) as why:
             LOG.error("forward %s not installed: %s", fwd, why)
             self.counters.drop("forward_refused")
@@ -169,10 +169,10 @@ class NatService:
 
     def add_forward(self, fwd: Forward) -> list:
         """Refused (port in use...) or ValueError if it cannot be installed."""
-        return self.inbound.add_forward(fwd)
+        return self.inbound_sessions.add_forward(fwd)
 
     def remove_forward(self, protocol: str, port: int) -> list | None:
-        return self.inbound.remove_forward(protocol, port)
+        return self.inbound_sessions.remove_forward(protocol, port)
 
     def set_inside_ports(self, ports: set[int]) -> None:
         """Every port but the uplink: where an unknown inside host is asked for."""
@@ -201,7 +201,7 @@ class NatService:
         msgs = self.guard.arp_from_inside(ip, mac, port, now)
         host = self.hosts.get(ip)
         if host is not None and (host.mac, host.port) == (mac, port):
-            msgs += self.inbound.learned_inside(ip, now)
+            msgs += self.inbound_sessions.learned_inside(ip, now)
         return msgs
 
     # -- packets ----------------------------------------------------------------------
@@ -292,7 +292,7 @@ class NatService:
         msgs = self.book.ensure_flows(session, mac)
         rec = self.book.records[session.id]
         rec.count_sent(CookieKind.SESSION_OUT, len(data))
-        msgs.append(flow_encoding.packet_out_forward(rec.path, data))
+        msgs.append(flow_encoding.packet_out_forward(rec.spec, data))
         return msgs
 
     # -- packets from outside ------------------------------------------------------
@@ -311,7 +311,7 @@ class NatService:
             if info.icmp_type in ERROR_TYPES:
                 return self.icmp.inbound_error(data)
             return self.counters.dropped("icmp_unsupported")
-        return self.inbound.packet(eth_src, info, data, now)
+        return self.inbound_sessions.packet(eth_src, info, data, now)
 
     def learn_next_hop(self, ip: str, mac: str, now: float) -> list:
         """An ARP reply from the outside to a request of ours: ``ip`` is at
@@ -336,7 +336,7 @@ class NatService:
             if direction == OUTBOUND:
                 msgs += self.send_out(session, data, now)
             else:
-                msgs += self.inbound.deliver(session, data, now)
+                msgs += self.inbound_sessions.deliver(session, data, now)
         return msgs
 
     # -- flows ------------------------------------------------------------------------
@@ -445,7 +445,7 @@ class NatService:
             msgs += self.book.after_end(session, now)
         self.book.sweep_ending(now, grace)
         self.fragments.tick(now)
-        return msgs + self.inbound.tick(now) + self.guard.tick(now)
+        return msgs + self.inbound_sessions.tick(now) + self.guard.tick(now)
 
     def uplink_moved(self, uplink: int, now: float) -> list:
         """The uplink has a new port number: end every session (their flows

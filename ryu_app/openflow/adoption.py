@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_app.openflow.flows import L4_MATCH_FIELDS, TABLE_NAT, CookieKind, SessionPath, parse_cookie
+from ryu_app.openflow.flows import L4_MATCH_FIELDS, TABLE_NAT, CookieKind, SessionFlowSpec, parse_cookie
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class FlowCounts:
 
 @dataclass(frozen=True)
 class HairpinFlow:
-    """What a hairpinned session's one flow adds to its path."""
+    """What a hairpinned session's one flow adds to its flow spec."""
 
     actions: list               # the flow's actions, as the switch holds them
     peer: int                   # the other inside host's hairpinned session
@@ -43,7 +43,7 @@ class HairpinFlow:
 class AdoptedSession:
     """One session as its two flows tell it (or a hairpinned pair's flows)."""
 
-    path: SessionPath           # uplink None for a hairpinned session
+    spec: SessionFlowSpec           # uplink None for a hairpinned session
     age: float                  # seconds since the older flow went in
     counts: dict                # CookieKind -> FlowCounts of each live flow
     hairpin: HairpinFlow | None = None
@@ -133,14 +133,14 @@ def _pair(fwd: _Flow, rev: _Flow, gateway_mac: str) -> AdoptedSession | None:
         and fwd.fields.get("eth_src") == gateway_mac == rev.fields.get("eth_src"))
     if not agrees:
         return None
-    path = SessionPath(
+    spec = SessionFlowSpec(
         session_id=fwd.sid, protocol=protocol, inside_ip=inside_ip, inside_port=inside_port,
         external_ip=external_ip, external_port=external_port, remote_ip=remote_ip,
         remote_port=remote_port, inside_mac=inside_mac,
         inside_switch_port=inside_switch_port, next_hop_mac=next_hop_mac,
         uplink=uplink, gateway_mac=gateway_mac,
         idle_timeout=max(fwd.idle_timeout, rev.idle_timeout), closing_timeout=fwd.closing_timeout)
-    return AdoptedSession(path, max(fwd.age, rev.age),
+    return AdoptedSession(spec, max(fwd.age, rev.age),
                           {CookieKind.SESSION_OUT: fwd.counts, CookieKind.SESSION_IN: rev.counts},
                           idle={CookieKind.SESSION_OUT: fwd.idle_timeout,
                                 CookieKind.SESSION_IN: rev.idle_timeout},
@@ -185,7 +185,7 @@ def _hairpins(singles: list[_Flow], gateway_mac: str) -> dict[int, AdoptedSessio
         # back.output is set: only flows with an output are in by_source.
         if None in (source[1], external_port) or inside_mac is None or back.output is None:
             continue
-        path = SessionPath(
+        spec = SessionFlowSpec(
             session_id=flow.sid, protocol=protocol, inside_ip=source[0], inside_port=source[1],
             external_ip=flow.fields["ipv4_src"], external_port=external_port,
             remote_ip=flow.fields["ipv4_src"], remote_port=sent_to,
@@ -193,7 +193,7 @@ def _hairpins(singles: list[_Flow], gateway_mac: str) -> dict[int, AdoptedSessio
             next_hop_mac=inside_mac, uplink=None, gateway_mac=gateway_mac,
             idle_timeout=flow.idle_timeout, closing_timeout=flow.closing_timeout)
         adopted[flow.sid] = AdoptedSession(
-            path, flow.age, {CookieKind.SESSION_OUT: flow.counts},
+            spec, flow.age, {CookieKind.SESSION_OUT: flow.counts},
             HairpinFlow(flow.actions, back.sid, back.counts.packets),
             idle={CookieKind.SESSION_OUT: flow.idle_timeout}, bound=_bound(flow.match))
     return adopted

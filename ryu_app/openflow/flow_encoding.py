@@ -5,7 +5,7 @@ Every new connection costs two flow-mods and a packet-out.  Built with Ryu's
 parser classes, each match is normalised field by field from text (about
 0.1 ms each here), and serialising walks the same objects again: most of a
 session's controller time.  Here a session's match fields and actions are
-packed straight from its :class:`~ryu_app.openflow.flows.SessionPath`, with the
+packed straight from its :class:`~ryu_app.openflow.flows.SessionFlowSpec`, with the
 pieces that repeat (the gateway's MAC, a remote's address) cached.
 ``tests/unit/openflow/test_flow_encoding.py`` proves the bytes equal to Ryu's for
 every kind of session.
@@ -26,7 +26,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from ryu_app.openflow.flows import (L4_MATCH_FIELDS, METADATA_MASK, TABLE_NAT, TABLE_TCP_WATCH,
-                                    CookieKind, Priority, SessionPath, make_cookie, watch_tag)
+                                    CookieKind, Priority, SessionFlowSpec, make_cookie, watch_tag)
 
 _HEADER = struct.Struct("!BBHI")
 _FLOW_MOD = struct.Struct(ofp.OFP_FLOW_MOD_PACK_STR0)
@@ -119,7 +119,7 @@ def _output(port: int, max_len: int = 0) -> bytes:
     return _OUTPUT.pack(ofp.OFPAT_OUTPUT, ofp.OFP_ACTION_OUTPUT_SIZE, port, max_len)
 
 
-def _rewrite(p: SessionPath, eth_dst: str, ip_field: str, ip: str, l4_side: int, port: int,
+def _rewrite(p: SessionFlowSpec, eth_dst: str, ip_field: str, ip: str, l4_side: int, port: int,
              out_port: int) -> bytes:
     """flows._rewrite: set MACs, one address, (if it changes) one L4 port; dec TTL; output."""
     parts = [_set_mac("eth_src", p.gateway_mac), _set_mac("eth_dst", eth_dst),
@@ -130,14 +130,14 @@ def _rewrite(p: SessionPath, eth_dst: str, ip_field: str, ip: str, l4_side: int,
     return b"".join(parts)
 
 
-def forward_actions(p: SessionPath) -> bytes:
+def forward_actions(p: SessionFlowSpec) -> bytes:
     uplink = p.uplink
     if uplink is None:
         raise ValueError(f"session {p.session_id}: no uplink to route its forward flow out of")
     return _rewrite(p, p.next_hop_mac, "ipv4_src", p.external_ip, 0, p.external_port, uplink)
 
 
-def reverse_actions(p: SessionPath) -> bytes:
+def reverse_actions(p: SessionFlowSpec) -> bytes:
     return _rewrite(p, p.inside_mac, "ipv4_dst", p.inside_ip, 1, p.inside_port,
                     p.inside_switch_port)
 
@@ -227,7 +227,7 @@ def _instructions(actions: bytes, tag: int | None, closing_timeout: int) -> byte
             + _GOTO_WATCH)
 
 
-def session_flow(p: SessionPath, kind: CookieKind) -> Encoded:
+def session_flow(p: SessionFlowSpec, kind: CookieKind) -> Encoded:
     """flows.session_flow(p, kind) (usual actions), encoded."""
     if kind == CookieKind.SESSION_OUT:     # flows.forward_match: from the host's binding
         match = _match(p.protocol, p.inside_switch_port, p.inside_ip, p.remote_ip,
@@ -244,12 +244,12 @@ def session_flow(p: SessionPath, kind: CookieKind) -> Encoded:
                    + _instructions(actions, watch_tag(p, kind), p.closing_timeout))
 
 
-def session_flows(p: SessionPath) -> list[Encoded]:
+def session_flows(p: SessionFlowSpec) -> list[Encoded]:
     """flows.session_flows(p), encoded."""
     return [session_flow(p, CookieKind.SESSION_OUT), session_flow(p, CookieKind.SESSION_IN)]
 
 
-def packet_out_forward(p: SessionPath, data: bytes) -> Encoded:
+def packet_out_forward(p: SessionFlowSpec, data: bytes) -> Encoded:
     """flows.packet_out_actions(flows.forward_actions(p), data), encoded: a
     session's first packet sent on as its forward flow would."""
     actions = forward_actions(p)

@@ -370,7 +370,7 @@ def inside_rules(inside: ipaddress.IPv4Network) -> list[parser.OFPFlowMod]:
     ]
 
 
-class SessionPath(NamedTuple):
+class SessionFlowSpec(NamedTuple):
     """Everything the two flows of one session need, as plain values (a
     tuple: one is made for every new session, and a frozen dataclass took
     several times as long to build).
@@ -419,7 +419,7 @@ def _match(protocol: int, in_port: int | None, src: str, dst: str, sport: int, d
     return parser.OFPMatch(**fields)
 
 
-def forward_match(p: SessionPath) -> parser.OFPMatch:
+def forward_match(p: SessionFlowSpec) -> parser.OFPMatch:
     """The inside 5-tuple from the host's own port and MAC (its binding,
     ``ryu_app.nat.source_guard``): another inside host cannot inject into the
     mapping or close it with a forged RST."""
@@ -427,12 +427,12 @@ def forward_match(p: SessionPath) -> parser.OFPMatch:
                   p.inside_port, p.remote_port, p.inside_mac)
 
 
-def reverse_match(p: SessionPath) -> parser.OFPMatch:
+def reverse_match(p: SessionFlowSpec) -> parser.OFPMatch:
     return _match(p.protocol, p.uplink, p.remote_ip, p.external_ip,
                   p.remote_port, p.external_port)
 
 
-def _rewrite(p: SessionPath, eth_dst: str, ip_field: str, ip: str, l4_side: int,
+def _rewrite(p: SessionFlowSpec, eth_dst: str, ip_field: str, ip: str, l4_side: int,
              port: int, out_port: int) -> list:
     """Set MACs, one address and (if it changes) one L4 port; dec TTL; output."""
     actions = [parser.OFPActionSetField(eth_src=p.gateway_mac),
@@ -443,7 +443,7 @@ def _rewrite(p: SessionPath, eth_dst: str, ip_field: str, ip: str, l4_side: int,
     return actions + [parser.OFPActionDecNwTtl(), parser.OFPActionOutput(out_port, 0)]
 
 
-def forward_actions(p: SessionPath) -> list:
+def forward_actions(p: SessionFlowSpec) -> list:
     """Rewrite the source to the NAT address and port, route out the uplink."""
     uplink = p.uplink
     if uplink is None:
@@ -451,13 +451,13 @@ def forward_actions(p: SessionPath) -> list:
     return _rewrite(p, p.next_hop_mac, "ipv4_src", p.external_ip, 0, p.external_port, uplink)
 
 
-def reverse_actions(p: SessionPath) -> list:
+def reverse_actions(p: SessionFlowSpec) -> list:
     """Rewrite the destination back to the inside host and deliver to its port."""
     return _rewrite(p, p.inside_mac, "ipv4_dst", p.inside_ip, 1, p.inside_port,
                     p.inside_switch_port)
 
 
-def watch_tag(p: SessionPath, kind: CookieKind) -> int | None:
+def watch_tag(p: SessionFlowSpec, kind: CookieKind) -> int | None:
     """The metadata a TCP session flow writes before TABLE_TCP_WATCH: the
     cookie layout with kind FLAGS_OUT/FLAGS_IN and the session id, so an RST
     copy names its session and direction in the packet-in's match.  None
@@ -489,7 +489,7 @@ def session_instructions(actions: Sequence, tag: int | None, closing_timeout: in
             parser.OFPInstructionGotoTable(TABLE_TCP_WATCH)]
 
 
-def session_flow(p: SessionPath, kind: CookieKind, actions: Sequence | None = None
+def session_flow(p: SessionFlowSpec, kind: CookieKind, actions: Sequence | None = None
                  ) -> parser.OFPFlowMod:
     """The forward (SESSION_OUT) or reverse (SESSION_IN) flow of a session;
     idle timeout = its expiry.  ``actions`` replace the usual rewrite
@@ -506,7 +506,7 @@ def session_flow(p: SessionPath, kind: CookieKind, actions: Sequence | None = No
                                           watch_tag(p, kind), p.closing_timeout))
 
 
-def session_flows(p: SessionPath) -> list[parser.OFPFlowMod]:
+def session_flows(p: SessionFlowSpec) -> list[parser.OFPFlowMod]:
     """The forward and reverse flows of a session."""
     return [session_flow(p, CookieKind.SESSION_OUT), session_flow(p, CookieKind.SESSION_IN)]
 

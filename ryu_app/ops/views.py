@@ -12,12 +12,23 @@ import itertools
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
-from conntrack import Session
+from conntrack import ConnTrack, Session
 from conntrack.keys import PROTOCOL_NAMES
+from ryu_app.nat.flow_record import FlowRecord
 from ryu_app.nat.gateway import Gateway
-from ryu_app.nat.service import NatService
+
+
+class SwitchNat(Protocol):
+    """What the views read of one switch's NAT (and nothing else)."""
+    ct: ConnTrack
+    switch_drops: dict[str, int]
+
+    @property
+    def records(self) -> dict[int, FlowRecord]: ...
+
+    def where(self, session: Session) -> str: ...
 
 PROTOCOLS = {name: number for number, name in PROTOCOL_NAMES.items()}   # "tcp" -> 6, ...
 SWITCH_DROP_NAMES = {"unsolicited_drop": "unsolicited_inbound",
@@ -48,7 +59,7 @@ class LookupError_(Exception):
 
 
 class ConnectionsView:
-    """Read-only projections of every switch's NatService, every NAT bridge's."""
+    """Read-only projections of every switch's NAT, every NAT bridge's."""
 
     def __init__(self, gateways: Gateway | Sequence[Gateway]) -> None:
         self.gateways = [gateways] if isinstance(gateways, Gateway) else list(gateways)
@@ -80,14 +91,14 @@ class ConnectionsView:
                                                  for name in PROTOCOLS}})
         return out
 
-    def _services(self, gateways: list[Gateway] | None = None) -> list[tuple[int, NatService]]:
-        """(dpid, NatService) of every switch with one, of ``gateways`` (default: all)."""
+    def _services(self, gateways: list[Gateway] | None = None) -> list[tuple[int, SwitchNat]]:
+        """(dpid, its NAT) of every switch with one, of ``gateways`` (default: all)."""
         return sorted(((dpid, st.nat) for gw in (gateways or self.gateways)
                        for dpid, st in gw.switches.items() if st.nat is not None),
                       key=lambda pair: pair[0])
 
     @staticmethod
-    def session(dpid: int, nat: NatService, s: Session, now: float, wall: float) -> dict:
+    def session(dpid: int, nat: SwitchNat, s: Session, now: float, wall: float) -> dict:
         return {
             "id": s.id, "dpid": dpid, "protocol": s.protocol_name, "state": s.state.value,
             "internal_ip": str(s.inside_ip), "internal_port": s.inside_port,
@@ -152,7 +163,7 @@ class ConnectionsView:
             out.append(self.session(dpid, nat, s, now, wall))
         return Page(out, None)
 
-    def find(self, sid: int, dpid: int | None = None) -> tuple[int, NatService, Session]:
+    def find(self, sid: int, dpid: int | None = None) -> tuple[int, SwitchNat, Session]:
         hits = [(d, nat, s) for d, nat in self._services()
                 if (dpid is None or d == dpid) and (s := nat.ct.get(sid)) is not None]
         if not hits:

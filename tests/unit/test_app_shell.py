@@ -89,7 +89,7 @@ def test_forwards_added_over_rest_survive_a_restart(tmp_path):
         assert second.list_forwards() == [body]
         dp = RecordingDatapath(1)
         connect(second, dp)
-        inbound = second.gateway.switches[1].nat.inbound
+        inbound = second.gateway.switches[1].nat.inbound_sessions
         assert ("tcp", 8080) in inbound.forwards and ("udp", 5300) not in inbound.forwards
 
 

@@ -94,10 +94,10 @@ class Hairpin:
         if rec is not None and CookieKind.SESSION_OUT in rec.installed:
             rec.peer = peer          # the other end may be a new session by now
             return []
-        path = book.path(session, next_mac)
-        assert path is not None     # both hosts were found bound
+        spec = book.spec(session, next_mac)
+        assert spec is not None     # both hosts were found bound
         if rec is None:
-            rec = book.records[session.id] = FlowRecord(path)
-        rec.path, rec.installed, rec.ending = path, {CookieKind.SESSION_OUT}, False
+            rec = book.records[session.id] = FlowRecord(spec)
+        rec.spec, rec.installed, rec.ending = spec, {CookieKind.SESSION_OUT}, False
         rec.hairpin, rec.actions, rec.peer = True, actions, peer
         return [book.flow_of(rec, CookieKind.SESSION_OUT)]

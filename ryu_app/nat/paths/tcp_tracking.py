@@ -61,7 +61,7 @@ class TcpTracking:
         own = SESSION_OF_TAG[kind]
         rec.rst_copies[own] += 1
         if own in rec.installed and rec.actions is None:
-            rec.sent_idle[own] = rec.path.closing_timeout
+            rec.sent_idle[own] = rec.spec.closing_timeout
             rec.fin_lowered.add(own)
         moved = self._observe_both(session, rec, FLAG_DIRECTIONS[kind], flags, now)
         return [msg for s, r in moved.values() for msg in self.follow_timeout(s, r)]
@@ -87,7 +87,7 @@ class TcpTracking:
         timeouts (and set the counters): a flow found lowered to the
         closing timeout since it was added saw a FIN or an RST; then the
         counters say what they say.  The flows follow once, at the end."""
-        closing = rec.path.closing_timeout
+        closing = rec.spec.closing_timeout
         touched = {session.id: (session, rec)}
         fin = False
         for kind, timeout in idle.items():
@@ -167,9 +167,9 @@ class TcpTracking:
         flow's part may show it lowered).  By the next poll a FIN in flight
         shows as a lowered flow, and nothing is raised.
         """
-        want = flow_idle_timeout(session, rec.path.closing_timeout)
-        if want != rec.path.idle_timeout:
-            rec.path = rec.path._replace(idle_timeout=want)
+        want = flow_idle_timeout(session, rec.spec.closing_timeout)
+        if want != rec.spec.idle_timeout:
+            rec.spec = rec.spec._replace(idle_timeout=want)
         keep_lowered = session.state == State.FIN_WAIT
         stale = [kind for kind in sorted(rec.installed)
                  if rec.sent_idle.get(kind) != want

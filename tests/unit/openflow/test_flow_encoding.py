@@ -17,7 +17,7 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 from ryu_app.openflow import flow_encoding
 
 from ryu_app.openflow import flows
-from ryu_app.openflow.flows import CookieKind, SessionPath
+from ryu_app.openflow.flows import CookieKind, SessionFlowSpec
 from ryu_app.openflow.sender import Sender
 
 DATAPATH = SimpleNamespace(ofproto=ofp, ofproto_parser=parser)
@@ -34,7 +34,7 @@ ips = st.integers(1, 2**32 - 2).map(lambda n: str(ipaddress.IPv4Address(n)))
 macs = st.binary(min_size=6, max_size=6).map(lambda b: ":".join(f"{x:02x}" for x in b))
 ports = st.integers(0, 65535)
 paths = st.builds(
-    SessionPath, session_id=st.integers(0, 2**32 - 1), protocol=st.sampled_from([6, 17]),
+    SessionFlowSpec, session_id=st.integers(0, 2**32 - 1), protocol=st.sampled_from([6, 17]),
     inside_ip=ips, inside_port=ports, external_ip=ips, external_port=ports, remote_ip=ips,
     remote_port=ports, inside_mac=macs, inside_switch_port=st.integers(1, 0xFFFFFF00),
     next_hop_mac=macs, uplink=st.integers(1, 0xFFFFFF00), gateway_mac=macs,
@@ -59,7 +59,7 @@ def test_first_packet_out_bytes_equal_ryus(path, data):
 def test_same_port_sessions_rewrite_no_port():
     """A session keeping its inside port rewrites only MACs and the address;
     a TCP session's flow lowers its own idle timeout on FIN or RST first."""
-    path = SessionPath(1, 6, "10.0.0.11", 5000, "198.51.100.1", 5000, "198.51.100.10", 80,
+    path = SessionFlowSpec(1, 6, "10.0.0.11", 5000, "198.51.100.1", 5000, "198.51.100.10", 80,
                        "00:00:00:00:00:01", 2, "00:00:00:00:00:10", 1, "02:53:4e:41:54:01", 7440,
                        closing_timeout=240)
     msg = flow_encoding.session_flow(path, CookieKind.SESSION_OUT).decode()
@@ -73,7 +73,7 @@ def test_same_port_sessions_rewrite_no_port():
 
 
 def test_decode_gives_back_the_message():
-    path = SessionPath(9, 17, "10.0.0.11", 5000, "198.51.100.1", 1024, "198.51.100.10", 53,
+    path = SessionFlowSpec(9, 17, "10.0.0.11", 5000, "198.51.100.1", 1024, "198.51.100.10", 53,
                        "00:00:00:00:00:01", 2, "00:00:00:00:00:10", 1, "02:53:4e:41:54:01", 300)
     msg = flow_encoding.session_flow(path, CookieKind.SESSION_IN).decode()
     assert isinstance(msg, parser.OFPFlowMod)
@@ -105,7 +105,7 @@ class BufferDatapath:
 def test_one_write_per_event_with_every_message_in_order():
     """The sender concatenates an event's messages (Ryu-built and encoded)
     into one write, each with its own xid, wrapping as Ryu's does."""
-    path = SessionPath(3, 6, "10.0.0.11", 5000, "198.51.100.1", 1024, "198.51.100.10", 80,
+    path = SessionFlowSpec(3, 6, "10.0.0.11", 5000, "198.51.100.1", 1024, "198.51.100.10", 80,
                        "00:00:00:00:00:01", 2, "00:00:00:00:00:10", 1, "02:53:4e:41:54:01", 240)
     msgs = [flows.barrier(), *flow_encoding.session_flows(path),
             flow_encoding.packet_out_forward(path, b"x" * 60)]

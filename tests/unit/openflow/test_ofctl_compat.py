@@ -10,7 +10,7 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 from ryu_app.openflow import flow_encoding
 
 from ryu_app.openflow import ofctl_compat
-from ryu_app.openflow.flows import CookieKind, SessionPath
+from ryu_app.openflow.flows import CookieKind, SessionFlowSpec
 
 DATAPATH = SimpleNamespace(ofproto=ofp, ofproto_parser=parser)
 
@@ -18,7 +18,7 @@ DATAPATH = SimpleNamespace(ofproto=ofp, ofproto_parser=parser)
 def test_a_tcp_session_flow_dumps_as_ofctl_rest_shows_it():
     ofctl_compat.install()
     ofctl_compat.install()                      # idempotent
-    path = SessionPath(3, 6, "10.0.0.11", 40000, "198.51.100.1", 40000, "198.51.100.10", 80,
+    path = SessionFlowSpec(3, 6, "10.0.0.11", 40000, "198.51.100.1", 40000, "198.51.100.10", 80,
                        "00:00:00:00:00:01", 2, "00:00:00:00:00:10", 1, "02:53:4e:41:54:01",
                        7440, closing_timeout=240)
     mod = flow_encoding.session_flow(path, CookieKind.SESSION_OUT).decode()

@@ -22,7 +22,7 @@ from ryu_app.packets.packet_info import PacketInfo
 from ryu_app.settings.forwards import Forward
 
 
-class Inbound:
+class InboundSessions:
     """Port forwards and inbound-initiated sessions of one switch."""
 
     def __init__(self, ct: ConnTrack, book: FlowBook, hosts: Bindings, uplink: Uplink,
@@ -81,7 +81,7 @@ class Inbound:
         msgs = self.book.ensure_flows(session, mac)
         rec = self.book.records[session.id]
         rec.count_sent(CookieKind.SESSION_IN, len(data))
-        return msgs + [flows.packet_out_actions(flows.reverse_actions(rec.path), data)]
+        return msgs + [flows.packet_out_actions(flows.reverse_actions(rec.spec), data)]
 
     def _resolve_inside(self, session: Session, data: bytes, now: float) -> list:
         ip = str(session.inside_ip)
