@@ -25,6 +25,7 @@ class GatewayCounters:
     openflow_errors: int = 0     # OpenFlow error messages from switches
     hosts_moved: int = 0         # inside addresses re-bound after a move check
     move_checks: int = 0         # claims to a bound address from elsewhere, checked by ARP
+    sessions_put_back: int = 0   # their flows re-added to a switch that had lost them
     drops: Counter = field(default_factory=Counter)
 
     def drop(self, reason: str) -> None:
@@ -44,4 +45,5 @@ class GatewayCounters:
                 "flows_discarded": self.flows_discarded,
                 "openflow_errors": self.openflow_errors,
                 "hosts_moved": self.hosts_moved, "move_checks": self.move_checks,
+                "sessions_put_back": self.sessions_put_back,
                 "drops": dict(sorted(self.drops.items()))}

@@ -65,6 +65,10 @@ class Gateway:
         self.controller = controller or ControllerConfig()
         self.counters = GatewayCounters()
         self.switches: dict[int, SwitchState] = {}
+        # The NAT of a switch whose connection is gone, kept for its return:
+        # its sessions (mappings, counters, bindings) are put back into the
+        # switch if the switch lost its flows meanwhile (ovs-vswitchd restarted).
+        self.parked: dict[int, NatService] = {}
         self.first_dpid: int | None = None    # served when the profile names no dpid
         self.forwards: dict[tuple[str, int], Forward] = {f.key: f for f in config.forwards}
         self._ours_outside = {str(config.external_address)}
@@ -97,6 +101,8 @@ class Gateway:
             LOG.info("serving switch %016x (dpid unset: the first to connect; set dpid to "
                      "name it)", dpid)
         state = SwitchState(dpid, standby=standby)
+        if standby:
+            self.parked.pop(dpid, None)     # the MASTER's flows are the truth now
         if isinstance(self.config.external_port, int):
             state.uplink = self.config.external_port
         self.switches[dpid] = state
@@ -108,8 +114,13 @@ class Gateway:
             msgs += self._gateway_rules(state)
         return msgs
 
-    def switch_disconnected(self, dpid: int) -> None:
-        self.switches.pop(dpid, None)
+    def switch_disconnected(self, dpid: int, now: float | None = None) -> None:
+        """The switch's connection is gone: its NAT waits for it (a standby's
+        warm table does not: the MASTER's flows are rebuilt into a new one)."""
+        state = self.switches.pop(dpid, None)
+        if state is not None and state.nat is not None and not state.standby:
+            state.nat.lost_switch(_now(now))
+            self.parked[dpid] = state.nat
 
     def refresh_standby(self, dpid: int) -> list:
         """A standby's switch: read the flows again into a new warm table
@@ -230,6 +241,15 @@ class Gateway:
             state.nat = NatService(cfg, GatewayCounters(), up)   # no mapping log
             state.nat.adopting = True
             return [flows.flow_stats_request()]   # a warm table needs no rules
+        parked = self.parked.pop(state.dpid, None) if state.nat is None else None
+        if parked is not None:
+            # Back after a lost connection: the sessions it knew wait for
+            # the flow dump, which says whether the switch kept their flows.
+            state.nat = parked
+            if parked.uplink != up:
+                adopt += parked.uplink_moved(up, time.monotonic())
+            parked.adopting = True
+            adopt.append(flows.flow_stats_request())
         if state.nat is None:
             logged = self.mapping_log if self.controller.mapping_log.enabled else None
             state.nat = NatService(cfg, self.counters, up, logged,
@@ -317,6 +337,8 @@ class Gateway:
         """Periodic work of every switch: ARP retries, expiry backstop."""
         grace = 2 * self.controller.stats_interval + 2
         self.mapping_log.flush()
+        for nat in self.parked.values():
+            nat.expire_away(_now(now), grace)   # no switch to tell: the engine's timers rule
         return {dpid: state.nat.tick(_now(now), grace)
                 for dpid, state in self.switches.items() if state.nat is not None}
 

@@ -130,6 +130,7 @@ class NatService:
         self.adopting = False
         self.polls = 0          # flow-stats replies to our polls, counted at their last part
         self._dump: list = []
+        self.away_since: float | None = None   # when the switch's connection was lost
         for fwd in config.forwards:
             self.install_forward(fwd)       # probe flows go in with the gateway rules
 
@@ -463,7 +464,22 @@ class NatService:
         if more:
             return []
         dump, self._dump, self.adopting = self._dump, [], False
-        return self.rebuild.from_dump(dump, now)
+        away = None if self.away_since is None else now - self.away_since
+        self.away_since = None
+        return self.rebuild.from_dump(dump, now, away)
+
+    def lost_switch(self, now: float) -> None:
+        """The switch's connection is gone; the sessions stay (since the first loss)."""
+        if self.away_since is None:
+            self.away_since = now
+
+    def expire_away(self, now: float, grace: float) -> None:
+        """While the switch is away, sessions end by the engine's timers
+        alone (logged as any expiry); their flow deletes have no switch to
+        go to, and a switch that comes back has lost them or idled them out."""
+        for session in self.ct.expire(now, grace):
+            self.book.after_end(session, now)
+            self.book.forget(session.id)
 
     # -- operator ---------------------------------------------------------------------
     def delete(self, sid: int, now: float) -> list | None:

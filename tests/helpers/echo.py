@@ -15,10 +15,12 @@ O1 = "198.51.100.10"
 class EchoLoop:
     """h1 keeps one TCP connection to o1 talking for ``seconds``."""
 
-    def __init__(self, lab, port: int, sport: int, seconds: float) -> None:
+    def __init__(self, lab, port: int, sport: int, seconds: float,
+                 patience: float = 2.0) -> None:
         self.proc = lab.host("h1").popen(
             [sys.executable, NETPROBE, "tcp-echo-loop", "--to", f"{O1}:{port}",
-             "--sport", str(sport), "--seconds", str(seconds), "--interval", "0.1"],
+             "--sport", str(sport), "--seconds", str(seconds), "--interval", "0.1",
+             "--patience", str(patience)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def result(self) -> dict:

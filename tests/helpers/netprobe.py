@@ -8,7 +8,7 @@ clients print JSON results.  Every loop is bounded in count and time.
   netprobe.py tcp-server PORT LOG [--seconds S]
   netprobe.py udp-client --sport P --to HOST:PORT [--to ...] [--count N] [--interval S]
   netprobe.py tcp-client --to HOST:PORT [--sport P] [--send N] [--hold S]
-  netprobe.py tcp-echo-loop --to HOST:PORT --sport P --seconds S [--interval S]
+  netprobe.py tcp-echo-loop --to HOST:PORT --sport P --seconds S [--interval S] [--patience S]
   netprobe.py tcp-connect-loop --to HOST:PORT --seconds S [--max N]
   netprobe.py udp-reflector PORT LOG [--seconds S]   (answers "ip:port" it saw)
   netprobe.py udp-many --first-sport P --sockets N --to HOST:PORT   (N new flows)
@@ -225,16 +225,17 @@ def tcp_client(target: str, sport: int, send: int, hold: float) -> None:
     print(json.dumps(result))
 
 
-def tcp_echo_loop(target: str, sport: int, seconds: float, interval: float) -> None:
+def tcp_echo_loop(target: str, sport: int, seconds: float, interval: float,
+                  patience: float = 2.0) -> None:
     """One connection that keeps talking: every ``interval`` a numbered
-    32-byte line goes out and must come back within 2 s.  Reports the wall
+    32-byte line goes out and must come back within ``patience`` s (2).  Reports the wall
     clock time of every echo that came back (the caller compares them with
     what it did meanwhile) and the first failure, which ends the loop."""
     host, port = target.rsplit(":", 1)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("0.0.0.0", sport))
-    sock.settimeout(2)
+    sock.settimeout(patience)
     result: dict = {"connected": False, "echoes": [], "error": None}
     deadline = time.monotonic() + seconds
     try:
@@ -566,6 +567,7 @@ def main() -> None:
     p.add_argument("--sport", type=int, required=True)
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--interval", type=float, default=0.1)
+    p.add_argument("--patience", type=float, default=2.0)
     p = sub.add_parser("tcp-connect-loop")
     p.add_argument("--to", required=True)
     p.add_argument("--seconds", type=float, required=True)
@@ -643,7 +645,8 @@ def main() -> None:
         udp_client(a.sport, a.to, min(a.count, 1000), a.interval, min(a.size, 65000),
                    min(a.linger, 10))
     elif a.mode == "tcp-echo-loop":
-        tcp_echo_loop(a.to, a.sport, min(a.seconds, 120), max(a.interval, 0.01))
+        tcp_echo_loop(a.to, a.sport, min(a.seconds, 120), max(a.interval, 0.01),
+                      min(max(a.patience, 0.1), 30))
     elif a.mode == "tcp-connect-loop":
         tcp_connect_loop(a.to, min(a.seconds, 120), min(a.max, 100000))
     elif a.mode == "flood":

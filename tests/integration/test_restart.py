@@ -125,3 +125,53 @@ def test_lost_controller_link_keeps_live_sessions_and_drops_stale_ones(lab):
         again = client(lab.host("h2"), "udp-client", "--sport 46501", f"--to {O1}:9400",
                        "--count 2")
     assert again["replies"] == {f"{O1}:9400": 2}, again
+
+
+OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
+
+
+def crash_vswitchd() -> None:
+    """ovs-vswitchd goes away without saving its flows (as a crash does) and
+    is started again: the bridges come back from the database, empty."""
+    run("ovs-appctl", "--timeout=5", "-t", "ovs-vswitchd", "exit", check=False)
+    done = run(OVS_CTL, "--no-ovsdb-server", "start", check=False, timeout=60)
+    assert wait_for(lambda: run("ovs-appctl", "--timeout=3", "-t", "ovs-vswitchd", "version",
+                                check=False).returncode == 0, 15, what="ovs-vswitchd back"), \
+        done.stdout
+
+
+def restart_vswitchd() -> None:
+    """``ovs-ctl --no-ovsdb-server restart``, as an upgrade does (it saves the
+    flows and restores what it can)."""
+    done = run(OVS_CTL, "--no-ovsdb-server", "restart", check=False, timeout=60)
+    assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize("switch_goes", [crash_vswitchd, restart_vswitchd],
+                         ids=["crash", "ovs-ctl-restart"])
+def test_a_restarted_switch_gets_its_sessions_back_with_their_ports(lab, switch_goes):
+    """h1's connection echoes through a restart of ovs-vswitchd: the
+    controller puts the session's flows back (same external port) before
+    any new mapping, and the echoes resume within 2 s of the switch's return."""
+    ctl, sport = lab.controller, 43700 + (switch_goes is restart_vswitchd)
+    with Server(lab.host("o1"), "tcp-server", 7500) as server:
+        loop = EchoLoop(lab, 7500, sport, seconds=12, patience=10)
+        before = wait_for(lambda: (c := find(lab, "tcp", "10.0.0.11", sport))
+                          and c["state"] == "ESTABLISHED" and c, 5, what="ESTABLISHED")
+        time.sleep(1)
+        gone = time.time()
+        switch_goes()
+        back = time.time()
+        wait_for(lab.switch_ready, 15, what="s1 back with its gateway rules")
+        after = wait_for(lambda: find(lab, "tcp", "10.0.0.11", sport), 10,
+                         what="the connection listed again")
+        result = loop.result()
+        peers = server.peers()
+    assert result["connected"] and result["error"] is None, result["error"]
+    resumed = [t for t in result["echoes"] if t > back]
+    assert resumed and resumed[0] - back < 2.0, \
+        f"echoes resumed {resumed[0] - back if resumed else None} s after the switch came back"
+    assert len([t for t in result["echoes"] if t > back + 2]) >= 20, "and went on"
+    assert (after["id"], after["external_port"]) == (before["id"], before["external_port"])
+    assert peers == {(NAT_IP, before["external_port"])}, "one connection, one mapping"
+    assert back - gone < 10
