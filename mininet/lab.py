@@ -77,6 +77,25 @@ def ensure_ovs() -> str:
     return "started by scripts/ovs.sh"
 
 
+def make_tls_files(directory: Path) -> dict[str, Path]:
+    """A throw-away CA and a controller and a switch certificate signed by
+    it (openssl, RSA 2048, two days), for TLS on the OpenFlow channel."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {name: directory / name for name in (
+        "ca.key", "ca.pem", "controller.key", "controller.pem", "switch.key", "switch.pem")}
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=ryu-snat test CA", "-keyout", str(files["ca.key"]),
+        "-out", str(files["ca.pem"]))
+    for who in ("controller", "switch"):
+        csr = directory / f"{who}.csr"
+        run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=ryu-snat {who}",
+            "-keyout", str(files[f"{who}.key"]), "-out", str(csr))
+        run("openssl", "x509", "-req", "-days", "2", "-in", str(csr),
+            "-CA", str(files["ca.pem"]), "-CAkey", str(files["ca.key"]), "-CAcreateserial",
+            "-out", str(files[f"{who}.pem"]))
+    return files
+
+
 def _wait(predicate, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while not predicate():
@@ -191,8 +210,10 @@ class Controller:
     def __init__(self, nat_options: dict[str, Any] | None = None, of_port: int = 6653,
                  rest_port: int | None = None, workdir: str | None = None,
                  wsapi_host: str | None = "127.0.0.1",
-                 profiles: dict[str, dict[str, Any]] | None = None) -> None:
+                 profiles: dict[str, dict[str, Any]] | None = None,
+                 tls: dict[str, Path] | None = None) -> None:
         self.options = {**BASE_NAT_OPTIONS, **(nat_options or {})}
+        self.tls = tls                        # make_tls_files(): OpenFlow over TLS on of_port
         self.profiles = profiles or {}        # NAME -> options of [nat:NAME]
         self.wsapi_host = wsapi_host          # None: left to the app's default
         self.of_port = of_port
@@ -207,6 +228,11 @@ class Controller:
                  f"ofp_tcp_listen_port = {self.of_port}", f"wsapi_port = {self.rest_port}"]
         if self.wsapi_host is not None:
             lines.append(f"wsapi_host = {self.wsapi_host}")
+        if self.tls is not None:
+            lines += [f"ofp_ssl_listen_port = {self.of_port}",
+                      f"ctl_privkey = {self.tls['controller.key']}",
+                      f"ctl_cert = {self.tls['controller.pem']}",
+                      f"ca_certs = {self.tls['ca.pem']}"]
         lines += ["", "[nat]"]
         lines += [f"{k} = {v}" for k, v in self.options.items()]
         for name, options in self.profiles.items():
@@ -338,8 +364,12 @@ class Lab:
     def __init__(self, inside: int = 2, outside: int = 2,
                  nat_options: dict[str, Any] | None = None, of_port: int = 6653,
                  far: bool = False, far_mtu: int = 0, bridges: int = 1,
-                 pair: bool = False) -> None:
+                 pair: bool = False, tls: bool = False) -> None:
         self.inside, self.outside = inside, outside
+        # tls=True: the switches reach the controller over TLS (ssl:), with
+        # certificates made for this lab and OVS's set-ssl undone at stop.
+        self.tls = make_tls_files(Path(tempfile.mkdtemp(prefix="ryu-snat-tls-"))) if tls else None
+        self._ssl_set = False
         self.far, self.far_mtu = far, far_mtu
         self.bridges = bridges                # 2: s1 and s4, one profile each
         if far:      # remotes beyond the segment are reached through r1
@@ -351,10 +381,10 @@ class Lab:
             nat_options = {"coordination_url": self.engine.url, **(nat_options or {})}
         self.controller = Controller(
             nat_options, of_port=of_port,
-            profiles=TWO_BRIDGE_PROFILES if bridges == 2 else None)
+            profiles=TWO_BRIDGE_PROFILES if bridges == 2 else None, tls=self.tls)
         self.controllers = [self.controller]
         if pair:
-            self.controllers.append(Controller(nat_options, of_port=of_port + 1))
+            self.controllers.append(Controller(nat_options, of_port=of_port + 1, tls=self.tls))
         self.net = None
         self.ovs = ""
         self.namespaces: set[int] = set()     # of our hosts: what runs there is ours
@@ -396,9 +426,14 @@ class Lab:
                        bridges=self.bridges)
         self.net = Mininet(topo=topo, controller=None,
                            autoSetMacs=True, waitConnected=False, build=False)
+        if self.tls is not None:
+            run("ovs-vsctl", "--timeout=5", "set-ssl", str(self.tls["switch.key"]),
+                str(self.tls["switch.pem"]), str(self.tls["ca.pem"]))
+            self._ssl_set = True
         for i, ctl in enumerate(self.controllers):
             self.net.addController(f"c{i}", controller=remote_controller_class(), ip="127.0.0.1",
-                                   port=ctl.of_port)
+                                   port=ctl.of_port,
+                                   protocol="ssl" if self.tls is not None else "tcp")
         self.net.build()
         root = hygiene.netns_of(os.getpid())
         self.namespaces = {hygiene.netns_of(h.pid) for h in self.net.hosts} - {None, root}
@@ -468,6 +503,9 @@ class Lab:
                     ctl.stop()
                 if self.engine is not None:
                     self.engine.stop()
+                if self._ssl_set:
+                    self._ssl_set = False
+                    run("ovs-vsctl", "--timeout=5", "del-ssl", check=False)
         finally:
             if self._locked:
                 self._locked = False

@@ -26,7 +26,9 @@ from ryu_app.settings import config
 from ryu_app.openflow import flows
 from ryu_app.nat import forward_store
 from ryu_app.settings import forwards
+from ryu_app.settings import listeners
 from ryu_app.openflow import ofctl_compat
+from ryu_app.openflow import tls_compat
 from ryu_app.openflow import channel
 from ryu_app.ha import roles
 from ryu_app.ha.election import Election
@@ -47,6 +49,7 @@ METER_INTERVAL = 0.25   # how often the packet-in meters follow the load
 FLUSH_EVERY = 8         # queued packet-ins handled per write to their switch
 config.register(ryu_cfg.CONF)   # before ryu-manager reads the [nat] group
 ofctl_compat.install()          # ofctl_rest's flow dumps show our fin_timeout
+tls_compat.install()            # TLS to switches past their first connection
 # Ryu's REST server listens on 0.0.0.0 unless told otherwise; ours changes
 # state (forwards, deleting sessions), so it answers on loopback unless the
 # operator asks for more (--wsapi-host, or wsapi_host in [DEFAULT]).  This
@@ -180,6 +183,16 @@ class SnatApp(app_manager.RyuApp):
         self.threads.append(hub.spawn(self._every, METER_INTERVAL, self._adapt_meters))
         self.threads.append(hub.spawn(self._every, 1.0, self._tick))
         self.threads.append(hub.spawn(self._every, ctl.stats_interval, self._poll_stats))
+
+    def start(self) -> Any:
+        """ryu-manager starts the apps, then its listeners: a second
+        controller on the same ports would bind beside the first
+        (SO_REUSEPORT) and share its switches, so it stops here, in one line."""
+        busy = listeners.first_problem(ryu_cfg.CONF)
+        if busy:
+            LOG.error("ryu-snat: %s", busy)
+            raise SystemExit(1)
+        return super().start()
 
     def close(self) -> None:
         """ryu-manager's shutdown: give the MASTER lock back at once."""

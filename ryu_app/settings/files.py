@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import configparser
 import difflib
+import os
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -67,6 +69,14 @@ def raw_value(conf: cfg.ConfigOpts, section: str, name: str) -> str | None:
             if key.replace("-", "_") == name:
                 found = value
     return found
+
+
+def environment_value(error: str) -> tuple[str, str]:
+    """(variable, raw text) behind oslo.config's error for an option set in
+    the environment (``OS_<GROUP>__<OPTION>``), read from the error's text."""
+    found = re.search(r"detail='([A-Za-z0-9_:.-]+)'", error)
+    variable = found.group(1) if found else "OS_NAT__*"
+    return variable, os.environ.get(variable, "?")
 
 
 def profile_names(conf: cfg.ConfigOpts) -> list[str]:

@@ -47,6 +47,12 @@ class _Reader:
                     quoted = re.findall(r"'([^']*)'", str(exc))
                     raw = quoted[-1] if quoted else "?"
                 raise ConfigError(name, raw, options.problem(name, raw)) from None
+            except cfg.ConfigSourceValueError as exc:
+                # An OS_NAT__<OPTION> environment variable (oslo.config reads
+                # them over the files): the same one line, naming the variable.
+                variable, raw = files.environment_value(str(exc))
+                raise ConfigError(name, raw, f"{options.problem(name, raw)} "
+                                  f"(set by the environment variable {variable})") from None
             if value is not None:
                 return value
         return None

@@ -71,3 +71,26 @@ def test_the_sample_config_starts_stock_ryu_manager_with_ofctl_rest(tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
     assert "Traceback" not in log.read_text(), log.read_text()
+
+
+def test_a_busy_port_stops_ryu_manager_with_one_line(tmp_path):
+    """A listener with SO_REUSEPORT (as eventlet's) on the REST port: the
+    stock ryu-manager would bind beside it; the app stops it first."""
+    import socket
+    of_port, rest_port = free_tcp_port(), free_tcp_port()
+    conf = tmp_path / "busy.conf"
+    conf.write_text((ROOT / "etc" / "ryu-snat.conf").read_text()
+                    .replace("wsapi_port = 8080", f"wsapi_port = {rest_port}")
+                    .replace("ofp_tcp_listen_port = 6653", f"ofp_tcp_listen_port = {of_port}"))
+    with socket.socket() as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        held.bind(("127.0.0.1", rest_port))
+        held.listen()
+        res = subprocess.run([RYU_MANAGER, "--config-file", str(conf), "ryu_app.snat"],
+                             capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert res.returncode == 1, res.stderr[-2000:]
+    lines = [line for line in res.stderr.splitlines()
+             if line.startswith("ryu-snat: ") and "NAT address" not in line]
+    assert lines == [f"ryu-snat: the REST port 127.0.0.1:{rest_port} is already in use "
+                     "(wsapi_port): is another controller running?"], res.stderr[-2000:]
+    assert "Traceback" not in res.stderr

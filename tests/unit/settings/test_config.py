@@ -397,3 +397,22 @@ def test_a_good_token_and_the_packet_in_limits(tmp_path):
     assert ctl.rest_token == "0123456789abcdef"
     assert (c.admission.host_rate, c.admission.host_burst) == (50, 50)
     assert load_controller(tmp_path).rest_token is None
+
+
+@pytest.mark.parametrize("variable,value,message", [
+    ("OS_NAT__UDP_TIMEOUT", "five", "invalid [nat] udp_timeout='five': must be an integer "
+     "(set by the environment variable OS_NAT__UDP_TIMEOUT)"),
+    ("OS_NAT__PORT_PARITY", "maybe", "invalid [nat] port_parity='maybe': must be true or "
+     "false (set by the environment variable OS_NAT__PORT_PARITY)"),
+    ("OS_NAT__MAX_CONNECTIONS", "0", "invalid [nat] max_connections='0': must be "),
+])
+def test_a_bad_environment_value_is_one_line_naming_the_variable(tmp_path, monkeypatch,
+                                                                  variable, value, message):
+    """oslo.config reads OS_NAT__<OPTION> over the files; a bad one is reported
+    as a bad file value is (one line, the option and the value), not as a
+    traceback out of oslo.config."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(config.ConfigError) as info:
+        load_both(tmp_path)
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
