@@ -17,7 +17,9 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterator
+from typing import Callable, Iterator
+
+PAUSE_EVERY = 20000     # lines read between two pauses (the caller's green thread yields)
 
 _LINE = re.compile(
     r"^(?P<time>\S+) mapping (?P<kind>created|restored|expired|removed)"
@@ -86,14 +88,19 @@ def log_files(path: str, backups: int) -> list[str]:
 
 
 def records(files: list[str], external_ip: str, external_port: int,
-            protocol: str | None = None) -> Iterator[Record]:
+            protocol: str | None = None,
+            pause: Callable[[], None] | None = None) -> Iterator[Record]:
     """The records of one external address and port in ``files``; a cheap
-    substring test skips every other line before it is parsed."""
+    substring test skips every other line before it is parsed.  ``pause``
+    is called every PAUSE_EVERY lines, so that reading a few hundred MB of
+    log does not hold up the controller's other work."""
     needle = f" -> {external_ip}:{external_port} ("
     for name in files:
         try:
             with open(name, encoding="utf-8", errors="replace") as fh:
-                for line in fh:
+                for n, line in enumerate(fh):
+                    if pause is not None and n % PAUSE_EVERY == PAUSE_EVERY - 1:
+                        pause()
                     if needle in line and (rec := parse(line)) is not None and \
                             (protocol is None or rec.protocol == protocol):
                         yield rec
@@ -105,7 +112,8 @@ def holdings(recs: list[Record] | Iterator[Record]) -> list[Holding]:
     """Pair each creation with its deletion (by protocol, endpoints and
     session id), newest first.  A deletion whose creation rotated out has
     ``since`` None; a creation never deleted (still held, or the controller
-    died) has ``until`` None."""
+    died) has ``until`` None, or the time another inside endpoint got the
+    port when one did."""
     ordered = sorted(recs, key=lambda r: r.time)
     open_: dict[tuple, Holding] = {}
     out: list[Holding] = []
@@ -118,6 +126,15 @@ def holdings(recs: list[Record] | Iterator[Record]) -> list[Holding]:
         held = open_.pop(key, None) or Holding(*key, since=None, until=None)
         held.until, held.ended = r.time, f"{r.kind} ({r.reason})" if r.reason else r.kind
         out.append(held)
-    out.extend(open_.values())
+    starts = sorted((h.since, (h.internal_ip, h.internal_port)) for h in out + list(open_.values())
+                    if h.since is not None)
+    for held in open_.values():
+        # No end was logged (the controller died): it ended at the latest
+        # when another inside endpoint got the port.
+        after = [t for t, who in starts if t > (held.since or 0.0)
+                 and who != (held.internal_ip, held.internal_port)]
+        if after:
+            held.until, held.ended = after[0], "end not logged (port taken by another host)"
+        out.append(held)
     out.sort(key=lambda h: h.since if h.since is not None else h.until or 0.0, reverse=True)
     return out

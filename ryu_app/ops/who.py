@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from ryu_app.journal import mapping_search
 from ryu_app.journal.mapping_log import MappingLog, stamp
@@ -53,8 +53,10 @@ def _when(t: float | None) -> str | None:
 
 
 def answer(view: ConnectionsView, log: MappingLog | None, ip: str, port: int,
-           protocol: str | None = None, at: float | None = None) -> dict[str, Any]:
-    """Holders of ``ip:port`` (at ``at``, or ever), newest first."""
+           protocol: str | None = None, at: float | None = None,
+           pause: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Holders of ``ip:port`` (at ``at``, or ever), newest first; ``pause``
+    lets the controller work while long files are read."""
     now = time.time()
     live = _live(view, ip, port, protocol)
     found: list[dict[str, Any]] = [{
@@ -70,7 +72,8 @@ def answer(view: ConnectionsView, log: MappingLog | None, ip: str, port: int,
         files = mapping_search.log_files(log.path, log.backups)
         held_now = {(c["protocol"], c["internal_ip"], c["internal_port"], c["id"])
                     for c in live}
-        for h in mapping_search.holdings(mapping_search.records(files, ip, port, protocol)):
+        found_in_log = mapping_search.records(files, ip, port, protocol, pause=pause)
+        for h in mapping_search.holdings(found_in_log):
             if h.until is None and (h.protocol, h.internal_ip, h.internal_port,
                                     h.session) in held_now:
                 continue                # the live entry says more
