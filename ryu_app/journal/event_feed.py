@@ -64,12 +64,13 @@ class EventFeed:
 def _as_dict(entry: _Entry) -> dict[str, Any]:
     seq, at, dpid, event, state, timeout = entry
     s = event.session
-    out = {"seq": seq, "event": KIND_NAMES.get(event.kind, event.kind.value),
-            "time": round(at, 3), "dpid": dpid, "id": s.id, "protocol": s.protocol_name,
-            "state": state.value, "internal_ip": str(s.inside_ip), "internal_port": s.inside_port,
-            "external_ip": str(s.external_ip), "external_port": s.external_port,
-            "remote_ip": str(s.remote_ip), "remote_port": s.remote_port,
-            "reason": event.reason, "timeout": timeout}
+    out: dict[str, Any] = {
+        "seq": seq, "event": KIND_NAMES.get(event.kind, event.kind.value),
+        "time": round(at, 3), "dpid": dpid, "id": s.id, "protocol": s.protocol_name,
+        "state": state.value, "internal_ip": str(s.inside_ip), "internal_port": s.inside_port,
+        "external_ip": str(s.external_ip), "external_port": s.external_port,
+        "remote_ip": str(s.remote_ip), "remote_port": s.remote_port,
+        "reason": event.reason, "timeout": timeout}
     if not s.alive:       # a destroyed session's counters are final: conntrack -E shows them
         out.update(packets_out=s.packets_out, bytes_out=s.bytes_out,
                    packets_in=s.packets_in, bytes_in=s.bytes_in)

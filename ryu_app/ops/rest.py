@@ -158,8 +158,9 @@ class NatRestController(ControllerBase):
         query = _query(req, {*FILTERS, "limit", "after"})
         limit = _integer("limit", query.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT)
         after = _integer("after", query.get("after"), 0, 0, 2 ** 32 - 1)
+        match = ConnectionFilter.from_query(query)
         page = self.app.view.connections(limit=limit, after=after,
-                                         match=ConnectionFilter.from_query(query))
+                                         match=None if match.empty else match)
         resp = json_response(page.items)
         if page.next_after is not None:
             rest = {k: v for k, v in query.items() if k != "after"}
