@@ -155,6 +155,8 @@ def test_filters_delete_who_and_watch_across_a_controller_restart(lab):
             got = client(lab.host(host), "udp-client", f"--sport {sport}", f"--to {O1}:9402",
                          "--count 1")
             assert got["replies"] == {f"{O1}:9402": 1}, got
+        wait_for(lambda: len(sessions_of(lab, "--remote-port 9402 --state REPLIED")) == 3, 10,
+                 what="the three UDP flows REPLIED (flow stats)")
         mine = sessions_of(lab, "--remote-port 9402 --host 10.0.0.11")
         assert sorted(c["internal_port"] for c in mine) == [5301, 5302]
         assert [c["internal_port"] for c in sessions_of(lab, f"--remote {O1} --dpid 1 "
