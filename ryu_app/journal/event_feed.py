@@ -6,10 +6,16 @@ ring's size behind is told so (``missed``) instead of silently skipping.
 Every new session records an event, and most are never read: the ring keeps
 plain values, and an event becomes a dict (addresses as text) only when a
 client asks for it.
+
+Numbers start again at 1 when the controller starts, so the feed has a
+``boot`` id, random per start: a watcher that sees it change knows its
+``after`` means nothing any more and starts again from the new feed's
+beginning (the sessions a restart restored come first).
 """
 from __future__ import annotations
 
 import time
+import uuid
 from collections import deque
 from typing import Any
 
@@ -23,8 +29,9 @@ KIND_NAMES = {EventKind.CREATED: "new", EventKind.RESTORED: "restored",
 
 MAX_WAITERS = 32   # long polls waiting at once; each is a green thread and a socket
 
-# One recorded event: (number, wall-clock time, dpid, event, session state then).
-_Entry = tuple[int, float, int, Event, State]
+# One recorded event: (number, wall-clock time, dpid, event, session state and
+# idle timeout then).
+_Entry = tuple[int, float, int, Event, State, int]
 
 
 class EventFeed:
@@ -36,12 +43,14 @@ class EventFeed:
         self.last = 0
         self.max_waiters = max_waiters
         self.waiters = 0
+        self.boot = uuid.uuid4().hex[:16]      # this start of the controller
 
     def record(self, dpid: int, event: Event) -> None:
         # The session's addresses and ports never change; its state does, so
         # that is taken now.
         self.last += 1
-        self._ring.append((self.last, time.time(), dpid, event, event.session.state))
+        s = event.session
+        self._ring.append((self.last, time.time(), dpid, event, s.state, int(s.timeout)))
 
     def since(self, after: int, limit: int = 1000) -> tuple[list[dict[str, Any]], int]:
         """Events numbered above ``after`` (at most ``limit``), and how many
@@ -53,11 +62,16 @@ class EventFeed:
 
 
 def _as_dict(entry: _Entry) -> dict[str, Any]:
-    seq, at, dpid, event, state = entry
+    seq, at, dpid, event, state, timeout = entry
     s = event.session
-    return {"seq": seq, "event": KIND_NAMES.get(event.kind, event.kind.value),
-            "time": round(at, 3), "dpid": dpid, "id": s.id, "protocol": s.protocol_name,
-            "state": state.value, "internal_ip": str(s.inside_ip), "internal_port": s.inside_port,
-            "external_ip": str(s.external_ip), "external_port": s.external_port,
-            "remote_ip": str(s.remote_ip), "remote_port": s.remote_port,
-            "reason": event.reason}
+    out: dict[str, Any] = {
+        "seq": seq, "event": KIND_NAMES.get(event.kind, event.kind.value),
+        "time": round(at, 3), "dpid": dpid, "id": s.id, "protocol": s.protocol_name,
+        "state": state.value, "internal_ip": str(s.inside_ip), "internal_port": s.inside_port,
+        "external_ip": str(s.external_ip), "external_port": s.external_port,
+        "remote_ip": str(s.remote_ip), "remote_port": s.remote_port,
+        "reason": event.reason, "timeout": timeout}
+    if not s.alive:       # a destroyed session's counters are final: conntrack -E shows them
+        out.update(packets_out=s.packets_out, bytes_out=s.bytes_out,
+                   packets_in=s.packets_in, bytes_in=s.bytes_in)
+    return out

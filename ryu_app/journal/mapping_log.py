@@ -12,10 +12,13 @@ showed a fifth of the controller's time in ``logging``).  A crash loses at
 most the last second of lines.  Two destinations.  By default the
 ``ryu_snat.mappings`` logger (Ryu's log, or wherever ``--log-config-file``
 routes it), one record per event carrying the event's own time.  With
-``[nat] mapping_log_file`` the lines go straight to that file, time-stamped,
+``[nat] mapping_log_file`` the lines go straight to that file, time-stamped
+(RFC 3339 in UTC, ``2026-12-07T19:35:48.123Z``),
 one write per batch.  The file is rotated by size by the standard
 library's :class:`~logging.handlers.RotatingFileHandler`, one whole batch
-at a time, so no line is ever split across two files.
+at a time, so no line is ever split across two files.  With
+``mapping_log_syslog`` every line also goes to a syslog server.
+:mod:`ryu_app.journal.mapping_search` reads the files back.
 
 A restarted controller logs the sessions it rebuilt from the switch's
 flows as ``mapping restored`` (conntrack's RESTORED event), not as new
@@ -27,7 +30,7 @@ import ipaddress
 import logging
 import time
 from functools import lru_cache
-from logging.handlers import RotatingFileHandler
+from logging.handlers import RotatingFileHandler, SysLogHandler
 
 from conntrack import Event, EventKind
 
@@ -42,7 +45,12 @@ def _text(addr: ipaddress.IPv4Address) -> str:
 
 @lru_cache(maxsize=4)
 def _stamp(second: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+def stamp(t: float) -> str:
+    """RFC 3339 in UTC with milliseconds: ``2026-12-07T19:35:48.123Z``."""
+    return f"{_stamp(int(t))}.{int(t * 1000) % 1000:03d}Z"
 
 
 def describe(event: Event, counts: tuple[int, int, int, int] | None = None) -> str:
@@ -69,6 +77,20 @@ class _BatchFile(RotatingFileHandler):
                   record.msg.count("\n"))
 
 
+def syslog_handler(address: str) -> SysLogHandler:
+    """A handler to syslog at ``host:port`` (UDP) or a Unix socket path
+    (``/dev/log``), facility daemon, tagged ``ryu-snat:``."""
+    where: str | tuple[str, int]
+    if address.startswith("/"):
+        where = address
+    else:
+        host, _, port = address.rpartition(":")
+        where = (host or "127.0.0.1", int(port))
+    handler = SysLogHandler(address=where, facility=SysLogHandler.LOG_DAEMON)
+    handler.setFormatter(logging.Formatter("ryu-snat: %(message)s"))
+    return handler
+
+
 class MappingLog:
     """Where mapping events go: the logger, or a file written in batches.
 
@@ -77,9 +99,12 @@ class MappingLog:
     past that size.
     """
 
-    def __init__(self, path: str | None = None, max_bytes: int = 0, backups: int = 5) -> None:
-        self.path = path
+    def __init__(self, path: str | None = None, max_bytes: int = 0, backups: int = 5,
+                 syslog: str | None = None) -> None:
+        self.path, self.backups = path, backups
         self._file: _BatchFile | None = None
+        # Also to a syslog server (host:port over UDP, or a socket path).
+        self._syslog = syslog_handler(syslog) if syslog else None
         self._pending: list[tuple[float, Event, tuple[int, int, int, int]]] = []
         if path:
             self._file = _BatchFile(path, maxBytes=max_bytes, backupCount=backups,
@@ -104,6 +129,11 @@ class MappingLog:
         if not self._pending:
             return
         events, self._pending = self._pending, []
+        if self._syslog is not None:
+            for t, event, counts in events:
+                self._syslog.handle(logging.makeLogRecord({
+                    "msg": f"{stamp(t)} {describe(event, counts)}", "levelno": logging.INFO,
+                    "levelname": "INFO", "created": t}))
         if self._file is None:
             if MAPPING_LOG.isEnabledFor(logging.INFO):
                 for t, event, counts in events:
@@ -112,7 +142,6 @@ class MappingLog:
                     record.created, record.msecs = t, (t - int(t)) * 1000
                     MAPPING_LOG.handle(record)
             return
-        batch = "".join(f"{_stamp(int(t))}.{int(t * 1000) % 1000:03d} "
-                        f"{describe(event, counts)}\n" for t, event, counts in events)
+        batch = "".join(f"{stamp(t)} {describe(event, counts)}\n" for t, event, counts in events)
         # A record without args: its text is never %-formatted.
         self._file.handle(logging.makeLogRecord({"msg": batch, "levelno": logging.INFO}))

@@ -75,7 +75,8 @@ class Gateway:
         self._ours_inside = {str(config.external_address), str(config.internal_gateway_ip)}
         logged = self.controller.mapping_log
         self.mapping_log = mapping_log or MappingLog(
-            logged.file if logged.enabled else None, logged.max_bytes, logged.backups)
+            logged.file if logged.enabled else None, logged.max_bytes, logged.backups,
+            logged.syslog if logged.enabled else None)
         self.events = events or EventFeed()     # for GET /nat/events (snatctl watch)
 
     # -- switch life cycle -------------------------------------------------

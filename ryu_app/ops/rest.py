@@ -21,6 +21,8 @@ from ryu.lib import hub
 from ryu_app.ops import metrics
 from ryu_app.ha.roles import NotMaster
 
+from ryu_app.ops import who
+from ryu_app.ops.filters import NAMES as FILTERS, ConnectionFilter, FilterError, split_endpoint
 from ryu_app.ops.views import DEFAULT_LIMIT, MAX_LIMIT, LookupError_
 
 LOG = logging.getLogger(__name__)
@@ -65,6 +67,8 @@ def json_endpoint(func: Callable[..., Any]) -> Callable[..., Response]:
             resp = json_response({"error": err.message}, err.status)
             resp.headers.update(getattr(err, "headers", {}))
             return resp
+        except FilterError as err:        # a bad filter or time value
+            return json_response({"error": str(err)}, 400)
         except NotMaster as err:          # the standby of an HA pair changes nothing
             return json_response({"error": str(err)}, 503)
         except Exception:
@@ -125,13 +129,13 @@ class NatRestController(ControllerBase):
         query = _query(req, {"after", "wait"})
         feed = self.app.event_feed
         if "after" not in query:
-            return {"events": [], "last": feed.last, "missed": 0}
+            return {"events": [], "last": feed.last, "missed": 0, "boot": feed.boot}
         after = _integer("after", query["after"], 0, 0, 2 ** 63)
         wait = _seconds("wait", query.get("wait"), 0.0, 30.0)
         deadline = time.monotonic() + wait
         events, missed = feed.since(after)
         if events or wait <= 0:
-            return {"events": events, "last": feed.last, "missed": missed}
+            return {"events": events, "last": feed.last, "missed": missed, "boot": feed.boot}
         if feed.waiters >= feed.max_waiters:
             raise RestError(503, f"{feed.waiters} clients wait for events already "
                                  f"(at most {feed.max_waiters}): ask again, or with wait=0",
@@ -143,7 +147,7 @@ class NatRestController(ControllerBase):
                 events, missed = feed.since(after)
         finally:
             feed.waiters -= 1
-        return {"events": events, "last": feed.last, "missed": missed}
+        return {"events": events, "last": feed.last, "missed": missed, "boot": feed.boot}
 
     @route("nat", "/nat/connections", methods=["GET"])
     @json_endpoint
@@ -151,11 +155,12 @@ class NatRestController(ControllerBase):
         """One page, ascending by id: ``limit`` (default 1000, at most 10000)
         sessions with an id above ``after``.  When more may follow, the
         ``Link`` (rel="next") and ``X-Next-After`` headers say where."""
-        query = _query(req, {"protocol", "internal_ip", "limit", "after"})
+        query = _query(req, {*FILTERS, "limit", "after"})
         limit = _integer("limit", query.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT)
         after = _integer("after", query.get("after"), 0, 0, 2 ** 32 - 1)
-        page = self.app.view.connections(query.get("protocol"), query.get("internal_ip"),
-                                         limit=limit, after=after)
+        match = ConnectionFilter.from_query(query)
+        page = self.app.view.connections(limit=limit, after=after,
+                                         match=None if match.empty else match)
         resp = json_response(page.items)
         if page.next_after is not None:
             rest = {k: v for k, v in query.items() if k != "after"}
@@ -163,6 +168,46 @@ class NatRestController(ControllerBase):
             resp.headers["Link"] = f'<{link}>; rel="next"'
             resp.headers["X-Next-After"] = str(page.next_after)
         return resp
+
+    @route("nat", "/nat/connections", methods=["DELETE"])
+    @json_endpoint
+    def delete_connections(self, req: Any, **_: Any) -> dict:
+        """End every session the filters match, in one request (``snatctl
+        flush``); with no filter, only when ``all=true`` says so."""
+        query = _query(req, {*FILTERS, "all"})
+        everything = query.get("all", "false")
+        if everything not in ("true", "false"):
+            raise RestError(400, f"all must be true or false, got {everything!r}")
+        match = ConnectionFilter.from_query(query)
+        if match.empty and everything != "true":
+            raise RestError(400, "no filter: add one, or all=true to end every session")
+        self.app.writable()
+        ended = []
+        after = 0
+        while True:
+            page = self.app.view.connections(limit=MAX_LIMIT, after=after, match=match)
+            ended += [(c["dpid"], c["id"]) for c in page.items]
+            if page.next_after is None:
+                break
+            after = page.next_after
+        deleted = [{"id": sid, "dpid": dpid} for dpid, sid in ended
+                   if self.app.delete_connection(dpid, sid)]
+        return {"deleted": len(deleted), "connections": deleted}
+
+    @route("nat", "/nat/who", methods=["GET"])
+    @json_endpoint
+    def who(self, req: Any, **_: Any) -> dict:
+        """Who held ``external=IP:PORT`` (at ``at``): live table and mapping log."""
+        query = _query(req, {"external", "at", "protocol"})
+        if "external" not in query:
+            raise RestError(400, "external=IP:PORT is required")
+        ip, port = split_endpoint(query["external"])
+        protocol = query.get("protocol")
+        if protocol is not None and protocol not in ("tcp", "udp", "icmp"):
+            raise RestError(400, "protocol must be one of tcp, udp, icmp")
+        at = who.parse_at(query["at"]) if "at" in query else None
+        return who.answer(self.app.view, self.app.gateway.mapping_log, ip, port, protocol, at,
+                          pause=lambda: hub.sleep(0))
 
     @route("nat", "/nat/connections/{sid}", methods=["GET"])
     @json_endpoint

@@ -12,7 +12,7 @@ import itertools
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from conntrack import ConnTrack, Session
 from conntrack.keys import PROTOCOL_NAMES
@@ -115,7 +115,8 @@ class ConnectionsView:
         }
 
     def connections(self, protocol: str | None = None, internal_ip: str | None = None,
-                    limit: int = DEFAULT_LIMIT, after: int = 0) -> Page:
+                    limit: int = DEFAULT_LIMIT, after: int = 0,
+                    match: Callable[[int, Session], bool] | None = None) -> Page:
         """Live sessions with an id above ``after``, ascending by (id, dpid),
         at most ``limit`` of them (plus the other switches' sessions of the
         page's last id, so that ``after`` never splits an id).
@@ -125,6 +126,7 @@ class ConnectionsView:
         ``SCAN_BUDGET`` sessions are looked at.  With a filter that matches
         few sessions a page can end with fewer than ``limit`` items; its
         ``next_after`` says where to go on (None: nothing follows).
+        ``match`` (ryu_app.ops.filters) is asked of every session looked at.
         """
         proto = None
         if protocol is not None:
@@ -159,6 +161,8 @@ class ConnectionsView:
             if proto is not None and s.protocol != proto:
                 continue
             if internal_ip is not None and str(s.inside_ip) != internal_ip:
+                continue
+            if match is not None and not match(dpid, s):
                 continue
             out.append(self.session(dpid, nat, s, now, wall))
         return Page(out, None)

@@ -94,7 +94,8 @@ def load_controller(conf: cfg.ConfigOpts | None = None) -> ControllerConfig:
         enabled=bool(read("log_mappings")),
         file=validate.writable_file("mapping_log_file", read("mapping_log_file")),
         max_bytes=read.number("mapping_log_max_bytes"),
-        backups=read.number("mapping_log_backups"))
+        backups=read.number("mapping_log_backups"),
+        syslog=validate.syslog_address("mapping_log_syslog", read("mapping_log_syslog")))
     return ControllerConfig(rest_token=validate.token(read("rest_token")),
                             stats_interval=read.number("stats_interval"),
                             ha=ha, mapping_log=mapping_log)

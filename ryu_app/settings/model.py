@@ -131,6 +131,7 @@ class MappingLogConfig:
     file: str | None = None                 # mapping_log_file; None: the logger
     max_bytes: int = 100 * 1024 * 1024      # mapping_log_max_bytes; 0: never rotate
     backups: int = 5                        # mapping_log_backups
+    syslog: str | None = None               # mapping_log_syslog: HOST:PORT or a socket path
 
 
 @dataclass(frozen=True)

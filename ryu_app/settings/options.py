@@ -154,6 +154,9 @@ CONTROLLER_OPTS = [
                     "(to FILE.1 ... FILE.N); 0 = never"),
     cfg.IntOpt("mapping_log_backups", default=5, min=1, max=1000,
                help="rotated mapping log files kept (FILE.1 is the newest)"),
+    cfg.StrOpt("mapping_log_syslog", default=None,
+               help="also send each mapping log line to syslog: HOST:PORT (UDP) or "
+                    "the path of a Unix socket such as /dev/log (unset: no syslog)"),
     # ControllerConfig.ha
     cfg.StrOpt("coordination_url", secret=True,
                help="tooz URL of the coordination engine that elects the MASTER of a "

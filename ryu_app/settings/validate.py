@@ -182,3 +182,16 @@ def writable_file(name: str, path: str | None) -> str | None:
     if os.path.isdir(path) or not os.access(target, os.W_OK):
         raise ConfigError(name, path, "not a writable file")
     return path
+
+
+def syslog_address(name: str, value: str | None) -> str | None:
+    """``HOST:PORT`` of a syslog server (UDP) or the path of a Unix socket."""
+    if not value:
+        return None
+    if value.startswith("/"):
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isascii() or not port.isdigit() \
+            or not 0 < int(port) < 65536:
+        raise ConfigError(name, value, "not HOST:PORT (UDP) or the path of a Unix socket")
+    return value

@@ -7,8 +7,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -23,9 +25,13 @@ TOKEN = "operator-token-0123456789"
 SNATCTL = str(Path(sys.executable).parent / "snatctl")
 
 
+MAPPINGS = Path(tempfile.mkdtemp(prefix="ryu-snat-mappings-")) / "mappings.log"
+
+
 @pytest.fixture(scope="module")
 def lab():
-    with Lab(inside=2, outside=1, nat_options={"stats_interval": 1, "rest_token": TOKEN}) as running:
+    with Lab(inside=2, outside=1, nat_options={"stats_interval": 1, "rest_token": TOKEN,
+                                               "mapping_log_file": str(MAPPINGS)}) as running:
         yield running
     assert_left_nothing(running)
 
@@ -134,3 +140,86 @@ def test_forwards_flush_and_errors(lab):
     assert down.returncode == 2 and "cannot reach the controller" in down.stderr
     usage = snatctl(lab, "connections", "--protocol", "sctp")
     assert usage.returncode == 4, usage
+
+
+def sessions_of(lab, query: str) -> list[dict]:
+    got = snatctl(lab, "connections", *query.split(), "--json")
+    assert got.returncode == 0, got.stderr
+    return json.loads(got.stdout)
+
+
+def test_filters_delete_who_and_watch_across_a_controller_restart(lab):
+    """Last in the module: it restarts the controller."""
+    with Server(lab.host("o1"), "udp-server", 9402):
+        for host, sport in (("h1", 5301), ("h1", 5302), ("h2", 5303)):
+            got = client(lab.host(host), "udp-client", f"--sport {sport}", f"--to {O1}:9402",
+                         "--count 1")
+            assert got["replies"] == {f"{O1}:9402": 1}, got
+        wait_for(lambda: len(sessions_of(lab, "--remote-port 9402 --state REPLIED")) == 3, 10,
+                 what="the three UDP flows REPLIED (flow stats)")
+        mine = sessions_of(lab, "--remote-port 9402 --host 10.0.0.11")
+        assert sorted(c["internal_port"] for c in mine) == [5301, 5302]
+        assert [c["internal_port"] for c in sessions_of(lab, f"--remote {O1} --dpid 1 "
+                                                         "--state replied --port 5303")] == [5303]
+        assert sessions_of(lab, "--dpid 2") == []
+        first = next(c for c in mine if c["internal_port"] == 5301)
+        assert [c["id"] for c in sessions_of(
+            lab, f"--external 198.51.100.1 --external-port {first['external_port']}")] \
+            == [first["id"]]
+
+        listed = snatctl(lab, "connections", "--remote-port", "9402", "-o", "conntrack")
+        lines = listed.stdout.splitlines()
+        assert listed.returncode == 0 and len(lines) == 3, listed
+        assert any(line.startswith("udp      17 ") and "src=10.0.0.11 dst=198.51.100.10 "
+                   "sport=5301 dport=9402 " in line and f"src=198.51.100.10 dst=198.51.100.1 "
+                   f"sport=9402 dport={first['external_port']} " in line for line in lines), lines
+
+        one = snatctl(lab, "delete", str(first["id"]))
+        assert one.returncode == 0 and f"connection {first['id']} ended" in one.stdout, one
+        by_filter = snatctl(lab, "delete", "--port", "5302")
+        assert by_filter.returncode == 0 and "1 connections ended" in by_filter.stdout
+        assert [c["internal_port"] for c in sessions_of(lab, "--remote-port 9402")] == [5303]
+
+        # The abuse report: who had 198.51.100.1:PORT when 5301's datagram left?
+        when = datetime.fromtimestamp(first["created"] + 0.5).astimezone().isoformat()
+        who = snatctl(lab, "who", f"198.51.100.1:{first['external_port']}", "--at", when,
+                      "--json")
+        assert who.returncode == 0, who
+        [held] = json.loads(who.stdout)["holders"]
+        assert (held["source"], held["internal_ip"], held["internal_port"], held["ended"]) \
+            == ("log", "10.0.0.11", 5301, "removed (operator)"), held
+        assert held["since"].endswith("Z") and held["until"].endswith("Z")
+        table = snatctl(lab, "who", f"198.51.100.1:{first['external_port']}")
+        assert "10.0.0.11:5301" in table.stdout, table
+        assert all(line.split(" ", 1)[0].endswith("Z") for line in
+                   MAPPINGS.read_text().splitlines()), "a mapping-log stamp without offset"
+
+        flushed = snatctl(lab, "flush", "--remote-port", "9402", "--yes")
+        assert flushed.returncode == 0 and "1 connections ended" in flushed.stdout, flushed
+
+    # watch outlives a controller restart: it says so and goes on with the new feed.
+    with Server(lab.host("o1"), "udp-server", 9403):
+        watch = subprocess.Popen(
+            [SNATCTL, "watch", "--event", "new", "--output", "conntrack", "--count", "1",
+             "--timeout", "90"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "SNATCTL_URL": f"http://127.0.0.1:{lab.controller.rest_port}"})
+        try:
+            time.sleep(1.5)
+            lab.controller.stop()
+            time.sleep(2)                   # watch finds nobody there meanwhile
+            lab.controller.start()
+            wait_for(lambda: lab.controller.get("/nat/stats")["switches_connected"] == 1, 30,
+                     what="the switch back at the restarted controller")
+            time.sleep(1)
+            client(lab.host("h1"), "udp-client", "--sport 5304", f"--to {O1}:9403",
+                   "--count 1")
+            out, err = watch.communicate(timeout=60)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+                watch.communicate(timeout=10)
+    assert watch.returncode == 0, err
+    assert "lost the controller" in err and "the controller restarted (boot" in err, err
+    [line] = out.splitlines()
+    assert line.startswith("[") and "]\t    [NEW] udp      17 " in line, line
+    assert "src=10.0.0.11 dst=198.51.100.10 sport=5304 dport=9403 [UNREPLIED]" in line, line

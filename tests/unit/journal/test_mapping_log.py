@@ -10,7 +10,7 @@ from helpers.nat_config import make_configs
 from helpers.nat_lab import H1, PORTS, S1, make_lab, nat, open_flow
 from ryu_app.nat.gateway import Gateway
 
-LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} mapping created: udp 10\.0\.0\.11:5000 "
+LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z mapping created: udp 10\.0\.0\.11:5000 "
                   r"-> 198\.51\.100\.1:(\d+) \(session (\d+)\)$")
 LINE_ANY_PORT = re.compile(r"^\S+ mapping created: udp 10\.0\.0\.11:(\d+) "
                            r"-> 198\.51\.100\.1:(\d+) \(session \d+\)$")
@@ -80,3 +80,46 @@ def test_a_restart_logs_adopted_mappings_as_restored_not_created(tmp_path):
     head = f"udp 10.0.0.11:5000 -> 198.51.100.1:{session.external_port} (session {session.id})"
     assert [line.split(" ", 1)[1] for line in lines] == [
         f"mapping created: {head}", f"mapping restored: {head}"]
+
+
+def test_lines_carry_rfc3339_utc_and_read_back(tmp_path):
+    """The stamp is UTC with its offset (Z), whatever the host's zone."""
+    from datetime import datetime
+    from ryu_app.journal import mapping_search
+    path = tmp_path / "mappings.log"
+    lab = make_lab(mapping_log_file=str(path))
+    before = time.time()
+    session, _ = open_flow(lab, H1, 5000, S1, 53)
+    lab.advance(1, poll=None)
+    [line] = path.read_text().splitlines()
+    stamp = line.split(" ", 1)[0]
+    assert stamp.endswith("Z") and abs(datetime.fromisoformat(stamp).timestamp() - before) < 5
+    rec = mapping_search.parse(line)
+    assert (rec.kind, rec.protocol, rec.internal_ip, rec.external_port, rec.session) == \
+        ("created", "udp", H1.ip, session.external_port, session.id)
+
+
+def test_syslog_gets_every_line(tmp_path):
+    """mapping_log_syslog: a UDP syslog server on loopback receives each line."""
+    import socket
+    from ryu_app.journal.mapping_log import MappingLog
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.settimeout(5)
+    try:
+        session, _ = open_flow(make_lab(), H1, 5000, S1, 53)
+        log = MappingLog(str(tmp_path / "m.log"), 0, 5,
+                         syslog=f"127.0.0.1:{server.getsockname()[1]}")
+        log(_created(session))
+        log.flush()
+        data = server.recv(4096).decode()
+    finally:
+        server.close()
+    assert data.startswith("<30>ryu-snat: ")            # daemon.info
+    assert f"mapping created: udp 10.0.0.11:5000 -> 198.51.100.1:{session.external_port} " \
+           f"(session {session.id})" in data and "Z mapping" in data
+
+
+def _created(session):
+    from conntrack import Event, EventKind
+    return Event(EventKind.CREATED, session, 0.0, "")

@@ -54,7 +54,8 @@ def test_connections_list_every_field_and_filter(rig):
 
 @pytest.mark.parametrize("query,problem", [
     ("protocol=sctp", "protocol must be one of"), ("internal_ip=10.0.0", "not an IPv4"),
-    ("state=open", "unknown query parameter"), ("protocol=tcp&protocol=udp", "2 times"),
+    ("state=open", "state must be one of"), ("remote_port=70000", "remote_port must be"),
+    ("external_ip=1.2.3", "not an IPv4"), ("dpid=zz", "dpid must be"), ("shape=round", "unknown query parameter"), ("protocol=tcp&protocol=udp", "2 times"),
 ])
 def test_bad_filters_are_json_400(rig, query, problem):
     status, body = rest(rig[1], "GET", f"/nat/connections?{query}")

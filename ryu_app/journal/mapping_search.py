@@ -1,0 +1,140 @@
+"""Read the mapping log back: who held an external address and port, when.
+
+The question behind every abuse report ("198.51.100.1:40000 at 14:02 UTC")
+is answered from the log file and its rotated backups (``FILE``, ``FILE.1``
+... ``FILE.N``, newest first), so nobody needs shell access to the gateway.
+A line is what :mod:`ryu_app.journal.mapping_log` writes::
+
+    2026-12-07T19:35:48.123Z mapping created: tcp 10.0.0.11:40000 -> 198.51.100.1:40000 (session 5)
+    2026-12-07T19:37:02.001Z mapping expired (idle): tcp 10.0.0.11:40000 -> ... (session 5, out ...)
+
+Lines from before timestamps carried an offset are read as local time, as
+they were written.  Lines that are not mapping records are skipped.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable, Iterator
+
+PAUSE_EVERY = 20000     # lines read between two pauses (the caller's green thread yields)
+
+_LINE = re.compile(
+    r"^(?P<time>\S+) mapping (?P<kind>created|restored|expired|removed)"
+    r"(?: \((?P<reason>.+?)\))?: (?P<proto>tcp|udp|icmp) "
+    r"(?P<iip>[0-9.]+):(?P<iport>[0-9]+) -> (?P<eip>[0-9.]+):(?P<eport>[0-9]+) "
+    r"\(session (?P<sid>[0-9]+)")
+_OPENS = ("created", "restored")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One parsed line of the mapping log."""
+
+    time: float                 # Unix time
+    kind: str                   # created, restored, expired, removed
+    reason: str | None
+    protocol: str
+    internal_ip: str
+    internal_port: int
+    external_ip: str
+    external_port: int
+    session: int
+
+
+@dataclass
+class Holding:
+    """An inside endpoint holding an external address and port from
+    ``since`` to ``until`` (None: not in the log, or still held)."""
+
+    protocol: str
+    internal_ip: str
+    internal_port: int
+    external_ip: str
+    external_port: int
+    session: int
+    since: float | None
+    until: float | None
+    ended: str | None = None    # expired (idle), removed (operator), ...
+
+    def covers(self, at: float) -> bool:
+        return (self.since is None or self.since <= at) and (self.until is None or at <= self.until)
+
+
+def parse_time(text: str) -> float:
+    """RFC 3339 (``Z`` or an offset) to Unix time; no offset: local time."""
+    return datetime.fromisoformat(text).timestamp()
+
+
+def parse(line: str) -> Record | None:
+    """The record of one log line, or None for anything else."""
+    m = _LINE.match(line)
+    if m is None:
+        return None
+    try:
+        at = parse_time(m["time"])
+    except ValueError:
+        return None
+    return Record(at, m["kind"], m["reason"], m["proto"], m["iip"], int(m["iport"]),
+                  m["eip"], int(m["eport"]), int(m["sid"]))
+
+
+def log_files(path: str, backups: int) -> list[str]:
+    """The log and its rotated backups that exist, newest first."""
+    names = [path] + [f"{path}.{n}" for n in range(1, backups + 1)]
+    return [name for name in names if os.path.isfile(name)]
+
+
+def records(files: list[str], external_ip: str, external_port: int,
+            protocol: str | None = None,
+            pause: Callable[[], None] | None = None) -> Iterator[Record]:
+    """The records of one external address and port in ``files``; a cheap
+    substring test skips every other line before it is parsed.  ``pause``
+    is called every PAUSE_EVERY lines, so that reading a few hundred MB of
+    log does not hold up the controller's other work."""
+    needle = f" -> {external_ip}:{external_port} ("
+    for name in files:
+        try:
+            with open(name, encoding="utf-8", errors="replace") as fh:
+                for n, line in enumerate(fh):
+                    if pause is not None and n % PAUSE_EVERY == PAUSE_EVERY - 1:
+                        pause()
+                    if needle in line and (rec := parse(line)) is not None and \
+                            (protocol is None or rec.protocol == protocol):
+                        yield rec
+        except OSError:
+            continue            # rotated away while we read: the others still answer
+
+
+def holdings(recs: list[Record] | Iterator[Record]) -> list[Holding]:
+    """Pair each creation with its deletion (by protocol, endpoints and
+    session id), newest first.  A deletion whose creation rotated out has
+    ``since`` None; a creation never deleted (still held, or the controller
+    died) has ``until`` None, or the time another inside endpoint got the
+    port when one did."""
+    ordered = sorted(recs, key=lambda r: r.time)
+    open_: dict[tuple, Holding] = {}
+    out: list[Holding] = []
+    for r in ordered:
+        key = (r.protocol, r.internal_ip, r.internal_port, r.external_ip, r.external_port,
+               r.session)
+        if r.kind in _OPENS:
+            open_.setdefault(key, Holding(*key, since=r.time, until=None))
+            continue
+        held = open_.pop(key, None) or Holding(*key, since=None, until=None)
+        held.until, held.ended = r.time, f"{r.kind} ({r.reason})" if r.reason else r.kind
+        out.append(held)
+    starts = sorted((h.since, (h.internal_ip, h.internal_port)) for h in out + list(open_.values())
+                    if h.since is not None)
+    for held in open_.values():
+        # No end was logged (the controller died): it ended at the latest
+        # when another inside endpoint got the port.
+        after = [t for t, who in starts if t > (held.since or 0.0)
+                 and who != (held.internal_ip, held.internal_port)]
+        if after:
+            held.until, held.ended = after[0], "end not logged (port taken by another host)"
+        out.append(held)
+    out.sort(key=lambda h: h.since if h.since is not None else h.until or 0.0, reverse=True)
+    return out
