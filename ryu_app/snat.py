@@ -212,14 +212,16 @@ class SnatApp(app_manager.RyuApp):
         step, not when the lease runs out)."""
         self._stop_timers()
         log = self.gateway.mapping_log       # every bridge's gateway shares it
+        led = self.election is not None and self.election.leader
         try:
             log.flush()
         finally:
             if self.election is not None:
                 self.election.stop()
             log.close()
-        LOG.info("ryu-snat: stopped: mapping log flushed%s", "" if self.election is None
-                 else ", MASTER lock released")
+        LOG.info("ryu-snat: stopped: mapping log flushed%s, %d packet-ins refused while "
+                 "stopping", ", MASTER lock released" if led else "",
+                 self.gateway.counters.drops.get("controller_stopping", 0))
         super().close()
 
     # -- controller pair ------------------------------------------------------------
