@@ -36,6 +36,7 @@ from ryu_app.limits.fair_queue import FairQueue, frame_source
 from ryu_app.nat.gateway import Gateway
 from ryu_app.openflow.punt_meters import PuntMeters
 from ryu_app.ops.rest import APP_KEY, NatFallbackController, NatRestController
+from ryu_app.ops import stopping
 from ryu_app.openflow.sender import Sender
 from ryu_app.openflow.switch_claims import Claim as SwitchClaim
 from ryu_app.openflow.switch_claims import SwitchClaims
@@ -183,6 +184,30 @@ class SnatApp(app_manager.RyuApp):
         self.threads.append(hub.spawn(self._every, METER_INTERVAL, self._adapt_meters))
         self.threads.append(hub.spawn(self._every, 1.0, self._tick))
         self.threads.append(hub.spawn(self._every, ctl.stats_interval, self._poll_stats))
+        self._timers = list(self.threads)     # stopped first on the way out
+        self.stopping: str | None = None      # why, once a stop began: no packet-in after
+
+    # -- a clean stop (docs/operations.md) --------------------------------------
+    def start(self) -> Any:
+        """ryu-manager's start: SIGTERM and SIGINT take its close path."""
+        stopping.install(self._begin_stop)
+        return super().start()
+
+    def _begin_stop(self, why: str) -> None:
+        """From the signal handler: from now on no packet-in is handled."""
+        self.stopping = why
+
+    def _stop_timers(self) -> None:
+        """The HA step above all: once the lock is given back, none may take it again."""
+        self.stopping = self.stopping or "close"
+        for timer in self._timers:
+            hub.kill(timer)
+        self._timers = []
+
+    def stop(self) -> None:
+        """ryu-manager's shutdown, first part (its join waits for every thread)."""
+        self._stop_timers()
+        super().stop()
 
     def start(self) -> Any:
         """ryu-manager starts the apps, then its listeners: a second
@@ -195,9 +220,21 @@ class SnatApp(app_manager.RyuApp):
         return super().start()
 
     def close(self) -> None:
-        """ryu-manager's shutdown: give the MASTER lock back at once."""
-        if self.election is not None:
-            self.election.stop()
+        """ryu-manager's shutdown: the mapping log's pending batch written,
+        then the MASTER lock given back (the standby takes over at its next
+        step, not when the lease runs out)."""
+        self._stop_timers()
+        log = self.gateway.mapping_log       # every bridge's gateway shares it
+        led = self.election is not None and self.election.leader
+        try:
+            log.flush()
+        finally:
+            if self.election is not None:
+                self.election.stop()
+            log.close()
+        LOG.info("ryu-snat: stopped: mapping log flushed%s, %d packet-ins refused while "
+                 "stopping", ", MASTER lock released" if led else "",
+                 self.gateway.counters.drops.get("controller_stopping", 0))
         super().close()
 
     # -- controller pair ------------------------------------------------------------
@@ -229,6 +266,9 @@ class SnatApp(app_manager.RyuApp):
 
     def writable(self) -> None:
         """REST changes go to the MASTER only (roles.NotMaster: HTTP 503)."""
+        if self.stopping:
+            raise roles.NotMaster("this controller is stopping: send changes to the "
+                                  "other controller of the pair, or after its restart")
         if not self.roles.leader:
             raise roles.NotMaster("this controller is the standby of an HA pair: "
                                   "send changes to the MASTER")
@@ -596,6 +636,10 @@ class SnatApp(app_manager.RyuApp):
 
     def _handle_packet_in(self, dp: Any, pin: channel.PacketIn) -> None:
         self._handled += 1
+        if self.stopping:                    # nothing new once the stop began
+            self.gateway.counters.packet_ins += 1
+            self.gateway.counters.drop("controller_stopping")
+            return
         try:
             gw = self._serving(dp.id)
             if gw is None or not self._acting(dp.id):

@@ -145,3 +145,9 @@ class MappingLog:
         batch = "".join(f"{stamp(t)} {describe(event, counts)}\n" for t, event, counts in events)
         # A record without args: its text is never %-formatted.
         self._file.handle(logging.makeLogRecord({"msg": batch, "levelno": logging.INFO}))
+
+    def close(self) -> None:
+        """On the controller's stop: what is pending written, the file closed."""
+        self.flush()
+        if self._file is not None:
+            self._file.close()

@@ -12,6 +12,8 @@ clients print JSON results.  Every loop is bounded in count and time.
   netprobe.py tcp-connect-loop --to HOST:PORT --seconds S [--max N]
   netprobe.py udp-reflector PORT LOG [--seconds S]   (answers "ip:port" it saw)
   netprobe.py udp-many --first-sport P --sockets N --to HOST:PORT   (N new flows)
+  netprobe.py udp-sweep --first-sport P --count N --to HOST:PORT --seconds S LOG
+                        (new flows one after another, each logged with its times)
   netprobe.py udp-learn --sport P --to HOST:PORT      (my external ip:port)
   netprobe.py udp-punch --sport P --to HOST:PORT [--count N] [--interval S]
   netprobe.py flood --iface IF --gateway-mac MAC --to HOST --seconds S [--max N]
@@ -87,6 +89,34 @@ def udp_many(first_sport: int, sockets: int, target: str) -> None:
     for sock in socks:
         sock.close()
     print(json.dumps({"sent": len(socks), "answered": len(answered)}))
+
+
+def udp_sweep(first_sport: int, count: int, target: str, seconds: float, interval: float,
+              log: str) -> None:
+    """New UDP flows one after another: one datagram from each port
+    first_sport..., each waiting at most 0.5 s for its echo; one log line per
+    port with when it was sent and answered (wall clock, so a test can set
+    them against another event's time; null: no answer)."""
+    host, port = target.rsplit(":", 1)
+    deadline = time.monotonic() + seconds
+    flows = answers = 0
+    for sport in range(first_sport, first_sport + count):
+        if time.monotonic() > deadline:
+            break
+        flows += 1
+        with _udp_socket(sport) as sock:
+            sock.settimeout(0.5)
+            sent, answered = time.time(), None
+            sock.sendto(b"sweep", (host, int(port)))
+            try:
+                sock.recv(64)
+                answered = time.time()
+                answers += 1
+            except socket.timeout:
+                pass
+        log_line(log, sport=sport, sent=sent, answered=answered)
+        time.sleep(interval)
+    print(json.dumps({"sent": flows, "answered": answers}))
 
 
 def udp_learn(sport: int, target: str) -> None:
@@ -576,6 +606,13 @@ def main() -> None:
     p.add_argument("--first-sport", type=int, required=True)
     p.add_argument("--sockets", type=int, default=100)
     p.add_argument("--to", required=True)
+    p = sub.add_parser("udp-sweep")
+    p.add_argument("--first-sport", type=int, required=True)
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--to", required=True)
+    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--interval", type=float, default=0.02)
+    p.add_argument("log")
     p = sub.add_parser("udp-learn")
     p.add_argument("--sport", type=int, required=True)
     p.add_argument("--to", required=True)
@@ -637,6 +674,9 @@ def main() -> None:
         udp_server(a.port, a.log, a.seconds, reflect=True)
     elif a.mode == "udp-many":
         udp_many(a.first_sport, max(1, min(a.sockets, 1000)), a.to)
+    elif a.mode == "udp-sweep":
+        udp_sweep(a.first_sport, max(1, min(a.count, 5000)), a.to, min(a.seconds, 60),
+                  max(a.interval, 0.0), a.log)
     elif a.mode == "udp-learn":
         udp_learn(a.sport, a.to)
     elif a.mode == "udp-punch":
