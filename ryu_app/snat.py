@@ -188,11 +188,6 @@ class SnatApp(app_manager.RyuApp):
         self.stopping: str | None = None      # why, once a stop began: no packet-in after
 
     # -- a clean stop (docs/operations.md) --------------------------------------
-    def start(self) -> Any:
-        """ryu-manager's start: SIGTERM and SIGINT take its close path."""
-        stopping.install(self._begin_stop)
-        return super().start()
-
     def _begin_stop(self, why: str) -> None:
         """From the signal handler: from now on no packet-in is handled."""
         self.stopping = why
@@ -217,6 +212,7 @@ class SnatApp(app_manager.RyuApp):
         if busy:
             LOG.error("ryu-snat: %s", busy)
             raise SystemExit(1)
+        stopping.install(self._begin_stop)    # SIGTERM and SIGINT take the close path
         return super().start()
 
     def close(self) -> None:

@@ -22,7 +22,10 @@ def test_the_switch_reaches_the_controller_over_tls(tls_lab):
     target = run("ovs-vsctl", "get-controller", "s1").stdout.split()
     assert target == [f"ssl:127.0.0.1:{tls_lab.controller.of_port}"], target
     uuid = tls_lab._controller_records("s1")[0]
-    assert run("ovs-vsctl", "get", "Controller", uuid, "is_connected").stdout.strip() == "true"
+    # OVS refreshes its Controller table's status every few seconds.
+    wait_for(lambda: run("ovs-vsctl", "get", "Controller", uuid,
+                         "is_connected").stdout.strip() == "true", 15,
+             what="OVS to show the controller connected")
     assert tls_lab.controller.get("/nat/stats")["switches_connected"] == 1
 
 
@@ -38,7 +41,8 @@ def test_a_plain_tcp_switch_is_refused_and_the_tls_one_still_served(tls_lab):
     port = tls_lab.controller.of_port
     failed = tls_lab.controller.log().count("TLS handshake with")   # the lab's own probes
     run("ovs-vsctl", "--timeout=5", "add-br", "s3", "--", "set", "Bridge", "s3",
-        "other-config:datapath-id=00000000000000ee", "protocols=OpenFlow13",
+        "datapath_type=netdev", "other-config:datapath-id=00000000000000ee",
+        "protocols=OpenFlow13",
         "fail-mode=secure", "--", "set-controller", "s3", f"tcp:127.0.0.1:{port}")
     try:
         wait_for(lambda: tls_lab.controller.log().count("TLS handshake with") > failed, 10,
