@@ -37,6 +37,7 @@ from ryu_app.nat.gateway import Gateway
 from ryu_app.openflow.punt_meters import PuntMeters
 from ryu_app.ops.rest import APP_KEY, NatFallbackController, NatRestController
 from ryu_app.ops import stopping
+from ryu_app.ops.status_page import StatusPageController
 from ryu_app.openflow.sender import Sender
 from ryu_app.openflow.switch_claims import Claim as SwitchClaim
 from ryu_app.openflow.switch_claims import SwitchClaims
@@ -155,6 +156,7 @@ class SnatApp(app_manager.RyuApp):
         wsgi: WSGIApplication = kwargs["wsgi"]
         wsgi.register(NatRestController, {APP_KEY: self})
         wsgi.register(NatFallbackController, {})
+        wsgi.register(StatusPageController, {})
         conf = ryu_cfg.CONF
         for warning in exposure_warnings(
                 str(getattr(conf, "wsapi_host", "") or ""), ctl.rest_token,

@@ -16,11 +16,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # 1. Debian packages: OVS, Mininet, the traffic tools the tests use, systemd
-#    (systemd-analyze verify checks the shipped unit; systemd need not run), and
-#    redis-server (the coordination engine of a controller pair).
+#    (systemd-analyze verify checks the shipped unit; systemd need not run),
+#    redis-server (the coordination engine of a controller pair) and headless
+#    Chromium with its WebDriver (the status page test).
 APT_PKGS=(openvswitch-switch mininet iperf3 tcpdump iputils-ping netcat-openbsd
           curl ethtool iproute2 traceroute iputils-tracepath python3 python3-venv python3-dev gcc coturn iptables
-          redis-server systemd)
+          redis-server systemd chromium chromium-driver)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

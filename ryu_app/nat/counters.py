@@ -5,9 +5,39 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+from conntrack import RefuseReason
+from ryu_app.openflow.switch_claims import Claim as SwitchClaim
+
 #: Count a packet as dropped for a reason; the (empty) messages to send.
 #: Every packet path gets this one function instead of the counters.
 Drop = Callable[[str], list]
+
+
+#: Every reason a packet can be counted as dropped for, known up front so
+#: ``/metrics`` shows each series at 0 before its first drop.  A unit test
+#: (tests/unit/nat/test_drop_reasons.py) scans the code: every reason given
+#: to a drop function must be here, and every name here must be given.
+NAMED_DROPS = frozenset({
+    "adopting", "arp_mac_mismatch", "arp_not_for_gateway", "arp_queue_full", "arp_unsolicited",
+    "forward_refused", "fragment", "fragment_evicted", "fragment_no_session",
+    "fragment_queue_full", "fragment_timeout", "fragment_tiny", "hairpin_fragment",
+    "hairpin_no_mapping", "hairpin_unresolved", "hairpin_unsupported",
+    "icmp_error_bad_checksum", "icmp_error_no_session", "icmp_error_not_ours",
+    "icmp_error_rate_limited", "icmp_to_gateway_not_echo", "icmp_unsupported",
+    "inbound_unresolved", "inside_destination", "inside_host_unresolved", "ipv6", "malformed",
+    "next_hop_unresolved", "no_route", "not_master", "not_unicast", "outside_not_for_us",
+    "packet_in_budget", "packet_in_queue_full", "packet_in_stale", "source_guard",
+    "source_guard_arp", "source_guard_full", "source_guard_move_refused", "spoofed_source",
+    "tcp_copy_not_rst", "tcp_not_syn", "ttl_exceeded", "ttl_expired", "unknown_switch",
+    "unsolicited_icmp", "unsupported_ethertype", "unsupported_protocol", "uplink_unknown",
+})
+#: Reasons made from an enum's values, by prefix: refusals (bare for an
+#: outbound session, ``inbound_``, ``hairpin_``) and switches refused at connect.
+ENUM_DROPS: dict[str, list[str]] = {
+    prefix: [r.value for r in RefuseReason] for prefix in ("", "inbound_", "hairpin_")}
+ENUM_DROPS["switch_"] = [c.value for c in SwitchClaim if c is not SwitchClaim.ACCEPT]
+DROP_REASONS = NAMED_DROPS | frozenset(
+    prefix + value for prefix, values in ENUM_DROPS.items() for value in values)
 
 
 @dataclass

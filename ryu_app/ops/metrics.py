@@ -3,25 +3,43 @@
 Everything is read at scrape time from what the gateway already keeps (the
 ``/nat/stats`` snapshot, the sessions, the last stats-poll round trips), by
 a ``prometheus_client`` collector: no second set of counters to drift.
-Counters are monotonic since the controller started.
+Counters are monotonic since the controller started.  Labelled counters
+whose label values are known up front (drop and refusal reasons, the
+switch's drop rules) show every series from the start, at 0 until the first
+event, so ``rate()`` and alerts see them.  Beside the gateway: this process
+(``process_*``, ``python_info``), the build (``ryu_snat_build_info``) and the
+HA role (``ryu_snat_ha_leader``, ``ryu_snat_switch_role``).
 """
 from __future__ import annotations
 
+import functools
+import platform
+from importlib import metadata
 from typing import Any, Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import (CollectorRegistry, PlatformCollector, ProcessCollector,
+                               generate_latest)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from conntrack import RefuseReason
+from ryu_app.ha.roles import Role
+from ryu_app.nat.counters import DROP_REASONS
+from ryu_app.ops.views import SWITCH_DROP_NAMES
 
 PREFIX = "ryu_snat"
 TOP_HOSTS = 10
+#: The switch's drop rules as /nat/stats names them (and the source guard's).
+SWITCH_DROP_RULES = (*SWITCH_DROP_NAMES.values(), "source_guard")
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayCollector", "exposition"]
 
 
-def _labelled(cls: type, name: str, doc: str, label: str, values: dict) -> Any:
+def _labelled(cls: type, name: str, doc: str, label: str, values: dict,
+              known: Any = ()) -> Any:
+    """One family, a series per key of ``values``; each of ``known`` at 0 if absent."""
     family = cls(f"{PREFIX}_{name}", doc, labels=[label])
-    for key, value in sorted(values.items()):
+    for key, value in sorted({**dict.fromkeys(known, 0), **values}.items()):
         family.add_metric([str(key)], value)
     return family
 
@@ -49,7 +67,7 @@ class GatewayCollector:
             key = "sessions_adopted" if name == "adopted" else name
             yield counter(f"{PREFIX}_sessions_{name}", doc, value=st[key])
         yield _labelled(counter, "sessions_refused", "sessions refused, by reason", "reason",
-                        st["refused"])
+                        st["refused"], (r.value for r in RefuseReason))
         yield _labelled(gauge, "ports_in_use", "external ports held by mappings", "protocol",
                         st["ports_in_use"])
         yield _labelled(gauge, "ports_quarantined", "freed ports not yet reusable", "protocol",
@@ -58,9 +76,9 @@ class GatewayCollector:
                         app.port_pool_sizes())
         yield counter(f"{PREFIX}_packet_ins", "packet-ins handled", value=st["packet_ins"])
         yield _labelled(counter, "drops", "packets the controller dropped, by reason", "reason",
-                        st["drops"])
+                        st["drops"], DROP_REASONS)
         yield _labelled(counter, "switch_drops", "packets the switch's drop rules counted",
-                        "rule", st["switch_drops"])
+                        "rule", st["switch_drops"], SWITCH_DROP_RULES)
         yield _labelled(counter, "packet_ins_metered", "packet-ins a port's meter dropped "
                         "(last poll)", "port", st["packet_ins_metered"])
         yield _labelled(gauge, "host_sessions", f"sessions of the {TOP_HOSTS} busiest inside "
@@ -76,6 +94,9 @@ class GatewayCollector:
         yield counter(f"{PREFIX}_rest_errors", "our bugs caught in REST requests",
                       value=st["rest_errors"])
         yield from _per_switch(app.view.per_switch())
+        yield from _roles(app.ha_status())
+        yield InfoMetricFamily(f"{PREFIX}_build", "the running build: ryu-snat, Python and "
+                               "Ryu versions", value=build_info())
         yield _labelled(gauge, "stats_poll_seconds", "last flow-stats round trip", "dpid",
                         {f"{dpid:016x}": s for dpid, s in app.stats_poll_seconds.items()})
 
@@ -99,8 +120,36 @@ def _per_switch(rows: list[dict]) -> Iterator[Any]:
     yield from (active, created, ports)
 
 
+def _roles(ha: dict) -> Iterator[Any]:
+    """Whether this controller leads (always 1 without a pair), and its
+    OpenFlow role at each switch: one series per role, 1 for the current."""
+    yield GaugeMetricFamily(f"{PREFIX}_ha_leader", "1 if this controller leads (MASTER at "
+                            "its switches; always 1 without an HA pair)",
+                            value=1 if ha["leader"] else 0)
+    roles = GaugeMetricFamily(f"{PREFIX}_switch_role", "this controller's OpenFlow role at "
+                              "each switch (1 for the current role)", labels=["dpid", "role"])
+    for dpid, st in ha["switches"].items():
+        for role in Role:
+            roles.add_metric([dpid, role.name.lower()], 1 if st["role"] == role.name else 0)
+    yield roles
+
+
+@functools.cache
+def build_info() -> dict[str, str]:
+    """Versions from the installed packages' metadata (read once)."""
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+    return {"version": version("ryu-snat"), "ryu": version("ryu"),
+            "python": platform.python_version()}
+
+
 def exposition(app: Any) -> bytes:
-    """One scrape: the text format of every metric."""
+    """One scrape: the text format of every metric, the process's too."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GatewayCollector(app))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
     return generate_latest(registry)

@@ -232,6 +232,13 @@ class NatRestController(ControllerBase):
         _query(req, set())
         return self.app.ha_status()
 
+    @route("nat", "/nat/bridges", methods=["GET"])
+    @json_endpoint
+    def bridges(self, req: Any, **_: Any) -> list:
+        """Each NAT bridge profile: dpid, NAT address, its connected switches."""
+        _query(req, set())
+        return self.app.view.bridges()
+
     @route("nat", "/nat/forwards", methods=["GET"])
     @json_endpoint
     def forwards(self, req: Any, **_: Any) -> list:

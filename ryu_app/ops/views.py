@@ -91,6 +91,18 @@ class ConnectionsView:
                                                  for name in PROTOCOLS}})
         return out
 
+    def bridges(self) -> list[dict[str, Any]]:
+        """``GET /nat/bridges``: each NAT bridge profile and its switches now
+        (the status page's first table)."""
+        rows = self.per_switch()
+        return [{"bridge": gw.config.name,
+                 "dpid": None if gw.config.dpid is None else f"{gw.config.dpid:016x}",
+                 "external_ip": str(gw.config.external_address),
+                 "switches": [{"dpid": f"{r['dpid']:016x}", "active": r["active"],
+                               "created": r["created"]}
+                              for r in rows if r["bridge"] == gw.config.name]}
+                for gw in self.gateways]
+
     def _services(self, gateways: list[Gateway] | None = None) -> list[tuple[int, SwitchNat]]:
         """(dpid, its NAT) of every switch with one, of ``gateways`` (default: all)."""
         return sorted(((dpid, st.nat) for gw in (gateways or self.gateways)
