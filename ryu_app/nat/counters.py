@@ -19,6 +19,7 @@ Drop = Callable[[str], list]
 #: to a drop function must be here, and every name here must be given.
 NAMED_DROPS = frozenset({
     "adopting", "arp_mac_mismatch", "arp_not_for_gateway", "arp_queue_full", "arp_unsolicited",
+    "controller_stopping",
     "forward_refused", "fragment", "fragment_evicted", "fragment_no_session",
     "fragment_queue_full", "fragment_timeout", "fragment_tiny", "hairpin_fragment",
     "hairpin_no_mapping", "hairpin_unresolved", "hairpin_unsupported",
