@@ -18,23 +18,13 @@ interpreter() {   # the newest pyenv build of $1, or python$1 on PATH
     echo "$found"
 }
 
-want=$(cat pyproject.toml constraints/build.txt constraints/runtime.txt | sha256sum | cut -c1-16)
+# shellcheck source=scripts/venv.sh
+. "$ROOT/scripts/venv.sh"
 for version in ${PYTHON_VERSIONS:-3.12 3.13}; do
     venv=$ROOT/.venv-$version
-    stamp=$venv/.ryu-snat-installed
-    if [ ! -x "$venv/bin/python" ]; then
-        py=$(interpreter "$version")
-        log "creating $venv with $("$py" --version)"
-        "$py" -m venv "$venv"
-        rm -f "$stamp"
-    fi
-    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        log "installing ryu-snat and its test and docs extras into $venv"
-        PIP_CONSTRAINT=$ROOT/constraints/build.txt PIP_BUILD_CONSTRAINT=$ROOT/constraints/build.txt \
-            PIP_DISABLE_PIP_VERSION_CHECK=1 \
-            "$venv/bin/pip" install -q -c constraints/runtime.txt -e ".[test,docs]"
-        echo "$want" > "$stamp"
-    fi
+    py=$venv/bin/python
+    [ -x "$py" ] || py=$(interpreter "$version")
+    ensure_venv "$venv" "$py" "test,docs"
     log "unit suite on $("$venv/bin/python" --version)"
     "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit -m "not integration"
 done

@@ -40,24 +40,10 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; th
     PY=/usr/bin/python3
 fi
 
-# 3. The venv, with ryu-snat installed editable, every package at the version
-#    in constraints/runtime.txt.  ryu 4.34 only builds with setuptools<67 in
-#    pip's build environment: constraints/build.txt (PIP_CONSTRAINT reaches the
-#    build environment up to pip 25.2, PIP_BUILD_CONSTRAINT from pip 25.3 on).
-stamp=$VENV/.ryu-snat-installed
-want=$(cat pyproject.toml constraints/build.txt constraints/runtime.txt | sha256sum | cut -c1-16)
-if [ ! -x "$VENV/bin/python" ]; then
-    log "creating $VENV with $("$PY" --version) ($PY)"
-    "$PY" -m venv "$VENV"
-    rm -f "$stamp"
-fi
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    log "installing ryu-snat and its test, bench, docs and lint extras into $VENV"
-    PIP_CONSTRAINT=$ROOT/constraints/build.txt PIP_BUILD_CONSTRAINT=$ROOT/constraints/build.txt \
-        PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$VENV/bin/pip" install -q -c constraints/runtime.txt -e ".[test,bench,docs,lint]"
-    echo "$want" > "$stamp"
-fi
+# 3. The venv, with ryu-snat installed editable (scripts/venv.sh).
+# shellcheck source=scripts/venv.sh
+. "$ROOT/scripts/venv.sh"
+ensure_venv "$VENV" "$PY" "test,bench,docs,lint"
 
 # 4. Debian's Mininet is a pure-Python package in /usr/lib/python3/dist-packages,
 #    which the venv does not see.  Link just that package into the venv, not the
