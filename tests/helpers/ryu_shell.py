@@ -82,3 +82,21 @@ def snat_app(**options: Any) -> Iterator[tuple[snat.SnatApp, WSGIApplication]]:
     finally:
         for name in values:
             conf.clear_override(name, group="nat")
+
+
+@contextlib.contextmanager
+def wired_app(**options: Any) -> Iterator[tuple[snat.SnatApp, WSGIApplication, Any]]:
+    """The app (``snat_app``) with a fake switch connected: its gateway on a
+    :class:`Wire`, the switch's datapath answering through it, the clock
+    monotonic (the views count in monotonic time): (app, wsgi, wire)."""
+    import time
+
+    from helpers.fake_switch import Wire
+    from helpers.nat_lab import PORTS
+
+    with snat_app(**options) as (app, wsgi):
+        wire = Wire(app.gateway)
+        wire.now = wire.switch.now = time.monotonic()
+        wire.connect(PORTS)
+        app.datapaths[wire.switch.dpid] = WireDatapath(wire)
+        yield app, wsgi, wire

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from webob import Request
 
-from helpers.fake_switch import Wire
-from helpers.nat_lab import H1, PORTS, S1, open_flow
-from helpers.ryu_shell import WireDatapath, snat_app
+from helpers.nat_lab import H1, S1, open_flow
+from helpers.ryu_shell import wired_app
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "docs" / "grafana" / "ryu-snat.json"
 #: PromQL's own words, and Grafana's variables, that look like metric names.
@@ -50,11 +48,7 @@ def scraped() -> set[str]:
     """Metric names of one scrape, after a session exists: every sample's,
     and every family's the scrape declares (a role per switch has no series
     without a controller pair, but the family is there)."""
-    with snat_app() as (app, wsgi):
-        wire = Wire(app.gateway)
-        wire.now = wire.switch.now = time.monotonic()
-        wire.connect(PORTS)
-        app.datapaths[wire.switch.dpid] = WireDatapath(wire)
+    with wired_app() as (app, wsgi, wire):
         open_flow(wire, H1, 5000, S1, 53)
         resp = Request.blank("/metrics").get_response(wsgi)
         assert resp.status_int == 200

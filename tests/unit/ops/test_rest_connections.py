@@ -11,7 +11,7 @@ from webob import Request
 from helpers.fake_switch import Wire
 from helpers.nat_lab import (H1, H2, PORTS, S1, S2, TCP, UDP, UPLINK, flows_of, in_frame,
                              nat, open_flow, out_frame)
-from helpers.ryu_shell import WireDatapath, snat_app
+from helpers.ryu_shell import WireDatapath, snat_app, wired_app
 
 FIELDS = {"id", "protocol", "state", "internal_ip", "internal_port", "external_ip",
           "external_port", "remote_ip", "remote_port", "packets_out", "bytes_out",
@@ -20,12 +20,8 @@ FIELDS = {"id", "protocol", "state", "internal_ip", "internal_port", "external_i
 
 @pytest.fixture
 def rig():
-    with snat_app() as (app, wsgi):
-        wire = Wire(app.gateway)
-        wire.now = wire.switch.now = time.monotonic()   # the views count in monotonic time
-        wire.connect(PORTS)
-        app.datapaths[wire.switch.dpid] = WireDatapath(wire)
-        yield app, wsgi, wire
+    with wired_app() as rigged:
+        yield rigged
 
 
 def rest(wsgi, method: str, path: str) -> tuple[int, object]:

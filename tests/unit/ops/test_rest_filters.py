@@ -12,16 +12,12 @@ from webob import Request
 
 from helpers.fake_switch import Wire
 from helpers.nat_lab import H1, H2, PORTS, S1, S2, TCP, UDP, flows_of, open_flow
-from helpers.ryu_shell import WireDatapath, snat_app
+from helpers.ryu_shell import wired_app
 
 
 def make_rig(**options):
-    ctx = snat_app(**options)
-    app, wsgi = ctx.__enter__()
-    wire = Wire(app.gateway)
-    wire.now = wire.switch.now = time.monotonic()
-    wire.connect(PORTS)
-    app.datapaths[wire.switch.dpid] = WireDatapath(wire)
+    ctx = wired_app(**options)
+    app, wsgi, wire = ctx.__enter__()
     return ctx, app, wsgi, wire
 
 

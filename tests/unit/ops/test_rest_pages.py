@@ -10,18 +10,14 @@ from webob import Request
 
 from helpers.fake_switch import Wire
 from helpers.nat_lab import H1, PORTS, S1, TCP, UDP, nat, open_flow
-from helpers.ryu_shell import WireDatapath, snat_app
+from helpers.ryu_shell import wired_app
 from ryu_app.ops import views
 
 
 @pytest.fixture
 def rig():
-    with snat_app() as (app, wsgi):
-        wire = Wire(app.gateway)
-        wire.now = wire.switch.now = time.monotonic()
-        wire.connect(PORTS)
-        app.datapaths[wire.switch.dpid] = WireDatapath(wire)
-        yield app, wsgi, wire
+    with wired_app() as rigged:
+        yield rigged
 
 
 def get(wsgi, path: str):

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 from webob import Request
 
-from helpers.fake_switch import Wire
-from helpers.nat_lab import H1, PORTS, S1, open_flow
-from helpers.ryu_shell import WireDatapath, snat_app
+from helpers.nat_lab import H1, S1, open_flow
+from helpers.ryu_shell import wired_app
 from ryu_app.ops.status_page import ASSETS
 
 TOKEN = "a-token-of-twenty-chars"
@@ -22,12 +20,8 @@ TOKEN = "a-token-of-twenty-chars"
 
 @pytest.fixture
 def rig():
-    with snat_app(rest_token=TOKEN) as (app, wsgi):
-        wire = Wire(app.gateway)
-        wire.now = wire.switch.now = time.monotonic()
-        wire.connect(PORTS)
-        app.datapaths[wire.switch.dpid] = WireDatapath(wire)
-        yield app, wsgi, wire
+    with wired_app(rest_token=TOKEN) as rigged:
+        yield rigged
 
 
 def get(wsgi, path: str):
