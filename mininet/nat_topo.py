@@ -173,6 +173,12 @@ def remote_controller_class() -> type:
     from mininet.node import RemoteController
 
     class PlainRemoteController(RemoteController):
+        def stop(self) -> None:
+            """Mininet's RemoteController.stop does nothing, and the net
+            never terminates controllers: each lab left its shell running
+            until the process ended.  The remote controller itself is not ours."""
+            self.terminate()
+
         def isListening(self, ip: str, port: int) -> bool:
             try:
                 with socket.create_connection((ip, port), timeout=2):
