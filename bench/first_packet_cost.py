@@ -4,8 +4,10 @@ Wall-clock rates on this 2-core machine move by 30% between sittings (the
 anchors too); an instruction count does not.  This runs N TCP SYNs of new
 5-tuples through ``Gateway.packet_in`` (the whole first-packet path: the
 packet-in read, admission, conntrack, the mapping, two flows and a
-packet-out encoded; no socket, no OVS) under ``valgrind --tool=callgrind``
-at two sizes and prints the difference per packet, so start-up cancels out.
+packet-out encoded; no socket, no OVS), with Python's collector set as the
+controller sets it (``ryu_app.ops.collector``), under ``valgrind
+--tool=callgrind`` at two sizes and prints the difference per packet, so
+start-up cancels out.
 
     .venv/bin/python bench/first_packet_cost.py            # needs valgrind
     .venv/bin/python bench/first_packet_cost.py --run 1000 # one pass, no valgrind
@@ -47,8 +49,9 @@ def run(count: int, built: int) -> None:
     packets (of ``built`` made, so that both sizes build alike)."""
     from oslo_config import cfg
 
-    from ryu_app.settings import config
     from ryu_app.nat.gateway import Gateway
+    from ryu_app.ops import collector
+    from ryu_app.settings import config
 
     conf = cfg.ConfigOpts()
     config.register(conf)
@@ -63,6 +66,7 @@ def run(count: int, built: int) -> None:
     nat = gateway.switches[1].nat
     nat.adopting = False                      # no flow dump to wait for
     nat.next_hops.learn(SERVER[0], SERVER[1], 0.0)
+    collector.tune()                          # the collector as the running controller has it
     now = 1.0
     for frame in frames(max(count, built), nat_config.gateway_mac)[:count]:
         gateway.packet_in(1, 2, frame, now)

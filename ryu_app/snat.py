@@ -30,13 +30,14 @@ from ryu_app.settings import listeners
 from ryu_app.openflow import ofctl_compat
 from ryu_app.openflow import tls_compat
 from ryu_app.openflow import channel
+from ryu_app.openflow import writer
 from ryu_app.ha import roles
 from ryu_app.ha.election import Election
 from ryu_app.limits.fair_queue import FairQueue, frame_source
 from ryu_app.nat.gateway import Gateway
 from ryu_app.openflow.punt_meters import PuntMeters
 from ryu_app.ops.rest import APP_KEY, NatFallbackController, NatRestController
-from ryu_app.ops import stopping
+from ryu_app.ops import collector, stopping
 from ryu_app.ops.status_page import StatusPageController
 from ryu_app.openflow.sender import Sender
 from ryu_app.openflow.switch_claims import Claim as SwitchClaim
@@ -130,6 +131,7 @@ class SnatApp(app_manager.RyuApp):
         for gw in self.gateways:
             self._restore_forwards(gw)
         self.sender = Sender()
+        writer.install()              # answers leave at once, no hop (ryu_app.openflow.writer)
         # Packet-ins wait here only while the controller is behind (see _admit).
         # One queue for every bridge: the first profile's per-source limit.
         admission = self.configs[0].admission
@@ -215,6 +217,7 @@ class SnatApp(app_manager.RyuApp):
             LOG.error("ryu-snat: %s", busy)
             raise SystemExit(1)
         stopping.install(self._begin_stop)    # SIGTERM and SIGINT take the close path
+        collector.tune()                      # rarer collections (ryu_app.ops.collector)
         return super().start()
 
     def close(self) -> None:

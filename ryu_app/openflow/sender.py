@@ -3,7 +3,8 @@
 Each event's messages leave in one write: they are serialised (Ryu-built
 ones by Ryu, :class:`~ryu_app.openflow.flow_encoding.Encoded` ones by us) with their
 xids, concatenated and queued once on the datapath, instead of one queue
-entry, greenlet switch and ``sendall`` per message.  Inside ``batch()``
+entry, greenlet switch and ``sendall`` per message, and written at once
+when the connection is idle (:mod:`~ryu_app.openflow.writer`).  Inside ``batch()``
 (queued packet-ins handled one after another) the writes of several events
 are held and leave together at ``flush()``: a loopback ``send`` costs the
 controller the switch's side of TCP too.  Recent messages are remembered by
@@ -17,6 +18,7 @@ import logging
 from collections import OrderedDict
 from typing import Any, Iterable, Iterator
 
+from ryu_app.openflow import writer
 from ryu_app.openflow.flow_encoding import Encoded
 
 LOG = logging.getLogger(__name__)
@@ -77,7 +79,7 @@ class Sender:
         self._write(datapath, b"".join(bufs), len(bufs))
 
     def _write(self, datapath: Any, buf: bytes, count: int) -> None:
-        if not datapath.send(buf):
+        if not writer.write(datapath, buf):
             # Ryu returns False once the connection is closing; the switch
             # will reconnect and be re-programmed from scratch.
             self.failed += count
