@@ -42,6 +42,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "mininet"))
 
 import dataplane as dp  # noqa: E402
+import where_time_goes as where  # noqa: E402
 from common import Row, arg_parser, report  # noqa: E402
 
 BENCH = "admission"
@@ -122,7 +123,11 @@ def flood(system: str, count: int, seconds: float) -> dict:
                             "--to", dp.O1_IP, "--seconds", str(seconds)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(1.5)
+        cpu_before = cpu_shares(lab, system, flooder.pid)
+        started = time.monotonic()
         during = result(clients(h1, count, 1, max(2.0, seconds - 2.5)), seconds)
+        cpu = {who: (used - cpu_before.get(who, 0.0)) / (time.monotonic() - started)
+               for who, used in cpu_shares(lab, system, flooder.pid).items()}
         out, err = flooder.communicate(timeout=seconds + 30)
         time.sleep(0.5)
         reached = o1_resets(o1) - resets
@@ -137,8 +142,20 @@ def flood(system: str, count: int, seconds: float) -> dict:
                 "ratio": during["rate"] / quiet["rate"] if quiet["rate"] else 0.0,
                 "during_p99_ms": during["connect_p99_ms"], "failures": during["failures"],
                 "flood_pps": sent["pps"], "flood_syns": sent["sent"]["syn"],
-                "syns_reached_o1": reached, "up": up}
+                "syns_reached_o1": reached, "up": up, "cpu": cpu}
     return with_network(system, 2, None, body)
+
+
+def cpu_shares(lab, system: str, flooder: int) -> dict[str, float]:
+    """CPU seconds so far of what shares the machine during the flood:
+    ovs-vswitchd's main thread and revalidator, ryu-manager, the flooder."""
+    threads = where.thread_cpu(dp.ovs_vswitchd_pid())
+    shares = {"ovs-vswitchd main": threads["ovs-vswitchd"],
+              "ovs-vswitchd revalidator": threads["revalidator"],
+              "flooder": dp.cpu_seconds(flooder)}
+    if system in dp.SNATS:
+        shares["ryu-manager"] = dp.cpu_seconds(lab.controller.proc.pid)
+    return shares
 
 
 def main() -> int:
@@ -201,6 +218,8 @@ def main() -> int:
                 add(case, system, "flood SYNs at o1", "count", got["syns_reached_o1"], False,
                     False)
                 add(case, system, "gateway up after", "bool", float(got["up"]), compare=False)
+                for who, share in got["cpu"].items():
+                    add(case, system, f"{who} CPU / wall during", "cores", share, False, False)
                 if not got["up"]:
                     problems.append(f"run {run} flood {system}: the gateway was down after it")
     found = targets(rows)
