@@ -124,7 +124,7 @@ class SnatApp(app_manager.RyuApp):
         # One gateway per NAT bridge profile; they share the mapping log
         # (one file) and the event feed (one GET /nat/events).
         self.gateways = [first] + [Gateway(c, ctl, mapping_log=first.mapping_log,
-                                           events=first.events)
+                                           events=first.events, ipfix=first.ipfix)
                                    for c in self.configs[1:]]
         self.gateway = first          # app-wide counters (handler and REST errors)
         self.event_feed = first.events   # (RyuApp.events is its own event queue)
@@ -229,6 +229,8 @@ class SnatApp(app_manager.RyuApp):
         led = self.election is not None and self.election.leader
         try:
             log.flush()
+            if self.gateway.ipfix is not None:
+                self.gateway.ipfix.close()   # what was noted goes to the collector
         finally:
             if self.election is not None:
                 self.election.stop()
@@ -317,6 +319,8 @@ class SnatApp(app_manager.RyuApp):
         stats = self.view.stats()
         stats["packet_in_queue"] = {"waiting": len(self.packet_ins),
                                     **self.packet_ins.counters.as_dict()}
+        if self.gateway.ipfix is not None:
+            stats["ipfix"] = self.gateway.ipfix.counters.as_dict()
         return stats
 
     def port_pool_sizes(self) -> dict[str, int]:

@@ -27,6 +27,7 @@ from ryu_app.nat.counters import GatewayCounters
 from ryu_app.journal.event_feed import EventFeed
 from ryu_app.settings.forwards import Forward
 from ryu_app.packets.icmp_errors import ERROR_TYPES
+from ryu_app.journal.ipfix import IpfixExporter
 from ryu_app.journal.mapping_log import MappingLog
 from ryu_app.nat.service import NatService
 from ryu_app.packets.packet_info import classify, quick_classify
@@ -55,12 +56,13 @@ class Gateway:
 
     def __init__(self, config: BridgeConfig, controller: ControllerConfig | None = None,
                  mapping_log: MappingLog | None = None,
-                 events: EventFeed | None = None) -> None:
+                 events: EventFeed | None = None,
+                 ipfix: IpfixExporter | None = None) -> None:
         """``config`` is this bridge's profile, ``controller`` the options the
-        process has once (default: their defaults).  ``mapping_log`` and
-        ``events`` are shared when one controller runs several NAT bridges
-        (one file, one feed); by default the gateway makes its own from
-        ``controller``."""
+        process has once (default: their defaults).  ``mapping_log``,
+        ``events`` and ``ipfix`` are shared when one controller runs several
+        NAT bridges (one file, one feed, one exporter); by default the
+        gateway makes its own from ``controller``."""
         self.config = config
         self.controller = controller or ControllerConfig()
         self.counters = GatewayCounters()
@@ -78,6 +80,10 @@ class Gateway:
             logged.file if logged.enabled else None, logged.max_bytes, logged.backups,
             logged.syslog if logged.enabled else None)
         self.events = events or EventFeed()     # for GET /nat/events (snatctl watch)
+        exported = self.controller.ipfix
+        self.ipfix = ipfix or (IpfixExporter(exported.collector, exported.log_destination,
+                                             exported.template_interval)
+                               if exported.collector is not None else None)
 
     # -- switch life cycle -------------------------------------------------
     def serves(self, dpid: int) -> bool:
@@ -253,8 +259,11 @@ class Gateway:
             adopt.append(flows.flow_stats_request())
         if state.nat is None:
             logged = self.mapping_log if self.controller.mapping_log.enabled else None
+            reports = (self.ipfix.bridge(state.dpid, cfg.admission.max_connections,
+                                         cfg.admission.max_connections_per_host)
+                       if self.ipfix is not None else None)
             state.nat = NatService(cfg, self.counters, up, logged,
-                                   functools.partial(self.events.record, state.dpid))
+                                   functools.partial(self.events.record, state.dpid), reports)
             for fwd in self.forwards.values():
                 if fwd not in cfg.forwards:
                     state.nat.install_forward(fwd)   # added over REST earlier
@@ -338,6 +347,8 @@ class Gateway:
         """Periodic work of every switch: ARP retries, expiry backstop."""
         grace = 2 * self.controller.stats_interval + 2
         self.mapping_log.flush()
+        if self.ipfix is not None:
+            self.ipfix.flush(_now(now))
         for nat in self.parked.values():
             nat.expire_away(_now(now), grace)   # no switch to tell: the engine's timers rule
         return {dpid: state.nat.tick(_now(now), grace)

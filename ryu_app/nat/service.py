@@ -34,6 +34,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 
 from conntrack import ICMP, OUTBOUND, Event, Refused, Session, TCP, TcpFlags
 from conntrack.keys import unpack_okey
+from ryu_app.journal.ipfix import BridgeReports
 from ryu_app.journal.mapping_log import MappingLog
 from ryu_app.nat.addresses import int_text, ipv4
 from ryu_app.nat.admission import outbound_problem
@@ -92,12 +93,16 @@ class NatService:
 
     def __init__(self, config: BridgeConfig, counters: GatewayCounters, uplink: int,
                  mapping_log: MappingLog | None = None,
-                 events: Callable[[Event], None] | None = None) -> None:
+                 events: Callable[[Event], None] | None = None,
+                 reports: BridgeReports | None = None) -> None:
         self.config = config
         self.counters = counters
         # No mapping log given, none kept: the gateway gives one only when
         # [nat] log_mappings is on, and none for a standby's warm table.
-        self.ct = make_engine(config, on_event=_one_hook(mapping_log, events))
+        # ``reports``: IPFIX NAT events (ipfix_collector), or None.
+        self.reports = reports
+        self.ct = make_engine(config, on_event=_one_hook(
+            mapping_log, events, reports.event if reports is not None else None))
         gw_ip = str(config.external_gateway_ip) if config.external_gateway_ip else None
         pinned = ({gw_ip: config.external_gateway_mac}
                   if config.external_gateway_mac and gw_ip else {})
@@ -270,6 +275,9 @@ class NatService:
                                                   info.dport, now, info.tcp_flags)
             except Refused as refused:
                 self.counters.dropped(refused.reason.value)
+                if self.reports is not None:
+                    self.reports.refused(refused.reason, src_n, info.protocol,
+                                         int(self.config.external_address), now)
                 return None, msgs + self.icmp.prohibited(in_port, eth_src, data, now)
         elif info.protocol == TCP and info.tcp_flags & (TcpFlags.SYN | TcpFlags.ACK) == TcpFlags.SYN:
             msgs += self.tcp.syn_again(session, now)

@@ -93,6 +93,10 @@ class GatewayCollector:
                       value=st["handler_errors"])
         yield counter(f"{PREFIX}_rest_errors", "our bugs caught in REST requests",
                       value=st["rest_errors"])
+        if "ipfix" in st:
+            yield _labelled(counter, "ipfix", "IPFIX NAT logging (ipfix_collector): records "
+                            "and messages sent, template sets, send errors, records dropped",
+                            "what", st["ipfix"])
         yield from _per_switch(app.view.per_switch())
         yield from _roles(app.ha_status())
         yield InfoMetricFamily(f"{PREFIX}_build", "the running build: ryu-snat, Python and "

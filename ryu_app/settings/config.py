@@ -16,11 +16,13 @@ from ryu_app.settings.errors import GROUP, PROFILE_PREFIX, ConfigError
 from ryu_app.settings.files import profile_names
 from ryu_app.settings.load import load, load_controller, load_profiles
 from ryu_app.settings.model import (DEFAULT_GATEWAY_MAC, AdmissionConfig, BridgeConfig,
-                                    ControllerConfig, HaConfig, MappingLogConfig, TimerConfig)
+                                    ControllerConfig, HaConfig, IpfixConfig, MappingLogConfig,
+                                    TimerConfig)
 from ryu_app.settings.options import (OPTS, PROCESS_WIDE, REQUIRED, RFC_FLOORS, list_opts,
                                       register)
 
 __all__ = ["GROUP", "PROFILE_PREFIX", "ConfigError", "profile_names", "load",
            "load_controller", "load_profiles", "DEFAULT_GATEWAY_MAC", "AdmissionConfig",
-           "BridgeConfig", "ControllerConfig", "HaConfig", "MappingLogConfig", "TimerConfig",
+           "BridgeConfig", "ControllerConfig", "HaConfig", "IpfixConfig", "MappingLogConfig",
+           "TimerConfig",
            "OPTS", "PROCESS_WIDE", "REQUIRED", "RFC_FLOORS", "list_opts", "register"]

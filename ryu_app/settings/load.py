@@ -18,7 +18,7 @@ from ryu_app.settings import files, options, validate
 from ryu_app.settings.errors import GROUP, PROFILE_PREFIX, ConfigError
 from ryu_app.settings.forwards import Forward, conflict as forward_conflict, parse_spec
 from ryu_app.settings.model import (AdmissionConfig, BridgeConfig, ControllerConfig, HaConfig,
-                                    MappingLogConfig, TimerConfig)
+                                    IpfixConfig, MappingLogConfig, TimerConfig)
 
 Warn = Callable[[str], None]
 _BRIDGE_NAMES = {opt.dest for opt in options.BRIDGE_OPTS}
@@ -96,9 +96,13 @@ def load_controller(conf: cfg.ConfigOpts | None = None) -> ControllerConfig:
         max_bytes=read.number("mapping_log_max_bytes"),
         backups=read.number("mapping_log_backups"),
         syslog=validate.syslog_address("mapping_log_syslog", read("mapping_log_syslog")))
+    ipfix = IpfixConfig(
+        collector=validate.udp_collector("ipfix_collector", read("ipfix_collector")),
+        log_destination=bool(read("ipfix_log_destination")),
+        template_interval=read.number("ipfix_template_interval"))
     return ControllerConfig(rest_token=validate.token(read("rest_token")),
                             stats_interval=read.number("stats_interval"),
-                            ha=ha, mapping_log=mapping_log)
+                            ha=ha, mapping_log=mapping_log, ipfix=ipfix)
 
 
 def load_profiles(conf: cfg.ConfigOpts | None = None,

@@ -135,6 +135,19 @@ class MappingLogConfig:
 
 
 @dataclass(frozen=True)
+class IpfixConfig:
+    """NAT events as IPFIX (RFC 8158) to a collector, or off."""
+
+    collector: tuple[str, int] | None = None   # ipfix_collector: (address, UDP port)
+    log_destination: bool = False           # ipfix_log_destination (RFC 6888 REQ-12)
+    template_interval: int = 60             # ipfix_template_interval: seconds
+
+    @property
+    def enabled(self) -> bool:
+        return self.collector is not None
+
+
+@dataclass(frozen=True)
 class ControllerConfig:
     """What one controller process has once: only ``[nat]`` sets it."""
 
@@ -142,3 +155,4 @@ class ControllerConfig:
     stats_interval: int = 10                # seconds between flow-stats polls
     ha: HaConfig = field(default_factory=HaConfig)
     mapping_log: MappingLogConfig = field(default_factory=MappingLogConfig)
+    ipfix: IpfixConfig = field(default_factory=IpfixConfig)

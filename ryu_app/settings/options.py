@@ -157,6 +157,18 @@ CONTROLLER_OPTS = [
     cfg.StrOpt("mapping_log_syslog", default=None,
                help="also send each mapping log line to syslog: HOST:PORT (UDP) or "
                     "the path of a Unix socket such as /dev/log (unset: no syslog)"),
+    # ControllerConfig.ipfix
+    cfg.StrOpt("ipfix_collector", default=None,
+               help="send NAT events (session create and delete, quota exceeded, ports "
+                    "exhausted) as IPFIX with RFC 8158's fields to this collector, "
+                    "ADDRESS:PORT over UDP, e.g. 192.0.2.9:4739 ([ADDRESS]:PORT for "
+                    "IPv6); unset: no IPFIX"),
+    cfg.BoolOpt("ipfix_log_destination", default=False,
+                help="put the remote address and port in IPFIX session records too "
+                     "(RFC 6888 REQ-12: leave them out unless they must be kept)"),
+    _seconds("ipfix_template_interval", 60, "seconds between resends of the IPFIX "
+             "templates (a collector that starts later can read records from then on)",
+             high=3600),
     # ControllerConfig.ha
     cfg.StrOpt("coordination_url", secret=True,
                help="tooz URL of the coordination engine that elects the MASTER of a "

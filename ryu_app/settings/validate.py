@@ -195,3 +195,21 @@ def syslog_address(name: str, value: str | None) -> str | None:
             or not 0 < int(port) < 65536:
         raise ConfigError(name, value, "not HOST:PORT (UDP) or the path of a Unix socket")
     return value
+
+
+def udp_collector(name: str, value: str | None) -> tuple[str, int] | None:
+    """``ADDRESS:PORT`` (``[ADDRESS]:PORT`` for IPv6) of a UDP collector."""
+    if not value:
+        return None
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if not sep or address is None or not port.isascii() or not port.isdigit() \
+            or not 0 < int(port) < 65536:
+        raise ConfigError(name, value, "not ADDRESS:PORT of a UDP collector "
+                          "(an IP address, [ADDRESS]:PORT for IPv6)")
+    return str(address), int(port)

@@ -24,6 +24,8 @@ FIELDS = {
     "packet_in_port_rate": "admission.port_rate", "packet_in_port_burst": "admission.port_burst",
     "packet_in_host_rate": "admission.host_rate", "packet_in_host_burst": "admission.host_burst",
     "log_mappings": "mapping_log.enabled", "mapping_log_file": "mapping_log.file",
+    "ipfix_collector": "ipfix.collector", "ipfix_log_destination": "ipfix.log_destination",
+    "ipfix_template_interval": "ipfix.template_interval",
     "mapping_log_max_bytes": "mapping_log.max_bytes", "mapping_log_backups": "mapping_log.backups",
     "coordination_url": "ha.coordination_url", "ha_group": "ha.group", "ha_lease": "ha.lease",
     "ha_interval": "ha.interval",
@@ -99,7 +101,7 @@ def test_the_types_defaults_are_the_options_defaults(tmp_path):
 def test_process_wide_options_are_the_controllers_only(tmp_path):
     bridge_fields = {f.name for f in dataclasses.fields(config.BridgeConfig)}
     assert not bridge_fields & set(config.PROCESS_WIDE)
-    assert {"rest_token", "stats_interval", "ha", "mapping_log"} == {
+    assert {"rest_token", "stats_interval", "ha", "mapping_log", "ipfix"} == {
         f.name for f in dataclasses.fields(config.ControllerConfig)}
 
 
@@ -147,6 +149,10 @@ def test_options_live_on_ryu_conf():
     ("port_quarantine", "0", 0),
     ("log_mappings", "false", False),
     ("port_parity", "true", True),
+    ("ipfix_collector", "192.0.2.9:4739", ("192.0.2.9", 4739)),
+    ("ipfix_collector", "[2001:db8::9]:4739", ("2001:db8::9", 4739)),
+    ("ipfix_log_destination", "true", True),
+    ("ipfix_template_interval", "5", 5),
 ])
 def test_good_values(tmp_path, option, value, expected):
     extra = {"internal_gateway_ip": None} if option == "internal_subnet" else {}
@@ -206,6 +212,11 @@ def test_good_values(tmp_path, option, value, expected):
     ("rest_token", "sixteen chars but spaces", "no spaces"),
     ("packet_in_port_rate", "-1", "must be 0..10000000"),
     ("packet_in_host_burst", "20000000", "must be 0..10000000"),
+    ("ipfix_collector", "collector.example:4739", "not ADDRESS:PORT of a UDP collector"),
+    ("ipfix_collector", "192.0.2.9", "not ADDRESS:PORT of a UDP collector"),
+    ("ipfix_collector", "192.0.2.9:0", "not ADDRESS:PORT of a UDP collector"),
+    ("ipfix_collector", "192.0.2.9:65536", "not ADDRESS:PORT of a UDP collector"),
+    ("ipfix_template_interval", "0", "must be 1..3600 seconds"),
 ])
 def test_bad_values_name_the_option(tmp_path, option, value, problem):
     with pytest.raises(config.ConfigError) as info:

@@ -1,0 +1,184 @@
+"""IPFIX NAT events, read back by an independent decoder (scapy's IPFIX
+layer with its template cache), field by field against the sessions made.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import pytest
+
+from helpers import ipfix_decode
+from conntrack import ConnTrack, ConntrackConfig
+from conntrack.keys import TCP, UDP
+from ryu_app.journal import ipfix
+
+NAT = "198.51.100.1"
+H1, H2, S1 = "10.0.0.11", "10.0.0.12", "198.51.100.10"
+DPID = 0x1_0000_0001
+WALL0 = 1_796_000_000.0          # the wall clock when the monotonic one read 0
+
+
+def ip(text: str) -> int:
+    return int(ipaddress.IPv4Address(text))
+
+
+class Rig:
+    """An exporter fed by a real engine; what it sends is kept."""
+
+    def __init__(self, **options) -> None:
+        self.sent: list[bytes] = []
+        self.mono = 100.0
+        self.exporter = ipfix.IpfixExporter(("127.0.0.1", 4739), send=self.sent.append,
+                                            clocks=(lambda: WALL0 + self.mono,
+                                                    lambda: self.mono), **options)
+        self.ct = ConnTrack(ConntrackConfig(external_ip=ipaddress.IPv4Address(NAT),
+                                            max_connections_per_host=3),
+                            on_event=self.exporter.domain(DPID))
+
+    def records(self) -> list[dict]:
+        return ipfix_decode.records(self.sent)
+
+
+def test_sessions_made_and_ended_are_decoded_field_by_field():
+    rig = Rig(log_destination=True)
+    tcp = rig.ct.create_outbound(TCP, ip(H1), 40000, ip(S1), 80, now=100.0)
+    udp = rig.ct.create_outbound(UDP, ip(H2), 5353, ip(S1), 53, now=100.25)
+    rig.mono = 101.0
+    rig.exporter.flush()
+    rig.ct.remove(udp, now=101.5, reason="closed")
+    rig.mono = 102.0
+    rig.exporter.flush()
+    got = rig.records()
+    assert [(r["natEvent"], r["protocolIdentifier"], r["sourceIPv4Address"],
+             r["sourceTransportPort"], r["postNATSourceIPv4Address"],
+             r["postNAPTSourceTransportPort"], r["destinationIPv4Address"],
+             r["destinationTransportPort"], r["observationTimeMilliseconds"]) for r in got] == [
+        (4, TCP, H1, 40000, NAT, tcp.external_port, S1, 80, int((WALL0 + 100.0) * 1000)),
+        (4, UDP, H2, 5353, NAT, udp.external_port, S1, 53, int((WALL0 + 100.25) * 1000)),
+        (5, UDP, H2, 5353, NAT, udp.external_port, S1, 53, int((WALL0 + 101.5) * 1000)),
+    ]
+
+
+def test_destinations_are_left_out_unless_asked_for():
+    rig = Rig()
+    rig.ct.create_outbound(TCP, ip(H1), 40000, ip(S1), 80, now=100.0)
+    rig.exporter.flush()
+    [record] = rig.records()
+    assert record["sourceIPv4Address"] == H1
+    assert not {"destinationIPv4Address", "destinationTransportPort",
+                "postNATDestinationIPv4Address"} & set(record)
+
+
+def test_refusals_are_quota_and_port_events():
+    rig = Rig()
+    rig.exporter.host_quota(DPID, ip(H1), 3, now=100.5)
+    rig.exporter.table_full(DPID, 4096, now=100.75)
+    rig.exporter.ports_exhausted(DPID, UDP, ip(NAT), now=101.0)
+    rig.exporter.flush()
+    host, table, ports = rig.records()
+    assert (host["natEvent"], host["natQuotaExceededEvent"], host["maxEntriesPerUser"],
+            host["sourceIPv4Address"]) == (13, 3, 3, H1)
+    assert (table["natEvent"], table["natQuotaExceededEvent"],
+            table["maxSessionEntries"]) == (13, 1, 4096)
+    assert (ports["natEvent"], ports["protocolIdentifier"],
+            ports["postNATSourceIPv4Address"]) == (12, UDP, NAT)
+    assert ports["observationTimeMilliseconds"] == int((WALL0 + 101.0) * 1000)
+
+
+def test_a_collector_started_later_learns_the_templates_from_the_next_refresh():
+    rig = Rig(template_interval=30)
+    rig.ct.create_outbound(TCP, ip(H1), 40000, ip(S1), 80, now=100.0)
+    rig.exporter.flush()                            # templates, then the record
+    late = len(rig.sent)                            # a collector listening from here
+    for second in range(1, 36):
+        rig.mono = 100.0 + second
+        rig.ct.create_outbound(UDP, ip(H1) + second, 6000, ip(S1), 53, now=rig.mono)
+        rig.exporter.flush()
+    seen = ipfix_decode.records(rig.sent[late:])
+    # From the refresh 30 s after the first templates on, every record decodes.
+    assert [ipaddress.IPv4Address(r["sourceIPv4Address"]) for r in seen] == [
+        ipaddress.IPv4Address(ip(H1) + second) for second in range(30, 36)]
+    assert set(ipfix_decode.templates(rig.sent)) == {256, 257, 258, 259, 260}
+
+
+def test_many_records_split_into_datagrams_and_the_sequence_counts_records():
+    rig = Rig()
+    for n in range(300):
+        rig.ct.create_outbound(UDP, ip(H1) + n // 3, 1000 + n, ip(S1), 53, now=100.0)
+    rig.exporter.flush()
+    assert all(len(d) <= ipfix.MAX_MESSAGE for d in rig.sent) and len(rig.sent) > 2
+    got = rig.records()
+    assert len(got) == 300 and rig.exporter.counters.records == 300
+    assert [r["sourceTransportPort"] for r in got] == [1000 + n for n in range(300)]
+    firsts = {}
+    for r in got:
+        firsts.setdefault(r["sequence"], got.index(r))
+    assert list(firsts) == list(firsts.values())    # each message: records sent before it
+    assert {r["domain"] for r in got} == {DPID & 0xFFFFFFFF}
+
+
+def test_a_collector_that_is_not_there_costs_a_counter_and_one_line(caplog):
+    def refuse(_datagram: bytes) -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    exporter = ipfix.IpfixExporter(("127.0.0.1", 4739), send=refuse)
+    exporter.table_full(DPID, 10, now=1.0)
+    exporter.flush(2.0)
+    exporter.table_full(DPID, 10, now=3.0)
+    exporter.flush(4.0)
+    assert exporter.counters.send_errors == 4 and exporter.counters.records == 0
+    assert sum("IPFIX" in r.message for r in caplog.records) == 1
+
+
+def test_records_beyond_the_bound_between_flushes_are_counted_not_kept():
+    exporter = ipfix.IpfixExporter(("127.0.0.1", 4739), send=lambda d: None)
+    for n in range(ipfix.MAX_PENDING + 5):
+        exporter.table_full(DPID, 10, now=1.0)
+    assert exporter.counters.dropped == 5
+    exporter.flush(2.0)
+    assert exporter.counters.records == ipfix.MAX_PENDING
+
+
+def test_the_real_socket_reaches_a_udp_collector():
+    collector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    collector.bind(("127.0.0.1", 0))
+    collector.settimeout(2)
+    exporter = ipfix.IpfixExporter(collector.getsockname())
+    exporter.host_quota(DPID, ip(H2), 5, now=1.0)
+    exporter.close()
+    got = [collector.recv(65535), collector.recv(65535)]
+    collector.close()
+    [record] = ipfix_decode.records(got)
+    assert (record["natEvent"], record["sourceIPv4Address"]) == (13, H2)
+
+
+def test_the_gateway_reports_its_sessions_and_refusals_when_a_collector_is_set():
+    from helpers.nat_lab import H1 as HOST1, S1 as SERVER, make_lab, open_flow
+    from helpers.nat_lab import TCP as TCP_, UDP as UDP_, out_frame, UPLINK
+
+    collector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    collector.bind(("127.0.0.1", 0))
+    collector.settimeout(2)
+    host, port = collector.getsockname()
+    lab = make_lab(ipfix_collector=f"{host}:{port}", max_connections_per_host=2)
+    session, _ = open_flow(lab, HOST1, 5000, SERVER, 53, proto=UDP_)
+    open_flow(lab, HOST1, 5001, SERVER, 80, proto=TCP_)
+    out = lab.send(HOST1.port, out_frame(HOST1, 5002, SERVER, 53, proto=UDP_))
+    assert all(port != UPLINK for port, _ in out)     # over the quota: refused
+    lab.advance(1)                                    # the tick sends
+    sent = [collector.recv(65535) for _ in range(lab.gateway.ipfix.counters.messages)]
+    collector.close()
+    got = ipfix_decode.records(sent)
+    assert [(r["natEvent"], r["sourceTransportPort"]) for r in got if r["natEvent"] == 4] == [
+        (4, 5000), (4, 5001)]
+    assert got[0]["postNAPTSourceTransportPort"] == session.external_port
+    [quota] = [r for r in got if r["natEvent"] == 13]
+    assert (quota["sourceIPv4Address"], quota["maxEntriesPerUser"]) == (HOST1.ip, 2)
+    assert {r["domain"] for r in got} == {lab.switch.dpid}
+
+
+def test_no_collector_no_exporter():
+    from helpers.nat_lab import make_lab
+
+    assert make_lab().gateway.ipfix is None
