@@ -1,9 +1,11 @@
 """The RFC 6888 mapping log, on the logger or in its own file."""
 from __future__ import annotations
 
+import io
 import logging
-import time
+import logging.handlers
 import re
+import time
 
 from helpers.fake_switch import Wire
 from helpers.nat_config import make_configs
@@ -123,3 +125,45 @@ def test_syslog_gets_every_line(tmp_path):
 def _created(session):
     from conntrack import Event, EventKind
     return Event(EventKind.CREATED, session, 0.0, "")
+
+
+def _logged_with(handler: logging.Handler, count: int = 3, logger_filter=None) -> list:
+    """``count`` sessions made and flushed to the logger, ``handler`` on it
+    alone; (records the handler was given, the sessions)."""
+    seen: list[logging.LogRecord] = []
+    logger = logging.getLogger("ryu_snat.mappings")
+    keep = (logger.handlers[:], logger.propagate, logger.level, logger.filters[:])
+    logger.handlers[:] = [handler]
+    logger.propagate, logger.filters[:] = False, [logger_filter] if logger_filter else []
+    logger.setLevel(logging.INFO)
+    original = handler.handle
+    handler.handle = lambda record: seen.append(record) or original(record)
+    try:
+        lab = make_lab()                  # no mapping_log_file: the logger
+        sessions = [open_flow(lab, H1, 5000 + n, S1, 53)[0] for n in range(count)]
+        lab.gateway.mapping_log.flush()
+    finally:
+        logger.handlers[:], logger.propagate, logger.level, logger.filters[:] = keep
+    return seen, sessions
+
+
+def test_plain_stream_handlers_get_the_seconds_lines_in_one_record_with_the_same_bytes():
+    out = io.StringIO()
+    records, sessions = _logged_with(logging.StreamHandler(out))
+    assert len(records) == 1
+    assert out.getvalue() == "".join(
+        f"mapping created: udp 10.0.0.11:{5000 + n} -> 198.51.100.1:{s.external_port} "
+        f"(session {s.id})\n" for n, s in enumerate(sessions))
+
+
+def test_a_format_with_time_or_a_syslog_or_a_filter_gets_a_record_per_line():
+    stamped = logging.StreamHandler(io.StringIO())
+    stamped.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    assert len(_logged_with(stamped)[0]) == 3
+    syslog = logging.handlers.SysLogHandler(address=("127.0.0.1", 9))
+    try:
+        assert len(_logged_with(syslog)[0]) == 3
+    finally:
+        syslog.close()
+    assert len(_logged_with(logging.StreamHandler(io.StringIO()),
+                            logger_filter=logging.Filter("ryu_snat"))[0]) == 3
