@@ -17,6 +17,10 @@ the bridge's dpid):
 * **NAT ports exhausted** (``natEvent`` 12): no free port of the protocol
   on the external address.
 
+A refusal is sent once a second at most per host (quota) or per protocol
+(ports) and bridge: a host flooding over its quota costs the collector one
+record a second, and the repeats are counted.
+
 Events are only noted on the packet path (a tuple each); the records are
 encoded and sent at ``flush``, once a second, off it, in messages of at
 most :data:`MAX_MESSAGE` bytes.  The templates go first, then again every
@@ -44,6 +48,8 @@ LOG = logging.getLogger(__name__)
 VERSION = 10
 MAX_MESSAGE = 1400                 # bytes: one datagram on any usual path MTU
 MAX_PENDING = 65536                # records noted between two flushes, at most
+REPEAT_AFTER = 1.0                 # seconds: one refusal record per host (or table, or
+                                   # protocol) in this long, however many are refused
 TEMPLATE_SET, FIRST_DATA_SET = 2, 256
 
 # natEvent values (RFC 8158 section 4.1, IANA "NAT Event Type").
@@ -120,6 +126,7 @@ class IpfixCounters:
     templates: int = 0        # template sets sent
     send_errors: int = 0      # datagrams the socket refused
     dropped: int = 0          # records noted beyond MAX_PENDING, never sent
+    repeats: int = 0          # refusals of the same kind within REPEAT_AFTER, not sent
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -150,6 +157,7 @@ class IpfixExporter:
         self._send = send or self._sendto
         self._wall, self._clock = clocks
         self._last_error_log = 0.0
+        self._last_refusal: dict[tuple[int, int, int], float] = {}   # key -> when noted
 
     # -- noting (packet path) ------------------------------------------------------
     def bridge(self, dpid: int, max_connections: int,
@@ -184,7 +192,7 @@ class IpfixExporter:
     def host_quota(self, dpid: int, inside_ip: int, limit: int, now: float) -> None:
         """A host was refused a session: over ``max_connections_per_host``."""
         self._note(dpid, HOST_QUOTA, (now, QUOTA_EXCEEDED, MAX_ENTRIES_PER_USER,
-                                      limit, inside_ip))
+                                      limit, inside_ip), inside_ip)
 
     def table_full(self, dpid: int, limit: int, now: float) -> None:
         """A session was refused: ``max_connections`` live already."""
@@ -194,12 +202,20 @@ class IpfixExporter:
     def ports_exhausted(self, dpid: int, protocol: int, external_ip: int, now: float) -> None:
         """A session was refused: no free port of ``protocol`` on the address."""
         self._note(dpid, PORTS_EXHAUSTED, (now, NAT_PORTS_EXHAUSTED, protocol,
-                                           external_ip))
+                                           external_ip), protocol)
 
-    def _note(self, dpid: int, template: Template, values: tuple) -> None:
+    def _note(self, dpid: int, template: Template, values: tuple, who: int = 0) -> None:
+        """A refusal, unless the same one (bridge, kind, host or protocol)
+        was noted less than REPEAT_AFTER ago: a host that keeps trying over
+        its quota (a flood) makes one record a second, not one a packet."""
+        key, now = (dpid, template.template_id, who), values[0]
+        if now - self._last_refusal.get(key, -REPEAT_AFTER) < REPEAT_AFTER:
+            self.counters.repeats += 1
+            return
         if len(self._pending) >= MAX_PENDING:
             self.counters.dropped += 1
             return
+        self._last_refusal[key] = now
         self._pending.append((dpid & 0xFFFFFFFF, template, values))
 
     # -- sending (once a second) ---------------------------------------------------
@@ -207,6 +223,8 @@ class IpfixExporter:
         """Encode what was noted and send it, templates first when due
         (``now`` on the events' clock)."""
         now = self._clock() if now is None else now
+        self._last_refusal = {key: when for key, when in self._last_refusal.items()
+                              if now - when < REPEAT_AFTER}
         to_wall = self._wall() - self._clock()
         pending = self._pending[:]
         self._pending.clear()              # the same list: the hooks hold it

@@ -95,7 +95,8 @@ class GatewayCollector:
                       value=st["rest_errors"])
         if "ipfix" in st:
             yield _labelled(counter, "ipfix", "IPFIX NAT logging (ipfix_collector): records "
-                            "and messages sent, template sets, send errors, records dropped",
+                            "and messages sent, template sets, send errors, records dropped, "
+                            "refusals not sent as repeats",
                             "what", st["ipfix"])
         yield from _per_switch(app.view.per_switch())
         yield from _roles(app.ha_status())

@@ -134,7 +134,7 @@ def test_a_collector_that_is_not_there_costs_a_counter_and_one_line(caplog):
 def test_records_beyond_the_bound_between_flushes_are_counted_not_kept():
     exporter = ipfix.IpfixExporter(("127.0.0.1", 4739), send=lambda d: None)
     for n in range(ipfix.MAX_PENDING + 5):
-        exporter.table_full(DPID, 10, now=1.0)
+        exporter.host_quota(DPID, n + 1, 10, now=1.0)      # as many hosts
     assert exporter.counters.dropped == 5
     exporter.flush(2.0)
     assert exporter.counters.records == ipfix.MAX_PENDING
@@ -182,3 +182,17 @@ def test_no_collector_no_exporter():
     from helpers.nat_lab import make_lab
 
     assert make_lab().gateway.ipfix is None
+
+
+def test_a_host_refused_again_and_again_makes_one_record_a_second():
+    rig = Rig()
+    for n in range(100):                              # a flood over the quota, in 0.99 s
+        rig.exporter.host_quota(DPID, ip(H1), 3, now=100.0 + n / 100)
+    rig.exporter.host_quota(DPID, ip(H2), 3, now=100.5)   # another host: its own record
+    rig.mono = 101.0
+    rig.exporter.flush()
+    rig.exporter.host_quota(DPID, ip(H1), 3, now=101.0)   # a second later: again
+    rig.mono = 102.0
+    rig.exporter.flush()
+    assert [r["sourceIPv4Address"] for r in rig.records()] == [H1, H2, H1]
+    assert rig.exporter.counters.repeats == 99
