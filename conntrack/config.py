@@ -45,6 +45,25 @@ def _range(name: str, value: Any, lo: int, hi: int) -> tuple[int, int]:
     return first, last
 
 
+MAX_POOL = 256  # each pool address keeps its own port tables (about 9 MiB)
+
+
+def _pool(value: Any, external_ip: IPv4Address) -> tuple[IPv4Address, ...]:
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"external_pool must be a sequence of addresses, got {value!r}")
+    try:
+        pool = tuple(IPv4Address(ip_to_int(a)) for a in value)
+    except TypeError:
+        raise ValueError(f"external_pool must be a sequence of addresses, got {value!r}") from None
+    if not pool:
+        return (external_ip,)
+    if len(set(pool)) != len(pool):
+        raise ValueError(f"external_pool lists an address twice: {[str(a) for a in pool]}")
+    if len(pool) > MAX_POOL:
+        raise ValueError(f"external_pool has {len(pool)} addresses; at most {MAX_POOL}")
+    return pool
+
+
 def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise ValueError(f"{name} must be a number, got {value!r}")
@@ -57,7 +76,11 @@ def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
 class ConntrackConfig:
     """Settings of a :class:`~conntrack.ConnTrack` (immutable; times in seconds).
 
-    external_ip: the single address inside hosts are translated to.
+    external_ip: the address inside hosts are translated to when
+        ``external_pool`` is empty.
+    external_pool: the addresses inside hosts are translated to (empty: just
+        ``external_ip``). Paired pooling (RFC 4787 REQ-2): all mappings of
+        one inside address use one pool address, each with its own ports.
     port_range: external ports for inside source ports >= 1024 (TCP, UDP).
     preserve_low_ports: inside ports 0-1023 map into ``low_port_range``
         (RFC 4787 REQ-3a); when False everything maps into ``port_range``.
@@ -77,6 +100,7 @@ class ConntrackConfig:
     """
 
     external_ip: IPv4Address
+    external_pool: tuple[IPv4Address, ...] = ()
     port_range: tuple[int, int] = (1024, 65535)
     preserve_low_ports: bool = True
     low_port_range: tuple[int, int] = (1, 1023)
@@ -97,6 +121,7 @@ class ConntrackConfig:
     def __post_init__(self) -> None:
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         fix("external_ip", IPv4Address(ip_to_int(self.external_ip)))
+        fix("external_pool", _pool(self.external_pool, self.external_ip))
         fix("port_range", _range("port_range", self.port_range, 1, 65535))
         fix("low_port_range", _range("low_port_range", self.low_port_range, 1, 1023))
         fix("icmp_id_range", _range("icmp_id_range", self.icmp_id_range, 0, 65535))

@@ -28,12 +28,12 @@ _ACK = int(TcpFlags.ACK)
 class InboundHost(Protocol):
     """What :class:`Inbound` needs from the table it is mixed into."""
 
-    _ext: int
+    _addr_index: dict[int, int]
     _clock: Callable[[], float]
 
     def lookup_inbound(self, protocol: int, src_ip: IPLike, src_port: int, dst_ip: IPLike, dst_port: int) -> Optional[Session]: ...
 
-    def mapping_of_port(self, protocol: int, external_port: int) -> Optional[Mapping]: ...
+    def mapping_of_port(self, protocol: int, external_port: int, external_ip: Optional[IPLike] = None) -> Optional[Mapping]: ...
 
     def _refuse(self, reason: RefuseReason, detail: str = "") -> Refused: ...
 
@@ -80,7 +80,7 @@ class Inbound:
         if existing is not None:
             return existing
         src_ip, dst_ip = ip_to_int(src_ip), ip_to_int(dst_ip)
-        mapping = self.mapping_of_port(protocol, dst_port) if dst_ip == self._ext else None
+        mapping = self.mapping_of_port(protocol, dst_port, dst_ip) if dst_ip in self._addr_index else None
         if mapping is None:
             raise self._refuse(RefuseReason.NO_MAPPING, f"{PROTOCOL_NAMES.get(protocol, protocol)} port {dst_port}")
         if protocol == ICMP:

@@ -12,15 +12,27 @@ from .keys import PROTOCOL_NAMES, TCP
 from .states import CODES, REPLIED, State, tcp_inbound_refreshes, tcp_state, tcp_timeout
 
 
+def slot_of(protocol: int, index: int) -> int:
+    """Key of one protocol's port tables on pool address ``index``."""
+    return protocol | (index << 8)
+
+
 class ProtoPolicy:
-    """Timeouts, state names and refresh rule of one protocol, by state code."""
+    """Timeouts, state names and refresh rule of one protocol, by state code,
+    for one external address of the pool.
 
-    __slots__ = ("protocol", "name", "external_ip", "filtering", "timeouts", "states", "inbound_refresh")
+    ``slot`` names the (protocol, address) pair the table keys its port
+    tables by: ``protocol | index << 8``, so the first address's slot is
+    the protocol number itself.
+    """
 
-    def __init__(self, config: ConntrackConfig, protocol: int) -> None:
+    __slots__ = ("protocol", "name", "external_ip", "slot", "filtering", "timeouts", "states", "inbound_refresh")
+
+    def __init__(self, config: ConntrackConfig, protocol: int, index: int = 0) -> None:
         self.protocol = protocol
         self.name = PROTOCOL_NAMES[protocol]
-        self.external_ip = int(config.external_ip)
+        self.external_ip = int(config.external_pool[index])
+        self.slot = slot_of(protocol, index)
         self.filtering: Filtering = config.filtering(protocol)
         codes = range(CODES)
         if protocol == TCP:

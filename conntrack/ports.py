@@ -28,6 +28,9 @@ USED = 1  # held by a mapping
 QUARANTINED = 2
 RESERVED = 3
 NPORTS = MAX_PORT + 1
+# One int object per port number, shared by every pool's free lists: a pool
+# address then costs its tables, not 64k new ints per protocol.
+_PORT_NUMBERS = list(range(NPORTS))
 
 
 class PortPool:
@@ -56,7 +59,7 @@ class PortPool:
             free = self._free[c]
             self._cls[ports.start : ports.stop : ports.step] = bytes([c]) * len(ports)
             self._pos[ports.start : ports.stop : ports.step] = array("l", range(len(free), len(free) + len(ports)))
-            free.extend(ports)
+            free.extend(_PORT_NUMBERS[ports.start : ports.stop : ports.step])
         self._quarantine = quarantine
         self._qfifo: list[deque[tuple[float, int]]] = [deque() for _ in range(nclasses)]
         self._q_until = array("d", [0.0]) * NPORTS

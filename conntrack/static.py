@@ -34,7 +34,9 @@ class StaticHost(Protocol):
     (and from itself: its own ``_forwards`` and ``_check_free_port``)."""
 
     config: ConntrackConfig
-    _ext: int
+    _addr_index: dict[int, int]
+    _host_addr: dict[int, int]
+    _paired: bool
     _clock: Callable[[], float]
     _next_id: int
     _policies: dict[int, ProtoPolicy]
@@ -44,6 +46,10 @@ class StaticHost(Protocol):
     _by_id: dict[int, Session]
     _mappings: dict[int, Mapping]
     _forwards: dict[tuple[int, int], Mapping]
+
+    def _address_for(self, inside_ip: int) -> int: ...
+
+    def _slot(self, protocol: int, external_ip: Optional[IPLike]) -> int: ...
 
     def _refuse(self, reason: RefuseReason, detail: str = "") -> Refused: ...
 
@@ -57,7 +63,7 @@ class StaticHost(Protocol):
         self, okey: int, mapping: Mapping, code: int, created: float, last_seen: float, inside_ip: int, sid: int, kind: EventKind
     ) -> Session: ...
 
-    def _check_free_port(self, protocol: int, port: int) -> None: ...
+    def _check_free_port(self, slot: int, port: int) -> None: ...
 
 
 class StaticEntries:
@@ -104,8 +110,11 @@ class StaticEntries:
         remote_port = 0 if protocol == ICMP else check_port(remote_port, "remote_port")
         state = State(state) if state is not None else (State.ESTABLISHED if protocol == TCP else State.REPLIED)
         code = (tcp_code_for if protocol == TCP else datagram_code_for)(state, inbound_initiated)
-        if ext_ip != self._ext:
-            raise self._refuse(RefuseReason.WRONG_EXTERNAL_IP, f"{external_ip} is not {self.config.external_ip}")
+        index = self._addr_index.get(ext_ip)
+        if index is None:
+            pool = ", ".join(str(a) for a in self.config.external_pool)
+            raise self._refuse(RefuseReason.WRONG_EXTERNAL_IP, f"{external_ip} is not in the pool ({pool})")
+        slot = policy.slot | (index << 8)
         if session_id in self._by_id:
             raise self._refuse(RefuseReason.ID_IN_USE, f"session id {session_id}")
         ikey = (protocol << 48) | (in_ip << 16) | inside_port
@@ -116,53 +125,67 @@ class StaticEntries:
         if mapping is not None and mapping.external_port != external_port:
             raise self._refuse(RefuseReason.MAPPING_CONFLICT, f"inside endpoint holds port {mapping.external_port}")
         if mapping is None:
-            self._check_free_port(protocol, external_port)
+            paired = self._host_addr.get(in_ip, index) if self._paired else index
+            if paired != index:
+                raise self._refuse(RefuseReason.MAPPING_CONFLICT, f"{inside_ip} is paired with another pool address")
+            self._check_free_port(slot, external_port)
         self._check_limits(in_ip, inbound=inbound_initiated)
         if mapping is None:
-            self._pools[protocol].claim(external_port)
-            mapping = self._add_mapping(policy, ikey, external_port)
+            self._pools[slot].claim(external_port)
+            mapping = self._add_mapping(self._policies[slot], ikey, external_port)
         if session_id >= self._next_id:
             self._next_id = session_id + 1 if session_id < MAX_SESSION_ID else 1
         seen = created_at if last_seen is None else last_seen
         return self._insert(okey, mapping, code, created_at, seen, in_ip, session_id, EventKind.RESTORED)
 
-    def reserve(self: StaticHost, protocol: int, port: int) -> None:
-        """Keep an external port away from the allocator (idempotent).
+    def reserve(self: StaticHost, protocol: int, port: int, external_ip: Optional[IPLike] = None) -> None:
+        """Keep an external port of ``external_ip`` (default: the first pool
+        address) away from the allocator (idempotent).
 
         Raises :class:`Refused` PORT_IN_USE if a mapping holds it.
         """
         check_port(port)
-        pool = self._pools[_supported(protocol, allow_icmp=True)]
-        if self._owners[protocol][port] is not None or not pool.reserve(port):
+        slot = self._slot(_supported(protocol, allow_icmp=True), external_ip)
+        if self._owners[slot][port] is not None or not self._pools[slot].reserve(port):
             raise self._refuse(RefuseReason.PORT_IN_USE, f"{PROTOCOL_NAMES[protocol]} port {port}")
 
-    def release(self: StaticHost, protocol: int, port: int, now: Optional[float] = None) -> bool:
+    def release(
+        self: StaticHost, protocol: int, port: int, now: Optional[float] = None, external_ip: Optional[IPLike] = None
+    ) -> bool:
         """Undo :meth:`reserve`; the port is quarantined. False if it was not reserved."""
         check_port(port)
-        pool = self._pools[_supported(protocol, allow_icmp=True)]
+        pool = self._pools[self._slot(_supported(protocol, allow_icmp=True), external_ip)]
         return pool.release(port, self._clock() if now is None else now)
 
-    def is_reserved(self: StaticHost, protocol: int, port: int) -> bool:
+    def is_reserved(self: StaticHost, protocol: int, port: int, external_ip: Optional[IPLike] = None) -> bool:
         """True while :meth:`reserve` keeps ``port`` from the allocator."""
-        return self._pools[protocol].state(port) == RESERVED
+        return self._pools[self._slot(protocol, external_ip)].state(port) == RESERVED
 
     def add_forward(self: StaticHost, protocol: int, external_port: int, internal_ip: IPLike, internal_port: int) -> Mapping:
         """Static forward external_port -> internal_ip:internal_port (TCP/UDP).
 
-        If the internal endpoint already maps to this port, that mapping
-        becomes static. Raises :class:`Refused` PORT_IN_USE, PORT_RESERVED or
-        MAPPING_CONFLICT (the endpoint already maps to another port).
+        The port is on the pool address the internal host is paired with
+        (its address now, else the one it had last, else the least used):
+        a forward is one more mapping of that host. If the internal endpoint
+        already maps to this port, that mapping becomes static. Raises
+        :class:`Refused` PORT_IN_USE, PORT_RESERVED or MAPPING_CONFLICT (the
+        endpoint already maps to another port).
         """
-        policy = self._policies[_supported(protocol, allow_icmp=False)]
+        protocol = _supported(protocol, allow_icmp=False)
         check_port(external_port, "external_port")
         check_port(internal_port, "internal_port")
-        ikey = (protocol << 48) | (ip_to_int(internal_ip) << 16) | internal_port
+        in_ip = ip_to_int(internal_ip)
+        ikey = (protocol << 48) | (in_ip << 16) | internal_port
         mapping = self._mappings.get(ikey)
         if mapping is not None and mapping.external_port != external_port:
             raise self._refuse(RefuseReason.MAPPING_CONFLICT, f"endpoint holds port {mapping.external_port}")
+        held = self._forwards.get((protocol, external_port))
+        if held is not None and held is not mapping:  # one forward per port, pool-wide
+            raise self._refuse(RefuseReason.PORT_IN_USE, f"{PROTOCOL_NAMES[protocol]} port {external_port} forwards elsewhere")
         if mapping is None:
-            self._check_free_port(protocol, external_port)
-            self._pools[protocol].claim(external_port)
+            policy = self._policies[protocol | (self._address_for(in_ip) << 8 if self._paired else 0)]
+            self._check_free_port(policy.slot, external_port)
+            self._pools[policy.slot].claim(external_port)
             mapping = self._add_mapping(policy, ikey, external_port, static=True)
         mapping.static = True
         self._forwards[(protocol, external_port)] = mapping
@@ -183,11 +206,22 @@ class StaticEntries:
         """Current forwards (static mappings)."""
         return list(self._forwards.values())
 
-    def _check_free_port(self: StaticHost, protocol: int, port: int) -> None:
-        if self._owners[protocol][port] is not None:
-            raise self._refuse(RefuseReason.PORT_IN_USE, f"{PROTOCOL_NAMES[protocol]} port {port}")
-        if self._pools[protocol].state(port) == RESERVED:
-            raise self._refuse(RefuseReason.PORT_RESERVED, f"{PROTOCOL_NAMES[protocol]} port {port}")
+    def _slot(self: StaticHost, protocol: int, external_ip: Optional[IPLike]) -> int:
+        """Port-table key of ``protocol`` on ``external_ip`` (None: the first
+        pool address); ValueError for an address outside the pool."""
+        if external_ip is None:
+            return protocol
+        index = self._addr_index.get(ip_to_int(external_ip))
+        if index is None:
+            raise ValueError(f"{external_ip} is not in the external pool")
+        return protocol | (index << 8)
+
+    def _check_free_port(self: StaticHost, slot: int, port: int) -> None:
+        name = PROTOCOL_NAMES[slot & 0xFF]
+        if self._owners[slot][port] is not None:
+            raise self._refuse(RefuseReason.PORT_IN_USE, f"{name} port {port}")
+        if self._pools[slot].state(port) == RESERVED:
+            raise self._refuse(RefuseReason.PORT_RESERVED, f"{name} port {port}")
 
 
 def _supported(protocol: int, allow_icmp: bool) -> int:

@@ -8,7 +8,9 @@ Data layout (chosen for O(1) both ways and small memory per session):
 
 * ``_sessions``: original key (packed int) -> Session. The outbound lookup is
   one dict probe.
-* ``_owners[protocol][external_port]`` -> Mapping, and ``_ikeys`` (the
+* ``_owners[slot][external_port]`` -> Mapping, where ``slot`` is the
+  protocol for the first pool address (``protocol | index << 8`` for the
+  others: each address has its own ports), and ``_ikeys`` (the
   owner's inside key in a flat 64-bit array, 0 = no owner: 512 KiB that stay
   in cache, where reading the key off 60,000 scattered Mapping objects would
   not). With endpoint-independent mapping an external port belongs to
@@ -27,6 +29,7 @@ import logging
 import random
 import time
 from array import array
+from ipaddress import IPv4Address
 from typing import Callable, Iterator, Optional
 
 from .config import ConntrackConfig
@@ -34,7 +37,8 @@ from .events import Event, EventHook, EventKind, RefuseReason, Stats
 from .keys import ICMP, MAX_IP, MAX_PORT, PROTOCOL_NAMES, PROTOCOLS, TCP, Direction, IPLike, ip_to_int
 from .inbound import Inbound
 from .limits import Limits
-from .policy import ProtoPolicy
+from .pairing import Pairing
+from .policy import ProtoPolicy, slot_of
 from .ports import PortPool
 from .refresh import Refresh
 from .session import Mapping, Session, SessionRef
@@ -45,8 +49,9 @@ from .timers import TimerWheel
 log = logging.getLogger(__name__)
 
 
-class ConnTrack(Inbound, Refresh, StaticEntries, Limits):
-    """Source-NAT connection table for one external address.
+class ConnTrack(Inbound, Refresh, StaticEntries, Limits, Pairing):
+    """Source-NAT connection table for one external address or a pool of
+    them (paired: see pairing.py).
 
     ``config``: a :class:`ConntrackConfig`. ``on_event(Event)`` is called after
     every create/restore/expire/remove, once the table is consistent; an
@@ -72,12 +77,13 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits):
         self.config = config
         self.on_event = on_event
         self._clock = clock
-        self._ext = int(config.external_ip)
-        self._policies = {p: ProtoPolicy(config, p) for p in PROTOCOLS}
-        self._pools = {p: PortPool.for_protocol(config, p, rng) for p in PROTOCOLS}
-        self._owners: dict[int, list[Optional[Mapping]]] = {p: [None] * (MAX_PORT + 1) for p in PROTOCOLS}
+        self._init_pairing(config)
+        slots = [(p, i) for i in range(len(self._addresses)) for p in PROTOCOLS]
+        self._policies = {slot_of(p, i): ProtoPolicy(config, p, i) for p, i in slots}
+        self._pools = {slot_of(p, i): PortPool.for_protocol(config, p, rng) for p, i in slots}
+        self._owners: dict[int, list[Optional[Mapping]]] = {slot_of(p, i): [None] * (MAX_PORT + 1) for p, i in slots}
         # Same, as the owner's inside key (0 = no owner): see the module docstring.
-        self._ikeys: dict[int, array] = {p: array("Q", bytes(8 * (MAX_PORT + 1))) for p in PROTOCOLS}
+        self._ikeys: dict[int, array] = {slot_of(p, i): array("Q", bytes(8 * (MAX_PORT + 1))) for p, i in slots}
         self._sessions: dict[int, Session] = {}
         self._by_id: dict[int, Session] = {}
         self._mappings: dict[int, Mapping] = {}
@@ -115,10 +121,11 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits):
         probe; int arguments are trusted, not range-checked.
         """
         self._lookups += 1
-        ikeys = self._ikeys.get(protocol)
-        if ikeys is None:
+        index = self._addr_index.get(dst_ip if type(dst_ip) is int else ip_to_int(dst_ip))
+        if index is None:
             return None
-        if dst_ip != self._ext and (type(dst_ip) is int or ip_to_int(dst_ip) != self._ext):
+        ikeys = self._ikeys.get(protocol | (index << 8))
+        if ikeys is None:
             return None
         ikey = ikeys[dst_port]
         if not ikey:
@@ -154,9 +161,11 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits):
         """The external port mapping of an inside endpoint, or None."""
         return self._mappings.get((protocol << 48) | (ip_to_int(inside_ip) << 16) | inside_port)
 
-    def mapping_of_port(self, protocol: int, external_port: int) -> Optional[Mapping]:
-        """The mapping holding an external port, or None."""
-        owners = self._owners.get(protocol)
+    def mapping_of_port(self, protocol: int, external_port: int, external_ip: Optional[IPLike] = None) -> Optional[Mapping]:
+        """The mapping holding an external port of ``external_ip`` (default:
+        the first pool address), or None."""
+        index = 0 if external_ip is None else self._addr_index.get(ip_to_int(external_ip))
+        owners = None if index is None else self._owners.get(slot_of(protocol, index))
         return None if owners is None else owners[external_port]
 
     def sessions(self) -> Iterator[Session]:
@@ -218,6 +227,8 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits):
             self._check_limits(src_ip)  # raises
         mapping = self._mappings.get(ikey)
         if mapping is None:
+            if self._paired:
+                policy = self._policies[slot_of(protocol, self._address_for(src_ip))]
             mapping = self._new_mapping(policy, ikey, src_port, now)
         code = TCP_FIRST_OUTBOUND[tcp_flags & 0x1F] if protocol == TCP else 0
         sid = self._next_id
@@ -297,6 +308,9 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits):
             for pool in pools.values():
                 pool.drain(now)
         names = PROTOCOL_NAMES
+        by_protocol = lambda what: {  # noqa: E731  (summed over the pool)
+            names[p]: sum(getattr(pool, what) for slot, pool in pools.items() if slot & 0xFF == p) for p in PROTOCOLS
+        }
         return Stats(
             active=len(self._by_id),
             created=self._created,
@@ -307,13 +321,22 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits):
             refused_by_reason=dict(self._refused),
             lookups=self._lookups,
             mappings=len(self._mappings),
-            ports_in_use={names[p]: pools[p].in_use for p in PROTOCOLS},
-            ports_reserved={names[p]: pools[p].reserved for p in PROTOCOLS},
-            ports_quarantined={names[p]: pools[p].quarantined for p in PROTOCOLS},
+            ports_in_use=by_protocol("in_use"),
+            ports_reserved=by_protocol("reserved"),
+            ports_quarantined=by_protocol("quarantined"),
             quarantine_fallbacks=sum(pool.quarantine_fallbacks for pool in pools.values()),
             forwards=len(self._forwards),
             hook_errors=self._hook_errors,
         )
+
+    def pool_usage(self) -> list[tuple[IPv4Address, int, dict[str, int]]]:
+        """Each pool address with its paired hosts and the ports its mappings
+        hold per protocol, in pool order."""
+        hosts = self.paired_hosts()
+        return [
+            (address, hosts[i], {PROTOCOL_NAMES[p]: self._pools[slot_of(p, i)].in_use for p in PROTOCOLS})
+            for i, address in enumerate(self._addresses)
+        ]
 
     # -- internals ------------------------------------------------------------
     def _resolve(self, session: SessionRef) -> Optional[Session]:
@@ -329,24 +352,30 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits):
         return sid
 
     def _new_mapping(self, policy: ProtoPolicy, ikey: int, inside_port: int, now: float) -> Mapping:
-        port = self._pools[policy.protocol].allocate(ikey, inside_port, now)
+        port = self._pools[policy.slot].allocate(ikey, inside_port, now)
         if port is None:
-            raise self._refuse(RefuseReason.POOL_EXHAUSTED, f"{policy.name} ports for inside port {inside_port}")
+            on = f" of {IPv4Address(policy.external_ip)}" if self._paired else ""
+            raise self._refuse(RefuseReason.POOL_EXHAUSTED, f"{policy.name} ports{on} for inside port {inside_port}")
         return self._add_mapping(policy, ikey, port)
 
     def _add_mapping(self, policy: ProtoPolicy, ikey: int, port: int, static: bool = False) -> Mapping:
         mapping = Mapping(ikey, port, policy, static)
         self._mappings[ikey] = mapping
-        self._owners[policy.protocol][port] = mapping
-        self._ikeys[policy.protocol][port] = ikey
+        slot = policy.slot
+        self._owners[slot][port] = mapping
+        self._ikeys[slot][port] = ikey
+        if self._paired:
+            self._pair((ikey >> 16) & MAX_IP, slot >> 8)
         return mapping
 
     def _drop_mapping(self, mapping: Mapping, now: float) -> None:
-        protocol = mapping.policy.protocol
+        slot = mapping.policy.slot
         del self._mappings[mapping.ikey]
-        self._owners[protocol][mapping.external_port] = None
-        self._ikeys[protocol][mapping.external_port] = 0
-        self._pools[protocol].free(mapping.external_port, mapping.ikey, now)
+        self._owners[slot][mapping.external_port] = None
+        self._ikeys[slot][mapping.external_port] = 0
+        self._pools[slot].free(mapping.external_port, mapping.ikey, now)
+        if self._paired:
+            self._unpair((mapping.ikey >> 16) & MAX_IP)
 
     def _insert(
         self, okey: int, mapping: Mapping, code: int, created: float, last_seen: float, inside_ip: int, sid: int, kind: EventKind

@@ -326,7 +326,8 @@ class SnatApp(app_manager.RyuApp):
     def port_pool_sizes(self) -> dict[str, int]:
         """External ports each protocol's pools hold, every bridge's NAT address
         together (ICMP ids come from the same range)."""
-        total = sum(c.port_range[1] - c.port_range[0] + 1 for c in self.configs)
+        total = sum((c.port_range[1] - c.port_range[0] + 1) * len(c.nat_addresses)
+                    for c in self.configs)
         return {name: total for name in ("tcp", "udp", "icmp")}
 
     def count_rest_error(self) -> None:

@@ -14,6 +14,7 @@ def conntrack_config(cfg: BridgeConfig) -> ConntrackConfig:
     low, high = cfg.port_range
     return ConntrackConfig(
         external_ip=cfg.external_address,
+        external_pool=cfg.nat_addresses,
         port_range=cfg.port_range,
         # RFC 4787 REQ-3a: inside ports below 1024 stay below 1024, unless the
         # operator's range itself reaches into them.

@@ -73,8 +73,9 @@ class Gateway:
         self.parked: dict[int, NatService] = {}
         self.first_dpid: int | None = None    # served when the profile names no dpid
         self.forwards: dict[tuple[str, int], Forward] = {f.key: f for f in config.forwards}
-        self._ours_outside = {str(config.external_address)}
-        self._ours_inside = {str(config.external_address), str(config.internal_gateway_ip)}
+        # Every outside address is the gateway's: its own and the pool's.
+        self._ours_outside = {str(a) for a in config.outside_addresses}
+        self._ours_inside = self._ours_outside | {str(config.internal_gateway_ip)}
         logged = self.controller.mapping_log
         self.mapping_log = mapping_log or MappingLog(
             logged.file if logged.enabled else None, logged.max_bytes, logged.backups,
@@ -274,15 +275,17 @@ class Gateway:
         # before the rules that tag packets for them).
         classes = (flows.class_meters(max(1, cfg.admission.port_rate // len(flows.UplinkClass)))
                    if cfg.admission.port_rate else [])
+        owned = cfg.outside_addresses      # the own address first: index 0, as before pools
         rules = classes + [
-            flows.arp_to_controller(flows.InfraRule.ARP_OUTSIDE, up, cfg.external_address),
-            flows.icmp_to_controller(flows.InfraRule.ICMP_OUTSIDE, up, cfg.external_address),
+            *(rule for i, address in enumerate(owned) for rule in (
+                flows.arp_to_controller(flows.InfraRule.ARP_OUTSIDE, up, address, i),
+                flows.icmp_to_controller(flows.InfraRule.ICMP_OUTSIDE, up, address, i))),
             flows.arp_to_controller(flows.InfraRule.ARP_INSIDE, None, cfg.internal_gateway_ip),
             flows.icmp_to_controller(flows.InfraRule.ICMP_INSIDE, None, cfg.internal_gateway_ip),
         ]
-        return (rules + flows.uplink_filters(up, cfg.external_address, cfg.internal_subnet)
+        return (rules + flows.uplink_filters(up, owned, cfg.internal_subnet)
                 + flows.inside_rules(cfg.internal_subnet) + flows.tcp_watch_rules(cfg.tcp_fin_upcall)
-                + flows.fragment_rules(up, cfg.internal_subnet, cfg.external_address)
+                + flows.fragment_rules(up, cfg.internal_subnet, owned)
                 + state.nat.probe_flows() + adopt)
 
     @staticmethod
@@ -415,14 +418,14 @@ class Gateway:
         if req is None:
             self.counters.drop("malformed")
             return []
-        ours = str(self.config.external_address if outside else self.config.internal_gateway_ip)
+        ours = self._ours_outside if outside else {str(self.config.internal_gateway_ip)}
         if (not outside and req.src_ip == req.dst_ip and state.nat is not None
                 and req.src_mac == eth.src and self._source_plausible(req.src_ip, outside)):
             # A gratuitous ARP from inside (a failover's new owner of an
             # address announcing itself): a claim like any other, checked
             # before it moves anything; never answered.
             return state.nat.inside_arp(req.src_ip, req.src_mac, in_port, now)
-        if req.dst_ip != ours:
+        if req.dst_ip not in ours:
             self.counters.drop("arp_not_for_gateway")
             return []
         if not self._source_plausible(req.src_ip, outside):

@@ -22,28 +22,35 @@ class MappingProbes:
     def __init__(self, uplink: Uplink, filtering_for: Callable[[int], str]) -> None:
         self.uplink = uplink
         self.filtering_for = filtering_for
-        self._ports: set[tuple[int, int]] = set()
+        self._ports: set[tuple[int, int, str]] = set()   # (protocol, port, address)
 
     def for_session(self, session: Session, add: bool) -> list:
         """A dynamic mapping's probe: with its first session under EIF/ADF,
         gone with its last."""
         if session.protocol == ICMP or session.mapping.static:
             return []
+        address = str(session.external_ip)
         if add and self.filtering_for(session.protocol) != "address-and-port-dependent":
-            return self.set(session.protocol, session.external_port, add=True)
+            return self.set(session.protocol, port=session.external_port, add=True, address=address)
         if not add and session.mapping.count == 0:
-            return self.set(session.protocol, session.external_port, add=False)
+            return self.set(session.protocol, port=session.external_port, add=False, address=address)
         return []
 
-    def set(self, protocol: int, port: int, add: bool) -> list:
-        """Add or remove the probe flow of an external port (idempotent)."""
-        key = (protocol, port)
+    def set(self, protocol: int, port: int, add: bool, address: str) -> list:
+        """Add or remove the probe flow of an external port of ``address``
+        (idempotent)."""
+        key = (protocol, port, address)
         if add == (key in self._ports):
             return []
         (self._ports.add if add else self._ports.discard)(key)
-        return [flows.mapping_probe(self.uplink.port, self.uplink.address, protocol, port, add=add)]
+        return [flows.mapping_probe(self.uplink.port, key[2], protocol, port, add=add,
+                                    index=self._index(key[2]))]
 
     def all(self) -> list:
         """The probe flows that should be in the switch (after a connect)."""
-        return [flows.mapping_probe(self.uplink.port, self.uplink.address, p, port)
-                for p, port in sorted(self._ports)]
+        return [flows.mapping_probe(self.uplink.port, address, p, port, index=self._index(address))
+                for p, port, address in sorted(self._ports)]
+
+    def _index(self, address: str) -> int:
+        """The address's place in the pool, which keeps its probes' cookies apart."""
+        return self.uplink.pool.index(address)

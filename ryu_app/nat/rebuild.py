@@ -181,7 +181,7 @@ class Rebuild:
         cannot be adopted."""
         book, up = self.book, self.book.uplink
         p, hairpin = adopted.spec, adopted.hairpin
-        if p.external_ip != up.address or (hairpin is None and p.uplink != up.port):
+        if p.external_ip not in up.addresses or (hairpin is None and p.uplink != up.port):
             return None
         if hairpin is not None:
             p = p._replace(uplink=up.port)

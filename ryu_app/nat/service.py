@@ -78,7 +78,7 @@ def _one_hook(*hooks: Callable[[Event], None] | None) -> Callable[[Event], None]
 
 def _infra_rule(ident: int) -> flows.InfraRule | None:
     try:
-        return flows.InfraRule(ident)
+        return flows.InfraRule(ident & flows.INFRA_RULE_MASK)
     except ValueError:
         return None
 
@@ -107,6 +107,7 @@ class NatService:
         pinned = ({gw_ip: config.external_gateway_mac}
                   if config.external_gateway_mac and gw_ip else {})
         self.outside = Uplink(port=uplink, address=str(config.external_address),
+                              pool=tuple(str(a) for a in config.nat_addresses),
                               gateway_mac=config.gateway_mac, hops=NextHops(pinned=pinned),
                               direct=config.external_range, gateway=gw_ip)
         self.inside = InsideSide(config.gateway_mac, str(config.internal_gateway_ip))
@@ -258,7 +259,7 @@ class NatService:
             return None, []          # bound elsewhere: not even a Time Exceeded
         if reason:
             return None, msgs + self.icmp.ttl_expired(in_port, eth_src, data, now)
-        if dst == self.config.external_address:
+        if info.dst in self.outside.addresses:
             if not hairpin:
                 return None, msgs + self.counters.dropped("hairpin_fragment")
             return None, msgs + self.hairpin.packet(info, data, now)
@@ -276,8 +277,8 @@ class NatService:
             except Refused as refused:
                 self.counters.dropped(refused.reason.value)
                 if self.reports is not None:
-                    self.reports.refused(refused.reason, src_n, info.protocol,
-                                         int(self.config.external_address), now)
+                    address = self.ct.host_address(src_n) or self.ct.addresses[0]
+                    self.reports.refused(refused.reason, src_n, info.protocol, int(address), now)
                 return None, msgs + self.icmp.prohibited(in_port, eth_src, data, now)
         elif info.protocol == TCP and info.tcp_flags & (TcpFlags.SYN | TcpFlags.ACK) == TcpFlags.SYN:
             msgs += self.tcp.syn_again(session, now)
@@ -312,13 +313,13 @@ class NatService:
             return self.counters.dropped(info)
         if self.adopting:
             return self.counters.dropped("adopting")
-        if info.dst != self.outside.address:
+        if info.dst not in self.outside.addresses:
             return self.counters.dropped("outside_not_for_us")
         if info.protocol == ICMP:
             if info.is_echo_reply:
                 return self.echo.inbound(info, data, now)
             if info.icmp_type in ERROR_TYPES:
-                return self.icmp.inbound_error(data)
+                return self.icmp.inbound_error(data, info.dst)
             return self.counters.dropped("icmp_unsupported")
         return self.inbound_sessions.packet(eth_src, info, data, now)
 
@@ -405,6 +406,7 @@ class NatService:
         """
         touched: dict[int, FlowRecord] = {}
         idle: dict[int, dict] = {}
+        dropped: dict[str, int] = {}     # a rule repeated per pool address counts once, summed
         for cookie, packets, octets, idle_timeout in entries:
             parsed = flows.parse_cookie(cookie)
             if parsed is None:
@@ -414,7 +416,8 @@ class NatService:
                 rule = _infra_rule(ident)
                 if rule in (flows.InfraRule.UNSOLICITED_DROP, flows.InfraRule.OUTSIDE_DROP,
                             flows.InfraRule.INSIDE_IPV6_DROP, flows.InfraRule.SPOOFED_INSIDE_DROP):
-                    self.switch_drops[rule.name.lower()] = packets
+                    name = rule.name.lower()
+                    dropped[name] = dropped.get(name, 0) + packets
             elif kind == CookieKind.BINDING_DROP:
                 self.guard.drops[ident] = packets
             elif kind in COUNTED_KINDS:
@@ -423,6 +426,7 @@ class NatService:
                     rec.update(kind, packets, octets)
                     touched[ident] = rec
                     idle.setdefault(ident, {})[kind] = idle_timeout
+        self.switch_drops.update(dropped)
         if self.guard.drops:
             self.switch_drops["source_guard"] = sum(self.guard.drops.values())
         msgs: list = []

@@ -1,4 +1,4 @@
-"""The outside side of one switch: its port, the NAT address, its next hops.
+"""The outside side of one switch: its port, its addresses, its next hops.
 
 Every packet path that sends outwards needs the same few facts (which port,
 which source MAC and address, which next hop for a remote) and the one way
@@ -7,7 +7,7 @@ is handed this object and nothing more of the outside.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ryu_app.nat.addresses import ipv4
 from ryu_app.nat.neighbors import NextHops
@@ -23,11 +23,19 @@ class Uplink:
     """Mutable only in ``port``: a switch may renumber its uplink."""
 
     port: int
-    address: str                     # the NAT address, as text
+    address: str                     # the gateway's own address outside, as text
     gateway_mac: str                 # our MAC on both sides
     hops: NextHops[Held]
     direct: tuple[int, int]          # hosts of the external prefix, as ints
     gateway: str | None = None       # next hop for remotes off the prefix
+    # The NAT addresses in pool order (by default the own address alone), as text.
+    pool: tuple[str, ...] = ()
+    addresses: frozenset[str] = field(init=False, default=frozenset())   # the pool, as a set
+
+    def __post_init__(self) -> None:
+        if not self.pool:
+            self.pool = (self.address,)
+        self.addresses = frozenset(self.pool)
 
     def route(self, remote: str) -> str | None:
         """Remotes on the external prefix directly, others via the gateway."""

@@ -50,7 +50,7 @@ class CookieKind(enum.IntEnum):
     SESSION_IN = 0x11   # reverse (outside -> inside) flow of a session
     FLAGS_OUT = 0x12    # metadata tag: a TCP forward flow's packet, after TABLE_NAT
     FLAGS_IN = 0x13     # metadata tag: a TCP reverse flow's packet, after TABLE_NAT
-    MAPPING = 0x20      # inbound probe of a mapping (id = protocol << 16 | port)
+    MAPPING = 0x20      # inbound probe of a mapping (id = pool index << 24 | protocol << 16 | port)
 
 
 class Priority(enum.IntEnum):
@@ -103,6 +103,11 @@ class UplinkClass(enum.IntEnum):
 
 
 CLASS_METER_BASE = 0x10000   # meter id of a class: above every port number
+
+
+#: An infrastructure rule repeated for each NAT address of a pool carries
+#: the address's pool index above the rule id: ``rule | index << 8``.
+INFRA_RULE_MASK = 0xFF
 
 
 def make_cookie(kind: CookieKind, ident: int) -> int:
@@ -260,25 +265,25 @@ def table_miss() -> parser.OFPFlowMod:
 
 
 def arp_to_controller(rule: InfraRule, in_port: int | None,
-                      target: ipaddress.IPv4Address) -> parser.OFPFlowMod:
+                      target: ipaddress.IPv4Address, index: int = 0) -> parser.OFPFlowMod:
     """ARP asking for (or answering) one of the gateway's addresses (from
-    the uplink: its own class)."""
+    the uplink: its own class); ``index`` tells a pool's addresses apart."""
     fields = {"eth_type": ether.ETH_TYPE_ARP, "arp_tpa": str(target)}
     if in_port is not None:
         fields["in_port"] = in_port
-    return punt_flow(make_cookie(CookieKind.INFRA, rule), Priority.GATEWAY,
+    return punt_flow(make_cookie(CookieKind.INFRA, rule | index << 8), Priority.GATEWAY,
                      parser.OFPMatch(**fields), UplinkClass.ARP if in_port is not None else None)
 
 
 def icmp_to_controller(rule: InfraRule, in_port: int | None,
-                       target: ipaddress.IPv4Address) -> parser.OFPFlowMod:
+                       target: ipaddress.IPv4Address, index: int = 0) -> parser.OFPFlowMod:
     """ICMP addressed to one of the gateway's own addresses (ping the router;
-    from the uplink: its own class)."""
+    from the uplink: its own class); ``index`` tells a pool's addresses apart."""
     fields = {"eth_type": ether.ETH_TYPE_IP, "ip_proto": ICMP,
               "ipv4_dst": str(target)}
     if in_port is not None:
         fields["in_port"] = in_port
-    return punt_flow(make_cookie(CookieKind.INFRA, rule), Priority.GATEWAY,
+    return punt_flow(make_cookie(CookieKind.INFRA, rule | index << 8), Priority.GATEWAY,
                      parser.OFPMatch(**fields), UplinkClass.ICMP if in_port is not None else None)
 
 
@@ -289,7 +294,7 @@ def packet_out(out_port: int, data: bytes,
                                actions=[parser.OFPActionOutput(out_port, 0)], data=data)
 
 
-def uplink_filters(uplink: int, nat_address: ipaddress.IPv4Address,
+def uplink_filters(uplink: int, nat_addresses: Sequence[ipaddress.IPv4Address],
                    inside: ipaddress.IPv4Network) -> list[parser.OFPFlowMod]:
     """Drop in the switch what comes from outside without a session.
 
@@ -306,9 +311,10 @@ def uplink_filters(uplink: int, nat_address: ipaddress.IPv4Address,
         flow_add(make_cookie(CookieKind.INFRA, InfraRule.SPOOFED_INSIDE_DROP), Priority.ANTI_SPOOF,
                  parser.OFPMatch(in_port=uplink, eth_type=ether.ETH_TYPE_IP,
                                  ipv4_src=(str(inside.network_address), str(inside.netmask))), []),
-        flow_add(make_cookie(CookieKind.INFRA, InfraRule.UNSOLICITED_DROP), Priority.UNSOLICITED,
-                 parser.OFPMatch(in_port=uplink, eth_type=ether.ETH_TYPE_IP,
-                                 ipv4_dst=str(nat_address)), []),
+        *(flow_add(make_cookie(CookieKind.INFRA, InfraRule.UNSOLICITED_DROP | i << 8),
+                   Priority.UNSOLICITED, parser.OFPMatch(in_port=uplink, eth_type=ether.ETH_TYPE_IP,
+                                                         ipv4_dst=str(a)), [])
+          for i, a in enumerate(nat_addresses)),
         flow_add(make_cookie(CookieKind.INFRA, InfraRule.OUTSIDE_DROP), Priority.OUTSIDE,
                  parser.OFPMatch(in_port=uplink), []),
     ]
@@ -604,10 +610,11 @@ def packet_out_actions(actions: Sequence, data: bytes,
 
 
 def mapping_probe(uplink: int, nat_address: str, protocol: int, port: int,
-                  add: bool = True) -> parser.OFPFlowMod:
-    """Inbound to a mapped external port from a remote with no session yet:
-    to the controller, which applies the filtering mode (EIF/ADF only)."""
-    cookie = make_cookie(CookieKind.MAPPING, (protocol << 16) | port)
+                  add: bool = True, index: int = 0) -> parser.OFPFlowMod:
+    """Inbound to a mapped external port (of pool address ``index``) from a
+    remote with no session yet: to the controller, which applies the
+    filtering mode (EIF/ADF only)."""
+    cookie = make_cookie(CookieKind.MAPPING, (index << 24) | (protocol << 16) | port)
     if not add:
         return parser.OFPFlowMod(None, cookie=cookie, cookie_mask=KIND_COOKIE_MASK | ID_MASK,
                                  table_id=TABLE_NAT, command=ofp.OFPFC_DELETE,
@@ -632,15 +639,17 @@ def _frag_match(*fields: tuple[str, object]) -> parser.OFPMatch:
 
 
 def fragment_rules(uplink: int, inside: ipaddress.IPv4Network,
-                   nat_address: ipaddress.IPv4Address) -> list[parser.OFPFlowMod]:
-    """Every IPv4 fragment from inside, and to the NAT address from outside,
+                   nat_addresses: Sequence[ipaddress.IPv4Address]) -> list[parser.OFPFlowMod]:
+    """Every IPv4 fragment from inside, and to a NAT address from outside,
     to the controller (``ryu_app.nat.paths.fragments``): OVS gives fragments no L4 ports
     to match, so no session flow can translate them."""
     return [
         punt_flow(make_cookie(CookieKind.INFRA, InfraRule.FRAGMENTS_INSIDE), Priority.FRAGMENT,
                   _frag_match(("eth_type", ether.ETH_TYPE_IP),
                               ("ipv4_src", (str(inside.network_address), str(inside.netmask))))),
-        punt_flow(make_cookie(CookieKind.INFRA, InfraRule.FRAGMENTS_OUTSIDE), Priority.FRAGMENT,
-                  _frag_match(("in_port", uplink), ("eth_type", ether.ETH_TYPE_IP),
-                              ("ipv4_dst", str(nat_address))), UplinkClass.FRAGMENT),
+        *(punt_flow(make_cookie(CookieKind.INFRA, InfraRule.FRAGMENTS_OUTSIDE | i << 8),
+                    Priority.FRAGMENT,
+                    _frag_match(("in_port", uplink), ("eth_type", ether.ETH_TYPE_IP),
+                                ("ipv4_dst", str(a))), UplinkClass.FRAGMENT)
+          for i, a in enumerate(nat_addresses)),
     ]

@@ -74,6 +74,7 @@ class GatewayCollector:
                         st["ports_quarantined"])
         yield _labelled(gauge, "port_pool_size", "external ports in the pool", "protocol",
                         app.port_pool_sizes())
+        yield from _addresses(st["addresses"])
         yield counter(f"{PREFIX}_packet_ins", "packet-ins handled", value=st["packet_ins"])
         yield _labelled(counter, "drops", "packets the controller dropped, by reason", "reason",
                         st["drops"], DROP_REASONS)
@@ -104,6 +105,21 @@ class GatewayCollector:
                                "Ryu versions", value=build_info())
         yield _labelled(gauge, "stats_poll_seconds", "last flow-stats round trip", "dpid",
                         {f"{dpid:016x}": s for dpid, s in app.stats_poll_seconds.items()})
+
+
+def _addresses(addresses: dict[str, dict]) -> Iterator[Any]:
+    """Each NAT address (external_pool): inside hosts paired with it and the
+    ports its mappings hold, so a full address shows before its hosts are
+    refused."""
+    hosts = GaugeMetricFamily(f"{PREFIX}_address_hosts", "inside hosts paired with one NAT "
+                              "address", labels=["address"])
+    ports = GaugeMetricFamily(f"{PREFIX}_address_ports_in_use", "external ports of one NAT "
+                              "address held by mappings", labels=["address", "protocol"])
+    for address, row in addresses.items():
+        hosts.add_metric([address], row["hosts"])
+        for protocol, n in sorted(row["ports_in_use"].items()):
+            ports.add_metric([address, protocol], n)
+    yield from (hosts, ports)
 
 
 def _per_switch(rows: list[dict]) -> Iterator[Any]:

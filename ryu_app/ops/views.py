@@ -88,7 +88,9 @@ class ConnectionsView:
                     out.append({"bridge": gw.config.name, "dpid": dpid, "active": ct.active,
                                 "created": ct.created,
                                 "ports_in_use": {name: ct.ports_in_use.get(name, 0)
-                                                 for name in PROTOCOLS}})
+                                                 for name in PROTOCOLS},
+                                "addresses": {str(a): {"hosts": hosts, "ports_in_use": ports}
+                                              for a, hosts, ports in st.nat.ct.pool_usage()}})
         return out
 
     def bridges(self) -> list[dict[str, Any]]:
@@ -98,6 +100,7 @@ class ConnectionsView:
         return [{"bridge": gw.config.name,
                  "dpid": None if gw.config.dpid is None else f"{gw.config.dpid:016x}",
                  "external_ip": str(gw.config.external_address),
+                 "external_pool": [str(a) for a in gw.config.nat_addresses],
                  "switches": [{"dpid": f"{r['dpid']:016x}", "active": r["active"],
                                "created": r["created"]}
                               for r in rows if r["bridge"] == gw.config.name]}
@@ -199,6 +202,8 @@ class ConnectionsView:
         if len(self.gateways) > 1:
             total["bridges"] = {gw.config.name: {"dpid": gw.config.dpid,
                                                  "external_ip": str(gw.config.external_address),
+                                                 "external_pool": [str(a) for a in
+                                                                   gw.config.nat_addresses],
                                                  **self._stats([gw])}
                                 for gw in self.gateways}
         return total
@@ -212,8 +217,13 @@ class ConnectionsView:
         switch_drops: Counter = Counter()
         in_switch = records = 0
         now = time.monotonic()
+        addresses: dict[str, dict[str, Any]] = {}
         for _dpid, nat in self._services(gateways):
             st = nat.ct.stats(now)
+            for address, hosts, in_use in nat.ct.pool_usage():
+                row = addresses.setdefault(str(address), {"hosts": 0, "ports_in_use": Counter()})
+                row["hosts"] += hosts
+                row["ports_in_use"].update(in_use)
             totals.update(active=st.active, created=st.created, expired=st.expired,
                           removed=st.removed, mappings=st.mappings)
             refused.update(st.refused_by_reason)
@@ -235,6 +245,10 @@ class ConnectionsView:
             "switch_drops": dict(sorted(switch_drops.items())),
             "ports_in_use": {name: ports.get(name, 0) for name in PROTOCOLS},
             "ports_quarantined": {name: quarantined.get(name, 0) for name in PROTOCOLS},
+            # Per NAT address (external_pool): hosts paired with it, ports it holds.
+            "addresses": {a: {"hosts": row["hosts"],
+                              "ports_in_use": {n: row["ports_in_use"].get(n, 0) for n in PROTOCOLS}}
+                          for a, row in sorted(addresses.items(), key=lambda kv: ipaddress.IPv4Address(kv[0]))},
             "packet_ins_metered": self._metered(gateways),
             "packet_in_meter_rates": self._meter_rates(gateways),
         }

@@ -92,19 +92,18 @@ def translate_inbound_error(data: bytes, *, nat_ip: str, gateway_mac: str, looku
 OutLookup = Callable[[int, str, int, str, int], Optional[Session]]
 
 
-def translate_outbound_error(data: bytes, *, nat_ip: str,
-                             lookup: OutLookup) -> tuple[bytearray, Session] | str:
+def translate_outbound_error(data: bytes, *, lookup: OutLookup) -> tuple[bytearray, Session] | str:
     """An inside host's ICMP error about a packet it got through the NAT
     (RFC 5508 REQ-5): the frame with the quote and the outer source
     translated (MACs left for the caller), and its session; or a drop reason.
 
     The quoted packet is what the host received: remote -> inside ip:port.
-    It becomes what the remote sent, remote -> NAT address:external port;
-    the outer source becomes the NAT address, TTL - 1.  The outer
+    It becomes what the remote sent, remote -> NAT address:external port
+    (the session's: one of the pool); the outer source becomes that NAT
+    address, TTL - 1.  The outer
     destination stays: the remote, or the NAT address itself when the packet
     was hairpinned (the caller then translates it once more, inbound).
     """
-    nat = ipaddress.IPv4Address(nat_ip)
     try:
         parsed = _parse_error(data)
     except (struct.error, ValueError, IndexError):
@@ -124,9 +123,10 @@ def translate_outbound_error(data: bytes, *, nat_ip: str,
     session = lookup(proto, _ntoa(inside), iport, remote, rport)
     if session is None:
         return "icmp_error_no_session"
-    _rewrite_quote(frame, inner_off, l4_off, proto, 16, 2, nat.packed, session.external_port)
+    nat = session.external_ip.packed
+    _rewrite_quote(frame, inner_off, l4_off, proto, 16, 2, nat, session.external_port)
     frame[ip_off + 8] -= 1
-    frame[ip_off + 12:ip_off + 16] = nat.packed
+    frame[ip_off + 12:ip_off + 16] = nat
     refresh(frame, ip_off + 10, ip_off, icmp_off)
     refresh(frame, icmp_off + 2, icmp_off, len(frame))
     return frame, session

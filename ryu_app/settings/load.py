@@ -154,6 +154,13 @@ def _distinct(profiles: list[BridgeConfig]) -> None:
                 raise ConfigError(field_name, str(value), f"already used by [{PROFILE_PREFIX}"
                                   f"{seen[key]}]", PROFILE_PREFIX + p.name)
             seen[key] = p.name
+    owner: dict[object, str] = {}
+    for p in profiles:
+        for addr in p.outside_addresses:
+            if addr in owner and owner[addr] != p.name:
+                raise ConfigError("external_pool", str(addr), f"already used by [{PROFILE_PREFIX}"
+                                  f"{owner[addr]}]", PROFILE_PREFIX + p.name)
+            owner[addr] = p.name
 
 
 def _bridge(read: _Reader, profile: str, warn: Warn) -> BridgeConfig:
@@ -172,6 +179,8 @@ def _bridge(read: _Reader, profile: str, warn: Warn) -> BridgeConfig:
         validate.host_in("external_gateway_ip", ext_gw, external_ip.network)
         if ext_gw == external_ip.ip:
             raise ConfigError("external_gateway_ip", str(ext_gw), "is the NAT address itself")
+
+    pool = validate.external_pool(read("external_pool"), external_ip, ext_gw)
 
     if read("internal_gateway_ip"):
         int_gw = validate.ipv4_address("internal_gateway_ip", read("internal_gateway_ip"))
@@ -201,6 +210,7 @@ def _bridge(read: _Reader, profile: str, warn: Warn) -> BridgeConfig:
         external_ip=external_ip,
         external_port=validate.external_port(read("external_port")),
         external_gateway_ip=ext_gw,
+        external_pool=pool,
         external_gateway_mac=(validate.mac(ext_gw_mac, "external_gateway_mac")
                               if ext_gw_mac else None),
         internal_subnet=internal_subnet,

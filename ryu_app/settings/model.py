@@ -67,6 +67,7 @@ class BridgeConfig:
     internal_subnet: ipaddress.IPv4Network
     internal_gateway_ip: ipaddress.IPv4Address
     external_gateway_ip: ipaddress.IPv4Address | None = None
+    external_pool: tuple[ipaddress.IPv4Address, ...] = ()   # empty: external_ip alone
     external_gateway_mac: str | None = None   # pinned: never learned, never asked
     gateway_mac: str = DEFAULT_GATEWAY_MAC
     name: str = "nat"                         # the profile: "nat", or NAME of [nat:NAME]
@@ -106,7 +107,19 @@ class BridgeConfig:
 
     @property
     def external_address(self) -> ipaddress.IPv4Address:
+        """The gateway's own address outside (ARP, its ICMP errors)."""
         return self.external_ip.ip
+
+    @property
+    def nat_addresses(self) -> tuple[ipaddress.IPv4Address, ...]:
+        """The addresses inside hosts are translated to, in pool order."""
+        return self.external_pool or (self.external_ip.ip,)
+
+    @property
+    def outside_addresses(self) -> tuple[ipaddress.IPv4Address, ...]:
+        """Every address the gateway owns outside: its own, then the pool's."""
+        own = self.external_ip.ip
+        return (own, *(a for a in self.external_pool if a != own))
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,10 @@ def _rate(name: str, default: int, help: str) -> cfg.IntOpt:
 # One NAT bridge: [nat], or a [nat:NAME] profile over it (BridgeConfig).
 BRIDGE_OPTS = [
     cfg.StrOpt("external_ip", help="NAT address with its prefix, e.g. 198.51.100.1/24"),
+    cfg.ListOpt("external_pool", default=[],
+                help="addresses inside hosts are translated to, each host to one of them "
+                     "(paired pooling, RFC 4787 REQ-2): ADDRESS or FIRST-LAST items inside "
+                     "external_ip's prefix, comma-separated; empty: external_ip alone"),
     cfg.StrOpt("external_port",
                help="uplink to the outside: OpenFlow port number or interface name"),
     cfg.StrOpt("external_gateway_ip",

@@ -51,6 +51,34 @@ def external_ip(value: str | None) -> ipaddress.IPv4Interface:
     return iface
 
 
+MAX_POOL = 256   # conntrack keeps port tables per pool address (about 9 MiB each)
+
+
+def external_pool(specs: list[str] | None, external: ipaddress.IPv4Interface,
+                  gateway: ipaddress.IPv4Address | None) -> tuple[ipaddress.IPv4Address, ...]:
+    """``ADDRESS`` and ``FIRST-LAST`` items, hosts of ``external_ip``'s
+    prefix, none twice and none the next hop: the pool in the order given."""
+    pool: list[ipaddress.IPv4Address] = []
+    for spec in specs or []:
+        raw = str(spec).strip()
+        first_text, _, last_text = raw.partition("-")
+        first = ipv4_address("external_pool", first_text.strip())
+        last = ipv4_address("external_pool", last_text.strip()) if last_text else first
+        if last < first:
+            raise ConfigError("external_pool", raw, "range runs backwards")
+        if int(last) - int(first) + len(pool) >= MAX_POOL:
+            raise ConfigError("external_pool", raw, f"more than {MAX_POOL} addresses")
+        for n in range(int(first), int(last) + 1):
+            addr = ipaddress.IPv4Address(n)
+            host_in("external_pool", addr, external.network)
+            if addr in pool:
+                raise ConfigError("external_pool", raw, f"lists {addr} twice")
+            if addr == gateway:
+                raise ConfigError("external_pool", raw, f"{addr} is the external gateway")
+            pool.append(addr)
+    return tuple(pool)
+
+
 def external_port(value: str | None) -> int | str:
     """An OpenFlow port number (1..OFPP_MAX) or an interface name."""
     raw = required("external_port", value)

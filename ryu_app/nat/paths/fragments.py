@@ -234,7 +234,7 @@ class Fragments:
                                         frag.dst, dport)
         if session is not None:
             return session, []
-        if proto == ICMP or ct.mapping_of_port(proto, dport) is None:
+        if proto == ICMP or ct.mapping_of_port(proto, dport, frag.dst) is None:
             return None, self.drop("fragment_no_session")
         try:
             session = ct.accept_inbound(proto, frag.src, sport, frag.dst, dport, now, flags)

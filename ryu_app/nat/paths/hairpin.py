@@ -53,7 +53,7 @@ class Hairpin:
         ct, book, hosts, up = self.ct, self.book, self.hosts, self.uplink
         if info.protocol not in _L4:
             return self.drop("hairpin_unsupported")
-        if ct.mapping_of_port(info.protocol, info.dport) is None:
+        if ct.mapping_of_port(info.protocol, info.dport, info.dst) is None:
             return self.drop("hairpin_no_mapping")
         sender = ct.lookup_outbound(info.protocol, info.src, info.sport, info.dst, info.dport)
         fresh = sender is None
@@ -61,7 +61,8 @@ class Hairpin:
             if sender is None:
                 sender = ct.create_outbound(info.protocol, info.src, info.sport, info.dst,
                                             info.dport, now, info.tcp_flags)
-            target = ct.accept_inbound(info.protocol, info.dst, sender.external_port,
+            # The target sees the sender at the sender's own NAT address.
+            target = ct.accept_inbound(info.protocol, str(sender.external_ip), sender.external_port,
                                        info.dst, info.dport, now, info.tcp_flags)
         except Refused as refused:
             # Refused by the target's filtering, the sender's session stays:
@@ -77,9 +78,9 @@ class Hairpin:
             return self.drop("hairpin_unresolved") + [
                 self.inside.arp_request(str(target.inside_ip))]
         there = _actions(sender.external_port, target, sender.external_port, b.mac, b.port,
-                         up.gateway_mac, up.address)
+                         up.gateway_mac, str(sender.external_ip))
         back = _actions(target.external_port, sender, target.external_port, a.mac, a.port,
-                        up.gateway_mac, up.address)
+                        up.gateway_mac, str(target.external_ip))
         msgs = (self._flow(sender, there, a.mac, target.id)
                 + self._flow(target, back, b.mac, sender.id))
         book.records[sender.id].count_sent(CookieKind.SESSION_OUT, len(data))

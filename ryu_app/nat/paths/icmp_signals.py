@@ -71,13 +71,14 @@ class IcmpSignals:
                                          self.inside.gateway_ip)
         return [flows.packet_out(in_port, frame)]
 
-    def inbound_error(self, data: bytes) -> list:
-        """An ICMP error about one of our sessions: revert the outer destination
-        and the quoted packet, deliver it.  The lookup changes nothing: an
-        error never refreshes or ends a session (RFC 5508 REQ-6)."""
+    def inbound_error(self, data: bytes, nat_ip: str) -> list:
+        """An ICMP error to ``nat_ip`` (a pool address) about one of our
+        sessions: revert the outer destination and the quoted packet, deliver
+        it.  The lookup changes nothing: an error never refreshes or ends a
+        session (RFC 5508 REQ-6)."""
         ct, hosts = self.ct, self.hosts
         result = translate_inbound_error(
-            data, nat_ip=self.uplink.address, gateway_mac=self.uplink.gateway_mac,
+            data, nat_ip=nat_ip, gateway_mac=self.uplink.gateway_mac,
             lookup=lambda proto, rip, rport, eip, eport:
                 ct.lookup_embedded(INBOUND, proto, eip, eport, rip, rport),
             host_of=lambda ip: (h.mac, h.port) if (h := hosts.get(ip)) else None)
@@ -98,14 +99,14 @@ class IcmpSignals:
         if host is None or (host.mac, host.port) != (eth_src, in_port):
             return self.drop("spoofed_source")    # errors could abort others' sessions
         result = translate_outbound_error(
-            data, nat_ip=up.address,
+            data,
             lookup=lambda proto, iip, iport, rip, rport:
                 ct.lookup_embedded(OUTBOUND, proto, rip, rport, iip, iport))
         if isinstance(result, str):
             return self.drop(result)
         frame, session = result
-        if info.dst == up.address:                # hairpinned: in again, to the other host
-            return self.inbound_error(bytes(frame))
+        if info.dst in up.addresses:              # hairpinned: in again, to the other host
+            return self.inbound_error(bytes(frame), info.dst)
         mac = self.book.next_hop_mac(session, now)
         if mac is None:
             return self.drop("next_hop_unresolved")

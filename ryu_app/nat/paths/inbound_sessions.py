@@ -38,18 +38,22 @@ class InboundSessions:
             raise ValueError(f"{fwd.protocol} port {fwd.external_port} is already forwarded "
                              f"to {self.forwards[fwd.key].internal_ip}:"
                              f"{self.forwards[fwd.key].internal_port}")
-        self.ct.add_forward(fwd.proto, fwd.external_port, fwd.internal_ip, fwd.internal_port)
+        mapping = self.ct.add_forward(fwd.proto, fwd.external_port, fwd.internal_ip,
+                                      fwd.internal_port)
         self.forwards[fwd.key] = fwd
-        return self.probes.set(fwd.proto, fwd.external_port, add=True)
+        return self.probes.set(fwd.proto, fwd.external_port, add=True,
+                               address=str(mapping.external_ip))
 
     def remove_forward(self, protocol: str, port: int) -> list | None:
         fwd = self.forwards.pop((protocol, port), None)
         if fwd is None:
             return None
         mapping = self.ct.remove_forward(fwd.proto, port)
-        if mapping is not None and mapping.count:
+        if mapping is None:
+            return []
+        if mapping.count:
             return []          # its live sessions keep the probe until they end
-        return self.probes.set(fwd.proto, port, add=False)
+        return self.probes.set(fwd.proto, port, add=False, address=str(mapping.external_ip))
 
     # -- packets ----------------------------------------------------------------------
     def packet(self, eth_src: str, info: PacketInfo, data: bytes, now: float) -> list:

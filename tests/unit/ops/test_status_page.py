@@ -58,5 +58,6 @@ def test_bridges_lists_each_profile_with_its_switch(rig):
     open_flow(wire, H1, 5000, S1, 53)
     body = json.loads(get(wsgi, "/nat/bridges").body)
     assert body == [{"bridge": "nat", "dpid": None, "external_ip": "198.51.100.1",
+                     "external_pool": ["198.51.100.1"],
                      "switches": [{"dpid": f"{wire.switch.dpid:016x}", "active": 1,
                                    "created": 1}]}]
