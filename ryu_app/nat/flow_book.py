@@ -62,7 +62,8 @@ class FlowBook:
         return SessionFlowSpec(
             session_id=session.id, protocol=protocol,
             inside_ip=inside_ip, inside_port=inside_port,
-            external_ip=str(session.external_ip), external_port=session.external_port,
+            external_ip=up.text_of[session.mapping.policy.external_ip],
+            external_port=session.external_port,
             remote_ip=int_text(remote), remote_port=remote_port,
             inside_mac=host.mac, inside_switch_port=host.port, next_hop_mac=next_hop_mac,
             uplink=up.port, gateway_mac=up.gateway_mac,

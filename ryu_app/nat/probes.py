@@ -29,7 +29,7 @@ class MappingProbes:
         gone with its last."""
         if session.protocol == ICMP or session.mapping.static:
             return []
-        address = str(session.external_ip)
+        address = self.uplink.text_of[session.mapping.policy.external_ip]
         if add and self.filtering_for(session.protocol) != "address-and-port-dependent":
             return self.set(session.protocol, port=session.external_port, add=True, address=address)
         if not add and session.mapping.count == 0:

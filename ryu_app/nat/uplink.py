@@ -31,11 +31,15 @@ class Uplink:
     # The NAT addresses in pool order (by default the own address alone), as text.
     pool: tuple[str, ...] = ()
     addresses: frozenset[str] = field(init=False, default=frozenset())   # the pool, as a set
+    # Pool address as an int (a mapping's policy.external_ip) -> as text: the
+    # flows need text, and making it per session cost 7% of a first packet.
+    text_of: dict[int, str] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.pool:
             self.pool = (self.address,)
         self.addresses = frozenset(self.pool)
+        self.text_of = {int(ipv4(a)): a for a in self.pool}
 
     def route(self, remote: str) -> str | None:
         """Remotes on the external prefix directly, others via the gateway."""
