@@ -16,13 +16,15 @@ See docs/conntrack.md for the full API and the RFC rules each part implements.
 """
 
 from .config import ConntrackConfig, Filtering
-from .events import Event, EventHook, EventKind, Refused, RefuseReason, Stats
+from .events import BlockEvent, BlockEventHook, Event, EventHook, EventKind, Refused, RefuseReason, Stats
 from .keys import ICMP, INBOUND, OUTBOUND, PROTOCOLS, TCP, UDP, Direction, FiveTuple, TcpFlags, ip_to_int
 from .session import Mapping, Session
 from .states import State
 from .table import MAX_SESSION_ID, ConnTrack
 
 __all__ = [
+    "BlockEvent",
+    "BlockEventHook",
     "ConnTrack",
     "ConntrackConfig",
     "Direction",

@@ -97,6 +97,11 @@ class ConntrackConfig:
         (RFC 6888 REQ-4).
     tcp_filtering, udp_filtering, icmp_filtering: :class:`Filtering` (or its
         string value) per protocol (RFC 7857 sections 5-6).
+    port_block_size: 0 allocates ports one mapping at a time; N hands each
+        inside host blocks of N consecutive ports of ``port_range`` (ICMP:
+        ``icmp_id_range``) per protocol and pool address (RFC 7422 s2; the
+        low-port range then goes unused), see blocks.py.
+    port_blocks_per_host: most blocks one host holds per protocol.
     """
 
     external_ip: IPv4Address
@@ -117,6 +122,8 @@ class ConntrackConfig:
     tcp_filtering: Filtering = Filtering.ADDRESS_AND_PORT_DEPENDENT
     udp_filtering: Filtering = Filtering.ADDRESS_AND_PORT_DEPENDENT
     icmp_filtering: Filtering = Filtering.ADDRESS_AND_PORT_DEPENDENT
+    port_block_size: int = 0
+    port_blocks_per_host: int = 4
 
     def __post_init__(self) -> None:
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -148,6 +155,12 @@ class ConntrackConfig:
             value = getattr(self, name)
             if type(value) is not int or not 1 <= value < 2**32 - 1:
                 raise ValueError(f"{name} must be an int in 1..2**32-2, got {value!r}")
+        size, per_host = self.port_block_size, self.port_blocks_per_host
+        smallest = min(self.port_range[1] - self.port_range[0], self.icmp_id_range[1] - self.icmp_id_range[0]) + 1
+        if type(size) is not int or not (size == 0 or 1 <= size <= smallest):
+            raise ValueError(f"port_block_size must be 0 or an int in 1..{smallest} (the ranges' size), got {size!r}")
+        if type(per_host) is not int or not 1 <= per_host <= 65535:
+            raise ValueError(f"port_blocks_per_host must be an int in 1..65535, got {per_host!r}")
         for name in ("tcp_filtering", "udp_filtering", "icmp_filtering"):
             try:
                 fix(name, Filtering(getattr(self, name)))

@@ -25,6 +25,7 @@ class RefuseReason(str, enum.Enum):
     PORT_RESERVED = "port_reserved"  # external port reserved
     MAPPING_CONFLICT = "mapping_conflict"  # inside endpoint already has another external port
     WRONG_EXTERNAL_IP = "wrong_external_ip"  # restore: not our external address
+    BLOCK_QUOTA = "block_quota"  # the host's port blocks are full and it holds port_blocks_per_host
 
 
 class Refused(Exception):
@@ -61,6 +62,23 @@ class Event(NamedTuple):
 
 
 EventHook = Callable[[Event], None]
+
+
+class BlockEvent(NamedTuple):
+    """Argument of the port-block hook (``port_block_size`` set): a block of
+    external ports given to an inside host, taken back, or rebuilt from a
+    restored session."""
+
+    kind: str  # "allocated", "released" or "restored"
+    protocol: int
+    inside_ip: int
+    external_ip: int
+    first_port: int
+    last_port: int
+    time: float
+
+
+BlockEventHook = Callable[[BlockEvent], None]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -165,11 +165,12 @@ class PortPool:
                 return port
         return None
 
-    def claim(self, port: int) -> bool:
+    def claim(self, port: int, owner: int = 0, now: float = 0.0) -> bool:
         """Mark a specific port used (restore, static forwards).
 
         Works for free, quarantined and out-of-range ports; False if the port
-        is used or reserved.
+        is used or reserved.  ``owner`` (the inside ip) matters only to a
+        :class:`~conntrack.blocks.BlockPool`.
         """
         s = self._state[port]
         if s == FREE:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Protocol, Union
 
+from .blocks import BlockPool
 from .config import ConntrackConfig
 from .events import EventKind, Refused, RefuseReason
 from .keys import ICMP, PROTOCOL_NAMES, TCP, UDP, IPLike, check_port, ip_to_int
@@ -40,7 +41,7 @@ class StaticHost(Protocol):
     _clock: Callable[[], float]
     _next_id: int
     _policies: dict[int, ProtoPolicy]
-    _pools: dict[int, PortPool]
+    _pools: dict[int, Union[PortPool, BlockPool]]
     _owners: dict[int, list[Optional[Mapping]]]
     _sessions: dict[int, Session]
     _by_id: dict[int, Session]
@@ -131,7 +132,8 @@ class StaticEntries:
             self._check_free_port(slot, external_port)
         self._check_limits(in_ip, inbound=inbound_initiated)
         if mapping is None:
-            self._pools[slot].claim(external_port)
+            if not self._pools[slot].claim(external_port, in_ip, created_at):
+                raise self._refuse(RefuseReason.PORT_IN_USE, f"port {external_port}'s block is another host's")
             mapping = self._add_mapping(self._policies[slot], ikey, external_port)
         if session_id >= self._next_id:
             self._next_id = session_id + 1 if session_id < MAX_SESSION_ID else 1

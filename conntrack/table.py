@@ -33,7 +33,8 @@ from ipaddress import IPv4Address
 from typing import Callable, Iterator, Optional
 
 from .config import ConntrackConfig
-from .events import Event, EventHook, EventKind, RefuseReason, Stats
+from .blocks import BlockPool
+from .events import BlockEvent, BlockEventHook, Event, EventHook, EventKind, RefuseReason, Stats
 from .keys import ICMP, MAX_IP, MAX_PORT, PROTOCOL_NAMES, PROTOCOLS, TCP, Direction, IPLike, ip_to_int
 from .inbound import Inbound
 from .limits import Limits
@@ -73,14 +74,18 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits, Pairing):
         on_event: Optional[EventHook] = None,
         clock: Callable[[], float] = time.monotonic,
         rng: Optional[random.Random] = None,
+        on_block: Optional[BlockEventHook] = None,
     ) -> None:
         self.config = config
         self.on_event = on_event
+        self.on_block = on_block
         self._clock = clock
         self._init_pairing(config)
         slots = [(p, i) for i in range(len(self._addresses)) for p in PROTOCOLS]
         self._policies = {slot_of(p, i): ProtoPolicy(config, p, i) for p, i in slots}
-        self._pools = {slot_of(p, i): PortPool.for_protocol(config, p, rng) for p, i in slots}
+        self._pools: dict[int, PortPool | BlockPool] = {
+            slot_of(p, i): self._port_pool(config, p, i, rng) for p, i in slots
+        }
         self._owners: dict[int, list[Optional[Mapping]]] = {slot_of(p, i): [None] * (MAX_PORT + 1) for p, i in slots}
         # Same, as the owner's inside key (0 = no owner): see the module docstring.
         self._ikeys: dict[int, array] = {slot_of(p, i): array("Q", bytes(8 * (MAX_PORT + 1))) for p, i in slots}
@@ -351,9 +356,42 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits, Pairing):
         self._next_id = sid + 1 if sid < MAX_SESSION_ID else 1
         return sid
 
+    def _port_pool(self, config: ConntrackConfig, protocol: int, index: int, rng: Optional[random.Random]) -> PortPool | BlockPool:
+        """The ports of one protocol on pool address ``index``: one at a time,
+        or in blocks per host (``port_block_size``)."""
+        if not config.port_block_size:
+            return PortPool.for_protocol(config, protocol, rng)
+        first, last = config.icmp_id_range if protocol == ICMP else config.port_range
+        address = int(config.external_pool[index])
+
+        def report(kind: str, owner: int, start: int, end: int, now: float) -> None:
+            hook = self.on_block
+            if hook is not None:
+                try:
+                    hook(BlockEvent(kind, protocol, owner, address, start, end, now))
+                except Exception:  # the table is consistent; report loudly, keep going
+                    self._hook_errors += 1
+                    log.exception("conntrack block hook failed on %s of %s ports %d-%d", kind, owner, start, end)
+
+        return BlockPool(first, last, config.port_block_size, config.port_blocks_per_host, config.quarantine,
+                         config.preserve_parity, rng, report)
+
+    def blocks_of(self, inside_ip: IPLike) -> list[tuple[str, IPv4Address, int, int]]:
+        """(protocol, address, first, last) of each port block ``inside_ip`` holds."""
+        ip = ip_to_int(inside_ip)
+        return [
+            (PROTOCOL_NAMES[slot & 0xFF], self._addresses[slot >> 8], first, last)
+            for slot, pool in sorted(self._pools.items())
+            if isinstance(pool, BlockPool)
+            for first, last in pool.blocks_of(ip)
+        ]
+
     def _new_mapping(self, policy: ProtoPolicy, ikey: int, inside_port: int, now: float) -> Mapping:
-        port = self._pools[policy.slot].allocate(ikey, inside_port, now)
+        pool = self._pools[policy.slot]
+        port = pool.allocate(ikey, inside_port, now)
         if port is None:
+            if isinstance(pool, BlockPool) and pool.host_full:
+                raise self._refuse(RefuseReason.BLOCK_QUOTA, f"{pool.per_host} {policy.name} port blocks")
             on = f" of {IPv4Address(policy.external_ip)}" if self._paired else ""
             raise self._refuse(RefuseReason.POOL_EXHAUSTED, f"{policy.name} ports{on} for inside port {inside_port}")
         return self._add_mapping(policy, ikey, port)

@@ -16,6 +16,10 @@ the bridge's dpid):
   (``natQuotaExceededEvent`` 1, with ``maxSessionEntries``).
 * **NAT ports exhausted** (``natEvent`` 12): no free port of the protocol
   on the external address.
+* **Port block allocation / de-allocation** (``natEvent`` 16 and 17, with
+  ``port_block_size``): protocol, the inside address, the external one and
+  the block's ``portRangeStart``/``portRangeEnd`` (step 1).  A block rebuilt
+  after a restart is announced again as an allocation.
 
 A refusal is sent once a second at most per host (quota) or per protocol
 (ports) and bridge: a host flooding over its quota costs the collector one
@@ -40,7 +44,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Callable
 
-from conntrack import Event, EventKind, RefuseReason
+from conntrack import BlockEvent, Event, EventKind, RefuseReason
 from conntrack.keys import unpack_okey
 
 LOG = logging.getLogger(__name__)
@@ -57,6 +61,8 @@ NAT44_SESSION_CREATE = 4
 NAT44_SESSION_DELETE = 5
 NAT_PORTS_EXHAUSTED = 12
 QUOTA_EXCEEDED = 13
+PORT_BLOCK_ALLOCATION = 16
+PORT_BLOCK_DEALLOCATION = 17
 # natQuotaExceededEvent values (RFC 8158 section 4.1.13).
 MAX_SESSION_ENTRIES = 1
 MAX_ENTRIES_PER_USER = 3
@@ -76,6 +82,10 @@ POST_NAPT_DESTINATION_PORT = (228, 2)  # postNAPTDestinationTransportPort
 QUOTA_EVENT = (466, 4)             # natQuotaExceededEvent
 MAX_SESSIONS = (471, 4)            # maxSessionEntries
 MAX_PER_USER = (473, 4)            # maxEntriesPerUser
+PORT_RANGE_START = (361, 2)        # portRangeStart
+PORT_RANGE_END = (362, 2)          # portRangeEnd
+PORT_RANGE_STEP = (363, 2)         # portRangeStepSize
+PORT_RANGE_PORTS = (364, 2)        # portRangeNumPorts
 
 
 @dataclass(frozen=True)
@@ -108,7 +118,11 @@ HOST_QUOTA = Template.of(258, OBSERVATION_TIME_MS, NAT_EVENT, QUOTA_EVENT, MAX_P
 TABLE_QUOTA = Template.of(259, OBSERVATION_TIME_MS, NAT_EVENT, QUOTA_EVENT, MAX_SESSIONS)
 PORTS_EXHAUSTED = Template.of(260, OBSERVATION_TIME_MS, NAT_EVENT, PROTOCOL,
                               POST_NAT_SOURCE_IPV4)
-TEMPLATES = (SESSION, SESSION_WITH_DESTINATION, HOST_QUOTA, TABLE_QUOTA, PORTS_EXHAUSTED)
+PORT_BLOCK = Template.of(261, OBSERVATION_TIME_MS, NAT_EVENT, PROTOCOL, SOURCE_IPV4,
+                         POST_NAT_SOURCE_IPV4, PORT_RANGE_START, PORT_RANGE_END,
+                         PORT_RANGE_STEP, PORT_RANGE_PORTS)
+TEMPLATES = (SESSION, SESSION_WITH_DESTINATION, HOST_QUOTA, TABLE_QUOTA, PORTS_EXHAUSTED,
+             PORT_BLOCK)
 
 _HEADER = struct.Struct("!HHIII")  # version, length, export time, sequence, domain
 _SET = struct.Struct("!HH")        # set id, length
@@ -188,6 +202,16 @@ class IpfixExporter:
                 when, nat_event, s.okey, s.mapping.policy.external_ip,
                 s.mapping.external_port)))
         return hook
+
+    def port_block(self, dpid: int, event: BlockEvent) -> None:
+        """A port block given to a host or taken back (``port_block_size``)."""
+        if len(self._pending) >= MAX_PENDING:
+            self.counters.dropped += 1
+            return
+        nat_event = PORT_BLOCK_DEALLOCATION if event.kind == "released" else PORT_BLOCK_ALLOCATION
+        self._pending.append((dpid & 0xFFFFFFFF, PORT_BLOCK, (
+            event.time, nat_event, event.protocol, event.inside_ip, event.external_ip,
+            event.first_port, event.last_port, 1, event.last_port - event.first_port + 1)))
 
     def host_quota(self, dpid: int, inside_ip: int, limit: int, now: float) -> None:
         """A host was refused a session: over ``max_connections_per_host``."""
@@ -335,6 +359,10 @@ class BridgeReports:
         self.exporter, self.dpid = exporter, dpid
         self.max_connections, self.max_per_host = max_connections, max_connections_per_host
         self.event = exporter.domain(dpid)
+
+    def block(self, event: BlockEvent) -> None:
+        """The engine's port-block hook."""
+        self.exporter.port_block(self.dpid, event)
 
     def refused(self, reason: RefuseReason, inside_ip: int, protocol: int, external_ip: int,
                 now: float) -> None:

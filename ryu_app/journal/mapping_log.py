@@ -35,7 +35,8 @@ import time
 from functools import lru_cache
 from logging.handlers import RotatingFileHandler, SysLogHandler, WatchedFileHandler
 
-from conntrack import Event, EventKind
+from conntrack import BlockEvent, Event, EventKind
+from conntrack.keys import PROTOCOL_NAMES
 
 MAPPING_LOG = logging.getLogger("ryu_snat.mappings")
 LOG = logging.getLogger(__name__)
@@ -56,9 +57,24 @@ def stamp(t: float) -> str:
     return f"{_stamp(int(t))}.{int(t * 1000) % 1000:03d}Z"
 
 
-def describe(event: Event, counts: tuple[int, int, int, int] | None = None) -> str:
+def describe_block(event: BlockEvent) -> str:
+    """The log line of a port block given, taken back or rebuilt (without
+    time stamp): one line stands for every session of the block."""
+    return (f"port block {event.kind}: {PROTOCOL_NAMES[event.protocol]} "
+            f"{_int_text(event.inside_ip)} -> {_int_text(event.external_ip)}:"
+            f"{event.first_port}-{event.last_port}")
+
+
+@lru_cache(maxsize=65536)
+def _int_text(addr: int) -> str:
+    return str(ipaddress.IPv4Address(addr))
+
+
+def describe(event: Event | BlockEvent, counts: tuple[int, int, int, int] | None = None) -> str:
     """The log line of one event (without time stamp); ``counts`` are the
     session's packets and bytes out and in when it happened (default: now)."""
+    if isinstance(event, BlockEvent):
+        return describe_block(event)
     s = event.session
     head = (f"{s.protocol_name} {_text(s.inside_ip)}:{s.inside_port} -> "
             f"{_text(s.external_ip)}:{s.external_port}")
@@ -134,7 +150,7 @@ class MappingLog:
         self._file: _BatchFile | None = None
         # Also to a syslog server (host:port over UDP, or a socket path).
         self._syslog = syslog_handler(syslog) if syslog else None
-        self._pending: list[tuple[float, Event, tuple[int, int, int, int]]] = []
+        self._pending: list[tuple[float, Event | BlockEvent, tuple[int, int, int, int] | None]] = []
         if path:
             self._file = _BatchFile(path, maxBytes=max_bytes, backupCount=backups,
                                     encoding="utf-8")
@@ -148,6 +164,13 @@ class MappingLog:
         # What the line shows of the session: its counters change later.
         self._pending.append((time.time(), event, (s.packets_out, s.bytes_out, s.packets_in,
                                                    s.bytes_in)))
+        if len(self._pending) >= 4096:
+            self.flush()
+
+    def block(self, event: BlockEvent) -> None:
+        """Keep a port block's event (``port_block_size``): with blocks on,
+        the log has these lines instead of one per session."""
+        self._pending.append((time.time(), event, None))
         if len(self._pending) >= 4096:
             self.flush()
 

@@ -8,6 +8,12 @@ A line is what :mod:`ryu_app.journal.mapping_log` writes::
     2026-12-07T19:35:48.123Z mapping created: tcp 10.0.0.11:40000 -> 198.51.100.1:40000 (session 5)
     2026-12-07T19:37:02.001Z mapping expired (idle): tcp 10.0.0.11:40000 -> ... (session 5, out ...)
 
+With ``port_block_size`` the log has a line per port block instead, and a
+block answers for every port in it::
+
+    2026-12-07T19:35:48.123Z port block allocated: tcp 10.0.0.11 -> 198.51.100.2:40448-40959
+    2026-12-07T19:41:10.500Z port block released: tcp 10.0.0.11 -> 198.51.100.2:40448-40959
+
 Lines from before timestamps carried an offset are read as local time, as
 they were written.  Lines that are not mapping records are skipped.
 """
@@ -26,7 +32,10 @@ _LINE = re.compile(
     r"(?: \((?P<reason>.+?)\))?: (?P<proto>tcp|udp|icmp) "
     r"(?P<iip>[0-9.]+):(?P<iport>[0-9]+) -> (?P<eip>[0-9.]+):(?P<eport>[0-9]+) "
     r"\(session (?P<sid>[0-9]+)")
-_OPENS = ("created", "restored")
+_BLOCK = re.compile(
+    r"^(?P<time>\S+) port block (?P<kind>allocated|restored|released): (?P<proto>tcp|udp|icmp) "
+    r"(?P<iip>[0-9.]+) -> (?P<eip>[0-9.]+):(?P<first>[0-9]+)-(?P<last>[0-9]+)$")
+_OPENS = ("created", "restored", "allocated")
 
 
 @dataclass(frozen=True)
@@ -41,7 +50,8 @@ class Record:
     internal_port: int
     external_ip: str
     external_port: int
-    session: int
+    session: int                # 0 for a port block
+    last_port: int | None = None    # a port block: external_port..last_port
 
 
 @dataclass
@@ -58,6 +68,7 @@ class Holding:
     since: float | None
     until: float | None
     ended: str | None = None    # expired (idle), removed (operator), ...
+    last_port: int | None = None    # a port block: external_port..last_port
 
     def covers(self, at: float) -> bool:
         return (self.since is None or self.since <= at) and (self.until is None or at <= self.until)
@@ -72,7 +83,15 @@ def parse(line: str) -> Record | None:
     """The record of one log line, or None for anything else."""
     m = _LINE.match(line)
     if m is None:
-        return None
+        b = _BLOCK.match(line.rstrip("\n"))
+        if b is None:
+            return None
+        try:
+            at = parse_time(b["time"])
+        except ValueError:
+            return None
+        return Record(at, b["kind"], None, b["proto"], b["iip"], 0, b["eip"], int(b["first"]), 0,
+                      int(b["last"]))
     try:
         at = parse_time(m["time"])
     except ValueError:
@@ -95,14 +114,23 @@ def records(files: list[str], external_ip: str, external_port: int,
     is called every PAUSE_EVERY lines, so that reading a few hundred MB of
     log does not hold up the controller's other work."""
     needle = f" -> {external_ip}:{external_port} ("
+    block_needle = f" -> {external_ip}:"
     for name in files:
         try:
             with open(name, encoding="utf-8", errors="replace") as fh:
                 for n, line in enumerate(fh):
                     if pause is not None and n % PAUSE_EVERY == PAUSE_EVERY - 1:
                         pause()
-                    if needle in line and (rec := parse(line)) is not None and \
-                            (protocol is None or rec.protocol == protocol):
+                    if needle in line:
+                        rec = parse(line)
+                    elif " port block " in line and block_needle in line:
+                        rec = parse(line)      # a block: does it hold the port?
+                        if rec is not None and not (
+                                rec.external_port <= external_port <= (rec.last_port or -1)):
+                            rec = None
+                    else:
+                        continue
+                    if rec is not None and (protocol is None or rec.protocol == protocol):
                         yield rec
         except OSError:
             continue            # rotated away while we read: the others still answer
@@ -121,9 +149,10 @@ def holdings(recs: list[Record] | Iterator[Record]) -> list[Holding]:
         key = (r.protocol, r.internal_ip, r.internal_port, r.external_ip, r.external_port,
                r.session)
         if r.kind in _OPENS:
-            open_.setdefault(key, Holding(*key, since=r.time, until=None))
+            open_.setdefault(key, Holding(*key, since=r.time, until=None, last_port=r.last_port))
             continue
-        held = open_.pop(key, None) or Holding(*key, since=None, until=None)
+        held = open_.pop(key, None) or Holding(*key, since=None, until=None,
+                                               last_port=r.last_port)
         held.until, held.ended = r.time, f"{r.kind} ({r.reason})" if r.reason else r.kind
         out.append(held)
     starts = sorted((h.since, (h.internal_ip, h.internal_port)) for h in out + list(open_.values())

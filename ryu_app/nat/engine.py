@@ -5,7 +5,7 @@ The one place that translates :class:`BridgeConfig` into
 """
 from __future__ import annotations
 
-from conntrack import TCP, UDP, ConnTrack, ConntrackConfig, EventHook, Filtering
+from conntrack import TCP, UDP, BlockEventHook, ConnTrack, ConntrackConfig, EventHook, Filtering
 
 from ryu_app.settings.config import BridgeConfig
 
@@ -28,6 +28,8 @@ def conntrack_config(cfg: BridgeConfig) -> ConntrackConfig:
         icmp_timeout=cfg.timers.icmp,
         max_connections=cfg.admission.max_connections,
         max_connections_per_host=cfg.admission.max_connections_per_host,
+        port_block_size=cfg.port_block_size,
+        port_blocks_per_host=cfg.port_blocks_per_host,
         tcp_filtering=Filtering(cfg.filtering_for(TCP)),
         udp_filtering=Filtering(cfg.filtering_for(UDP)),
         # ICMP queries: OpenFlow cannot match the identifier, so inbound echo
@@ -36,5 +38,6 @@ def conntrack_config(cfg: BridgeConfig) -> ConntrackConfig:
     )
 
 
-def make_engine(cfg: BridgeConfig, on_event: EventHook | None = None) -> ConnTrack:
-    return ConnTrack(conntrack_config(cfg), on_event=on_event)
+def make_engine(cfg: BridgeConfig, on_event: EventHook | None = None,
+                on_block: BlockEventHook | None = None) -> ConnTrack:
+    return ConnTrack(conntrack_config(cfg), on_event=on_event, on_block=on_block)

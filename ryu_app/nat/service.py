@@ -32,7 +32,7 @@ from typing import Callable
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from conntrack import ICMP, OUTBOUND, Event, Refused, Session, TCP, TcpFlags
+from conntrack import ICMP, OUTBOUND, BlockEvent, Event, Refused, Session, TCP, TcpFlags
 from conntrack.keys import unpack_okey
 from ryu_app.journal.ipfix import BridgeReports
 from ryu_app.journal.mapping_log import MappingLog
@@ -76,6 +76,19 @@ def _one_hook(*hooks: Callable[[Event], None] | None) -> Callable[[Event], None]
             hook(event)
     return each
 
+def _block_hook(*hooks: Callable[[BlockEvent], None] | None
+                ) -> Callable[[BlockEvent], None] | None:
+    """The engine's port-block hook: the mapping log, IPFIX, both or none."""
+    live = [hook for hook in hooks if hook is not None]
+    if len(live) <= 1:
+        return live[0] if live else None
+
+    def each(event: BlockEvent) -> None:
+        for hook in live:
+            hook(event)
+    return each
+
+
 def _infra_rule(ident: int) -> flows.InfraRule | None:
     try:
         return flows.InfraRule(ident & flows.INFRA_RULE_MASK)
@@ -101,8 +114,13 @@ class NatService:
         # [nat] log_mappings is on, and none for a standby's warm table.
         # ``reports``: IPFIX NAT events (ipfix_collector), or None.
         self.reports = reports
+        # With port blocks the mapping log has a line per block, not per session.
+        blocks = config.port_block_size > 0
         self.ct = make_engine(config, on_event=_one_hook(
-            mapping_log, events, reports.event if reports is not None else None))
+            None if blocks else mapping_log, events,
+            reports.event if reports is not None else None),
+            on_block=_block_hook(mapping_log.block if mapping_log is not None and blocks else None,
+                                 reports.block if reports is not None and blocks else None))
         gw_ip = str(config.external_gateway_ip) if config.external_gateway_ip else None
         pinned = ({gw_ip: config.external_gateway_mac}
                   if config.external_gateway_mac and gw_ip else {})

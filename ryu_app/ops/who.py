@@ -83,7 +83,10 @@ def answer(view: ConnectionsView, log: MappingLog | None, ip: str, port: int,
                           "internal_ip": h.internal_ip, "internal_port": h.internal_port,
                           "external_ip": ip, "external_port": port, "session": h.session,
                           "since": _when(h.since), "until": _when(h.until),
-                          "ended": h.ended, "_since": h.since or h.until or 0.0})
+                          "ended": h.ended, "_since": h.since or h.until or 0.0,
+                          # port_block_size: the host held the whole block
+                          **({"block": f"{h.external_port}-{h.last_port}"}
+                             if h.last_port is not None else {})})
     found.sort(key=lambda f: f["_since"], reverse=True)
     for f in found:
         del f["_since"]

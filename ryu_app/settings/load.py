@@ -189,6 +189,11 @@ def _bridge(read: _Reader, profile: str, warn: Warn) -> BridgeConfig:
         int_gw = next(internal_subnet.hosts())
 
     timers = _timers(read, where, warn)
+    low, high = validate.port_range(read("port_range"))
+    block_size = int(read("port_block_size") or 0)
+    if block_size > high - low + 1:
+        raise ConfigError("port_block_size", block_size,
+                          f"larger than port_range ({high - low + 1} ports)")
     admission = _admission(read, where, warn)
 
     filtering = validate.filtering("filtering", read("filtering"))
@@ -218,6 +223,8 @@ def _bridge(read: _Reader, profile: str, warn: Warn) -> BridgeConfig:
         gateway_mac=validate.mac(read("gateway_mac")),
         port_range=validate.port_range(read("port_range")),
         port_parity=bool(read("port_parity")),
+        port_block_size=block_size,
+        port_blocks_per_host=int(read("port_blocks_per_host")),
         filtering=filtering,
         tcp_filtering=validate.filtering_or("tcp_filtering", read("tcp_filtering"), filtering),
         udp_filtering=validate.filtering_or("udp_filtering", read("udp_filtering"), filtering),

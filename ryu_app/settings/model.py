@@ -74,6 +74,8 @@ class BridgeConfig:
     dpid: int | None = None                   # None: the first switch that connects
     port_range: tuple[int, int] = (1024, 65535)
     port_parity: bool = False
+    port_block_size: int = 0                  # 0: per mapping; N: blocks of N ports per host
+    port_blocks_per_host: int = 4
     filtering: str = "address-and-port-dependent"
     # Per protocol (RFC 7857 s5-6); None (only when built directly) means ``filtering``.
     tcp_filtering: str | None = None

@@ -115,6 +115,14 @@ BRIDGE_OPTS = [
     _seconds("port_quarantine", 120,
              "seconds a freed external port is not reused (RFC 6888 REQ-8); 0 = off",
              low=0, high=DAY),
+    cfg.IntOpt("port_block_size", default=0, min=0, max=65535,
+               help="0: external ports are handed out one mapping at a time; N: each inside "
+                    "host gets blocks of N consecutive ports of port_range per protocol and NAT "
+                    "address, and the mapping log writes one line per block allocated and "
+                    "released, not per session (RFC 6888 REQ-4, RFC 7422)"),
+    cfg.IntOpt("port_blocks_per_host", default=4, min=1, max=65535,
+               help="with port_block_size: most blocks one inside host holds per protocol; "
+                    "a host over it is refused (refused.block_quota, ICMP 3/13)"),
     cfg.BoolOpt("port_parity", default=False,
                 help="keep the parity of the inside port in the external port (RFC 4787 REQ-4)"),
     cfg.ListOpt("forwards", default=[],

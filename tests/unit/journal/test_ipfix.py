@@ -99,7 +99,7 @@ def test_a_collector_started_later_learns_the_templates_from_the_next_refresh():
     # From the refresh 30 s after the first templates on, every record decodes.
     assert [ipaddress.IPv4Address(r["sourceIPv4Address"]) for r in seen] == [
         ipaddress.IPv4Address(ip(H1) + second) for second in range(30, 36)]
-    assert set(ipfix_decode.templates(rig.sent)) == {256, 257, 258, 259, 260}
+    assert set(ipfix_decode.templates(rig.sent)) == {256, 257, 258, 259, 260, 261}
 
 
 def test_many_records_split_into_datagrams_and_the_sequence_counts_records():
@@ -196,3 +196,26 @@ def test_a_host_refused_again_and_again_makes_one_record_a_second():
     rig.exporter.flush()
     assert [r["sourceIPv4Address"] for r in rig.records()] == [H1, H2, H1]
     assert rig.exporter.counters.repeats == 99
+
+
+def test_port_blocks_are_allocation_and_deallocation_events():
+    sent: list[bytes] = []
+    exporter = ipfix.IpfixExporter(("127.0.0.1", 4739), send=sent.append,
+                                   clocks=(lambda: WALL0 + 100.0, lambda: 100.0))
+    bridge = exporter.bridge(DPID, 100, 10)
+    ct = ConnTrack(ConntrackConfig(external_ip=ipaddress.IPv4Address(NAT), port_range=(40000, 40511),
+                                   port_block_size=128, quarantine=0),
+                   on_block=bridge.block)
+    s = ct.create_outbound(TCP, ip(H1), 5000, ip(S1), 80, now=99.0)
+    ct.remove(s, now=99.5)
+    exporter.flush()
+    first = 40000 + (s.external_port - 40000) // 128 * 128     # the block holding its port
+    last = first + 127
+    got = ipfix_decode.records(sent)
+    assert [(r["natEvent"], r["protocolIdentifier"], r["sourceIPv4Address"],
+             r["postNATSourceIPv4Address"], r["portRangeStart"], r["portRangeEnd"],
+             r["portRangeStepSize"], r["portRangeNumPorts"], r["observationTimeMilliseconds"])
+            for r in got] == [
+        (16, TCP, H1, NAT, first, last, 1, 128, int((WALL0 + 99.0) * 1000)),
+        (17, TCP, H1, NAT, first, last, 1, 128, int((WALL0 + 99.5) * 1000)),
+    ]

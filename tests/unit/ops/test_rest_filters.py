@@ -170,3 +170,29 @@ def test_events_carry_a_boot_id_time_and_timeout(rig):
         assert rest(other_wsgi, "GET", "/nat/events")[1]["boot"] != boot
     finally:
         ctx.__exit__(None, None, None)
+
+
+def test_with_port_blocks_the_log_has_a_line_per_block_and_who_answers_from_it(tmp_path):
+    log = tmp_path / "mappings.log"
+    ctx, app, wsgi, wire = make_rig(mapping_log_file=str(log), port_block_size=64,
+                                    port_quarantine=0)
+    try:
+        a, _ = open_flow(wire, H1, 40000, S1, 53, UDP)
+        b, _ = open_flow(wire, H1, 40001, S2, 53, UDP)
+        first = 1024 + (a.external_port - 1024) // 64 * 64
+        assert first <= b.external_port < first + 64, "both from H1's one block"
+        for s in (a, b):
+            assert rest(wsgi, "DELETE", f"/nat/connections/{s.id}")[0] == 200
+        app.gateway.mapping_log.flush()
+        lines = log.read_text().splitlines()
+        block = f"udp {H1.ip} -> 198.51.100.1:{first}-{first + 63}"
+        assert [line.split(" ", 1)[1] for line in lines] == [
+            f"port block allocated: {block}", f"port block released: {block}"], lines
+        # An abuse report for the second session's port finds H1 by its block.
+        status, got = rest(wsgi, "GET", f"/nat/who?external=198.51.100.1:{b.external_port}")
+        assert status == 200, got
+        [held] = got["holders"]
+        assert (held["source"], held["internal_ip"], held["block"], held["ended"]) == (
+            "log", H1.ip, f"{first}-{first + 63}", "released")
+    finally:
+        ctx.__exit__(None, None, None)
