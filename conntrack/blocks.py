@@ -50,7 +50,11 @@ class BlockPool:
         parity: bool,
         rng: Optional[random.Random] = None,
         on_block: Optional[BlockHook] = None,
+        fixed: Optional[Callable[[int], Optional[int]]] = None,
     ) -> None:
+        """``fixed(owner)``: deterministic mode, the one block an inside
+        address may have here (None: none here); blocks then never rest, as
+        nobody else may take them."""
         self.first, self.size = first, size
         self.nblocks = (last - first + 1) // size
         self.per_host = per_host
@@ -58,6 +62,7 @@ class BlockPool:
         self._parity = parity
         self._random = (rng or random.Random()).random
         self.on_block = on_block
+        self._fixed = fixed
         self._state = bytearray(NPORTS)
         self._mine = bytearray(NPORTS)  # 1: used by its block's owner (counts for release)
         self._pos = array("l", [-1]) * NPORTS  # index in its block's free list
@@ -149,6 +154,8 @@ class BlockPool:
         if owner and b is not None:
             if self._bstate[b] == B_OWNED and self._owner[b] != owner:
                 return False
+            if self._fixed is not None and self._fixed(owner) != b:
+                return False      # deterministic: not that host's block
             if self._bstate[b] != B_OWNED:
                 self._own(b, owner, now, "restored")
             self._take(port, b)
@@ -214,6 +221,12 @@ class BlockPool:
         """A block for ``owner``: its last one if still resting, else a random
         free one, else the one resting longest (the pool is otherwise full)."""
         self.drain(now)
+        if self._fixed is not None:
+            b = self._fixed(owner)
+            if b is None or b >= self.nblocks or self._bstate[b] == B_OWNED:
+                return None
+            self._own(b, owner, now, "allocated")
+            return b
         b = self._q_last.get(owner)
         if b is not None and self._bstate[b] == B_QUARANTINED:
             self._forget_last(b)
@@ -265,7 +278,7 @@ class BlockPool:
             for port in free:
                 self._pos[port] = -1
         self._owner[b] = 0
-        if self._quarantine > 0:
+        if self._quarantine > 0 and self._fixed is None:
             until = now + self._quarantine
             self._bstate[b] = B_QUARANTINED
             self._q_until[b] = until

@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from ipaddress import IPv4Address
-from typing import Any
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any, Optional
+
+from .deterministic import DeterministicMap
 
 from .keys import ICMP, TCP, UDP, ip_to_int
 
@@ -102,6 +104,9 @@ class ConntrackConfig:
         ``icmp_id_range``) per protocol and pool address (RFC 7422 s2; the
         low-port range then goes unused), see blocks.py.
     port_blocks_per_host: most blocks one host holds per protocol.
+    deterministic_inside: the inside prefix for deterministic mode (RFC
+        7422, needs ``port_block_size``): each of its addresses owns one
+        fixed block per protocol, see deterministic.py; None: off.
     """
 
     external_ip: IPv4Address
@@ -124,6 +129,7 @@ class ConntrackConfig:
     icmp_filtering: Filtering = Filtering.ADDRESS_AND_PORT_DEPENDENT
     port_block_size: int = 0
     port_blocks_per_host: int = 4
+    deterministic_inside: Optional[IPv4Network] = None
 
     def __post_init__(self) -> None:
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -161,12 +167,24 @@ class ConntrackConfig:
             raise ValueError(f"port_block_size must be 0 or an int in 1..{smallest} (the ranges' size), got {size!r}")
         if type(per_host) is not int or not 1 <= per_host <= 65535:
             raise ValueError(f"port_blocks_per_host must be an int in 1..65535, got {per_host!r}")
+        if self.deterministic_inside is not None:
+            fix("deterministic_inside", IPv4Network(self.deterministic_inside))
+            if not size:
+                raise ValueError("deterministic_inside needs port_block_size")
+            self.deterministic_map()  # raises when the prefix does not fit the pool
         for name in ("tcp_filtering", "udp_filtering", "icmp_filtering"):
             try:
                 fix(name, Filtering(getattr(self, name)))
             except ValueError:
                 choices = ", ".join(f.value for f in Filtering)
                 raise ValueError(f"{name} must be one of {choices}") from None
+
+    def deterministic_map(self) -> Optional[DeterministicMap]:
+        """The fixed inside address -> block map, or None out of deterministic mode."""
+        if self.deterministic_inside is None:
+            return None
+        low, high = self.port_range
+        return DeterministicMap(self.deterministic_inside, self.external_pool, low, high, self.port_block_size)
 
     def filtering(self, protocol: int) -> Filtering:
         """Filtering mode configured for an IP protocol number."""

@@ -40,12 +40,16 @@ class Pairing:
         self._host_maps: dict[int, int] = {}    # inside ip -> mappings it holds
         self._addr_hosts = [0] * len(self._addresses)  # pool index -> paired hosts
         self._host_last: dict[int, int] = {}    # inside ip -> pool index it had last
+        self._det = config.deterministic_map()
 
     def _address_for(self, inside_ip: int) -> int:
         """Pool index a new mapping of ``inside_ip`` must use (not committed)."""
         index = self._host_addr.get(inside_ip)
         if index is not None:
             return index
+        if self._det is not None:    # deterministic: the formula's address (RFC 7422)
+            where = self._det.slot(inside_ip)
+            return where[0] if where is not None else 0
         index = self._host_last.get(inside_ip)
         if index is not None:
             return index

@@ -361,8 +361,15 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits, Pairing):
         or in blocks per host (``port_block_size``)."""
         if not config.port_block_size:
             return PortPool.for_protocol(config, protocol, rng)
-        first, last = config.icmp_id_range if protocol == ICMP else config.port_range
+        det = config.deterministic_map()
+        # Deterministic: one formula for every protocol, so ICMP ids use port_range too.
+        first, last = config.icmp_id_range if protocol == ICMP and det is None else config.port_range
         address = int(config.external_pool[index])
+        fixed = None
+        if det is not None:
+            def fixed(owner: int) -> Optional[int]:
+                where = det.slot(owner)
+                return where[1] if where is not None and where[0] == index else None
 
         def report(kind: str, owner: int, start: int, end: int, now: float) -> None:
             hook = self.on_block
@@ -373,8 +380,8 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits, Pairing):
                     self._hook_errors += 1
                     log.exception("conntrack block hook failed on %s of %s ports %d-%d", kind, owner, start, end)
 
-        return BlockPool(first, last, config.port_block_size, config.port_blocks_per_host, config.quarantine,
-                         config.preserve_parity, rng, report)
+        return BlockPool(first, last, config.port_block_size, 1 if det else config.port_blocks_per_host,
+                         config.quarantine, config.preserve_parity, rng, None if det else report, fixed)
 
     def blocks_of(self, inside_ip: IPLike) -> list[tuple[str, IPv4Address, int, int]]:
         """(protocol, address, first, last) of each port block ``inside_ip`` holds."""

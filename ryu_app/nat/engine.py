@@ -30,6 +30,7 @@ def conntrack_config(cfg: BridgeConfig) -> ConntrackConfig:
         max_connections_per_host=cfg.admission.max_connections_per_host,
         port_block_size=cfg.port_block_size,
         port_blocks_per_host=cfg.port_blocks_per_host,
+        deterministic_inside=cfg.internal_subnet if cfg.deterministic else None,
         tcp_filtering=Filtering(cfg.filtering_for(TCP)),
         udp_filtering=Filtering(cfg.filtering_for(UDP)),
         # ICMP queries: OpenFlow cannot match the identifier, so inbound echo

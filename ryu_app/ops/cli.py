@@ -363,6 +363,10 @@ def who(api: Api, external: str, at: str | None, protocol: str | None, as_json: 
     table = _table(f"{external}{when}: {len(rows)} holder(s)",
                    ["inside", "proto", "since", "until", "session", "from"])
     for h in rows:
+        if h["source"] == "deterministic":     # RFC 7422: the block is the host's, always
+            table.add_row(f"{h['internal_ip']} (ports {h['block']})", h["protocol"], "always",
+                          "always", "-", "deterministic")
+            continue
         table.add_row(_endpoint(h["internal_ip"], h["internal_port"]), h["protocol"],
                       h["since"] or "(before the log)",
                       h["until"] or ("now" if h["source"] == "live" else "(not logged)"),

@@ -206,8 +206,9 @@ class NatRestController(ControllerBase):
         if protocol is not None and protocol not in ("tcp", "udp", "icmp"):
             raise RestError(400, "protocol must be one of tcp, udp, icmp")
         at = who.parse_at(query["at"]) if "at" in query else None
+        maps = [m for c in self.app.configs if (m := c.deterministic_map()) is not None]
         return who.answer(self.app.view, self.app.gateway.mapping_log, ip, port, protocol, at,
-                          pause=lambda: hub.sleep(0))
+                          pause=lambda: hub.sleep(0), deterministic=maps)
 
     @route("nat", "/nat/connections/{sid}", methods=["GET"])
     @json_endpoint

@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 from typing import Any, Callable
 
+from conntrack.deterministic import DeterministicMap
 from ryu_app.journal import mapping_search
 from ryu_app.journal.mapping_log import MappingLog, stamp
 from ryu_app.ops.filters import ConnectionFilter, FilterError, PROTOCOLS
@@ -52,11 +53,28 @@ def _when(t: float | None) -> str | None:
     return None if t is None else stamp(t)
 
 
+def _computed(maps: list[DeterministicMap], ip: str, port: int,
+              protocol: str | None) -> list[dict[str, Any]]:
+    """Deterministic mode: the owner follows from the configuration, for
+    any time (RFC 7422), every protocol alike."""
+    for m in maps:
+        owner = m.owner_of(ip, port)
+        if owner is not None:
+            _, first, last = m.block_of(owner) or (None, 0, 0)
+            return [{"source": "deterministic", "protocol": protocol or "any",
+                     "internal_ip": str(owner), "internal_port": 0, "external_ip": ip,
+                     "external_port": port, "session": 0, "since": None, "until": None,
+                     "ended": None, "block": f"{first}-{last}", "_since": float("inf")}]
+    return []
+
+
 def answer(view: ConnectionsView, log: MappingLog | None, ip: str, port: int,
            protocol: str | None = None, at: float | None = None,
-           pause: Callable[[], None] | None = None) -> dict[str, Any]:
+           pause: Callable[[], None] | None = None,
+           deterministic: list[DeterministicMap] | None = None) -> dict[str, Any]:
     """Holders of ``ip:port`` (at ``at``, or ever), newest first; ``pause``
-    lets the controller work while long files are read."""
+    lets the controller work while long files are read; ``deterministic``:
+    the maps of the bridges in deterministic mode, which answer first."""
     now = time.time()
     live = _live(view, ip, port, protocol)
     found: list[dict[str, Any]] = [{
@@ -87,6 +105,7 @@ def answer(view: ConnectionsView, log: MappingLog | None, ip: str, port: int,
                           # port_block_size: the host held the whole block
                           **({"block": f"{h.external_port}-{h.last_port}"}
                              if h.last_port is not None else {})})
+    found += _computed(deterministic or [], ip, port, protocol)
     found.sort(key=lambda f: f["_since"], reverse=True)
     for f in found:
         del f["_since"]

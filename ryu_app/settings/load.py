@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 from oslo_config import cfg
 
+from conntrack.deterministic import DeterministicMap
+
 from ryu_app.settings import files, options, validate
 from ryu_app.settings.errors import GROUP, PROFILE_PREFIX, ConfigError
 from ryu_app.settings.forwards import Forward, conflict as forward_conflict, parse_spec
@@ -194,6 +196,15 @@ def _bridge(read: _Reader, profile: str, warn: Warn) -> BridgeConfig:
     if block_size > high - low + 1:
         raise ConfigError("port_block_size", block_size,
                           f"larger than port_range ({high - low + 1} ports)")
+    deterministic = bool(read("deterministic"))
+    if deterministic:
+        if not block_size:
+            raise ConfigError("deterministic", "true", "needs port_block_size (the block each "
+                              "inside address owns)")
+        try:
+            DeterministicMap(internal_subnet, pool or (external_ip.ip,), low, high, block_size)
+        except ValueError as exc:
+            raise ConfigError("deterministic", "true", str(exc)) from None
     admission = _admission(read, where, warn)
 
     filtering = validate.filtering("filtering", read("filtering"))
@@ -225,6 +236,7 @@ def _bridge(read: _Reader, profile: str, warn: Warn) -> BridgeConfig:
         port_parity=bool(read("port_parity")),
         port_block_size=block_size,
         port_blocks_per_host=int(read("port_blocks_per_host")),
+        deterministic=deterministic,
         filtering=filtering,
         tcp_filtering=validate.filtering_or("tcp_filtering", read("tcp_filtering"), filtering),
         udp_filtering=validate.filtering_or("udp_filtering", read("udp_filtering"), filtering),

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from conntrack import TCP, UDP
+from conntrack.deterministic import DeterministicMap
 from ryu_app.settings.forwards import Forward
 
 DEFAULT_GATEWAY_MAC = "02:53:4e:41:54:01"   # locally administered; "SNAT" in hex
@@ -76,6 +77,7 @@ class BridgeConfig:
     port_parity: bool = False
     port_block_size: int = 0                  # 0: per mapping; N: blocks of N ports per host
     port_blocks_per_host: int = 4
+    deterministic: bool = False               # RFC 7422: one fixed block per inside address
     filtering: str = "address-and-port-dependent"
     # Per protocol (RFC 7857 s5-6); None (only when built directly) means ``filtering``.
     tcp_filtering: str | None = None
@@ -116,6 +118,14 @@ class BridgeConfig:
     def nat_addresses(self) -> tuple[ipaddress.IPv4Address, ...]:
         """The addresses inside hosts are translated to, in pool order."""
         return self.external_pool or (self.external_ip.ip,)
+
+    def deterministic_map(self) -> DeterministicMap | None:
+        """The inside address <-> (NAT address, port block) map of deterministic mode."""
+        if not self.deterministic:
+            return None
+        low, high = self.port_range
+        return DeterministicMap(self.internal_subnet, self.nat_addresses, low, high,
+                                self.port_block_size)
 
     @property
     def outside_addresses(self) -> tuple[ipaddress.IPv4Address, ...]:

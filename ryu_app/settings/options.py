@@ -123,6 +123,11 @@ BRIDGE_OPTS = [
     cfg.IntOpt("port_blocks_per_host", default=4, min=1, max=65535,
                help="with port_block_size: most blocks one inside host holds per protocol; "
                     "a host over it is refused (refused.block_quota, ICMP 3/13)"),
+    cfg.BoolOpt("deterministic", default=False,
+                help="deterministic NAT (RFC 7422; needs port_block_size): each address of "
+                     "internal_subnet owns one fixed block of port_block_size ports on one "
+                     "NAT address, computed from the configuration alone, so no mapping log "
+                     "is needed (snatctl who computes the owner of any external port)"),
     cfg.BoolOpt("port_parity", default=False,
                 help="keep the parity of the inside port in the external port (RFC 4787 REQ-4)"),
     cfg.ListOpt("forwards", default=[],

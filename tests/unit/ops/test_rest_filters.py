@@ -196,3 +196,34 @@ def test_with_port_blocks_the_log_has_a_line_per_block_and_who_answers_from_it(t
             "log", H1.ip, f"{first}-{first + 63}", "released")
     finally:
         ctx.__exit__(None, None, None)
+
+
+def test_deterministic_mode_answers_who_from_the_formula_with_no_log(tmp_path):
+    log = tmp_path / "mappings.log"
+    # 10.0.0.0/24: 256 addresses, 256 blocks of 252 ports in 1024-65535.
+    ctx, app, wsgi, wire = make_rig(mapping_log_file=str(log), port_block_size=252,
+                                    deterministic=True)
+    try:
+        a, _ = open_flow(wire, H1, 40000, S1, 53, UDP)     # 10.0.0.11: block 11
+        assert 1024 + 11 * 252 <= a.external_port < 1024 + 12 * 252
+        status, got = rest(wsgi, "GET", "/nat/who?external=198.51.100.1:4047")
+        assert status == 200, got
+        computed = [h for h in got["holders"] if h["source"] == "deterministic"]
+        assert [(h["internal_ip"], h["block"]) for h in computed] == [(H1.ip, "3796-4047")]
+        # A port of a host that never sent anything: still known.
+        status, got = rest(wsgi, "GET", "/nat/who?external=198.51.100.1:1024")
+        assert [(h["source"], h["internal_ip"]) for h in got["holders"]] == [
+            ("deterministic", "10.0.0.0")]
+        app.gateway.mapping_log.flush()
+        assert not log.exists() or log.read_text() == "", "no log lines are needed"
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+def test_deterministic_mode_refuses_a_pool_too_small_for_the_inside_prefix():
+    from helpers.nat_config import make_config
+    from ryu_app.settings.errors import ConfigError
+    with pytest.raises(ConfigError, match="256 addresses"):
+        make_config(port_block_size=512, deterministic=True)
+    with pytest.raises(ConfigError, match="needs port_block_size"):
+        make_config(deterministic=True)
