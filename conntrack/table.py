@@ -365,11 +365,10 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits, Pairing):
         # Deterministic: one formula for every protocol, so ICMP ids use port_range too.
         first, last = config.icmp_id_range if protocol == ICMP and det is None else config.port_range
         address = int(config.external_pool[index])
-        fixed = None
-        if det is not None:
-            def fixed(owner: int) -> Optional[int]:
-                where = det.slot(owner)
-                return where[1] if where is not None and where[0] == index else None
+        def own_block(owner: int) -> Optional[int]:
+            """Deterministic: the block ``owner`` has on this address, if any."""
+            where = det.slot(owner) if det is not None else None
+            return where[1] if where is not None and where[0] == index else None
 
         def report(kind: str, owner: int, start: int, end: int, now: float) -> None:
             hook = self.on_block
@@ -381,7 +380,7 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits, Pairing):
                     log.exception("conntrack block hook failed on %s of %s ports %d-%d", kind, owner, start, end)
 
         return BlockPool(first, last, config.port_block_size, 1 if det else config.port_blocks_per_host,
-                         config.quarantine, config.preserve_parity, rng, None if det else report, fixed)
+                         config.quarantine, config.preserve_parity, rng, None if det else report, own_block if det else None)
 
     def blocks_of(self, inside_ip: IPLike) -> list[tuple[str, IPv4Address, int, int]]:
         """(protocol, address, first, last) of each port block ``inside_ip`` holds."""

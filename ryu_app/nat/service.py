@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Callable
+from typing import Callable, TypeVar
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from conntrack import ICMP, OUTBOUND, BlockEvent, Event, Refused, Session, TCP, TcpFlags
+from conntrack import ICMP, OUTBOUND, Event, Refused, Session, TCP, TcpFlags
 from conntrack.keys import unpack_okey
 from ryu_app.journal.ipfix import BridgeReports
 from ryu_app.journal.mapping_log import MappingLog
@@ -65,25 +65,17 @@ from ryu_app.settings.forwards import Forward
 LOG = logging.getLogger(__name__)
 
 
-def _one_hook(*hooks: Callable[[Event], None] | None) -> Callable[[Event], None] | None:
-    """The engine takes one event hook: the mapping log, the event feed, or both."""
+E = TypeVar("E")
+
+
+def _one_hook(*hooks: Callable[[E], None] | None) -> Callable[[E], None] | None:
+    """The engine takes one hook per kind of event (sessions, port blocks):
+    the mapping log, the event feed, IPFIX, any of them or none."""
     live = [hook for hook in hooks if hook is not None]
     if len(live) <= 1:
         return live[0] if live else None
 
-    def each(event: Event) -> None:
-        for hook in live:
-            hook(event)
-    return each
-
-def _block_hook(*hooks: Callable[[BlockEvent], None] | None
-                ) -> Callable[[BlockEvent], None] | None:
-    """The engine's port-block hook: the mapping log, IPFIX, both or none."""
-    live = [hook for hook in hooks if hook is not None]
-    if len(live) <= 1:
-        return live[0] if live else None
-
-    def each(event: BlockEvent) -> None:
+    def each(event: E) -> None:
         for hook in live:
             hook(event)
     return each
@@ -119,7 +111,7 @@ class NatService:
         self.ct = make_engine(config, on_event=_one_hook(
             None if blocks else mapping_log, events,
             reports.event if reports is not None else None),
-            on_block=_block_hook(mapping_log.block if mapping_log is not None and blocks else None,
+            on_block=_one_hook(mapping_log.block if mapping_log is not None and blocks else None,
                                  reports.block if reports is not None and blocks else None))
         gw_ip = str(config.external_gateway_ip) if config.external_gateway_ip else None
         pinned = ({gw_ip: config.external_gateway_mac}

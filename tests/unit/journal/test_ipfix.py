@@ -6,8 +6,6 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-import pytest
-
 from helpers import ipfix_decode
 from conntrack import ConnTrack, ConntrackConfig
 from conntrack.keys import TCP, UDP

@@ -9,8 +9,7 @@ from helpers import frames
 from helpers.fake_switch import Wire
 from helpers.nat_config import make_config
 from helpers.nat_lab import (
-    GW_MAC, H1, H2, PORTS, S1, S2, SYN, TCP, UDP, UPLINK, ip_frame, look, make_lab, nat,
-    open_flow, out_frame,
+    GW_MAC, H1, H2, PORTS, S1, S2, SYN, TCP, UPLINK, ip_frame, look, make_lab, nat, open_flow,
 )
 from ryu_app.nat.gateway import Gateway
 
