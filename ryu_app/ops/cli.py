@@ -407,7 +407,12 @@ def stats(api: Api, as_json: bool) -> None:
         return
     table = _table("ryu-snat", ["counter", "value"])
     for key, value in sorted(st.items()):
-        if isinstance(value, dict):
+        if key == "addresses":      # each NAT address: its hosts and ports in use
+            value = "; ".join(
+                f"{addr} {row['hosts']} hosts, ports "
+                + " ".join(f"{p}={n}" for p, n in sorted(row["ports_in_use"].items()))
+                for addr, row in value.items()) or "-"
+        elif isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "-"
         table.add_row(key, str(value))
     _console().print(table)

@@ -7,8 +7,12 @@ another address, while the other address keeps serving.
 """
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -61,6 +65,10 @@ def test_each_host_is_seen_on_one_pool_address_for_tcp_udp_and_icmp(lab):
     assert f'ryu_snat_address_hosts{{address="{B}"}} 1.0' in metrics
     [bridge] = lab.controller.get("/nat/bridges")
     assert bridge["external_pool"] == [A, B]
+    env = {**os.environ, "SNATCTL_URL": f"http://127.0.0.1:{lab.controller.rest_port}"}
+    shown = subprocess.run([str(Path(sys.executable).parent / "snatctl"), "stats"],
+                           capture_output=True, text=True, env=env, timeout=30).stdout
+    assert f"{A} 2 hosts" in shown and f"{B} 1 hosts" in shown, shown
 
 
 def test_every_pool_address_answers_arp_and_ping(lab):
