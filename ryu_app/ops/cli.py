@@ -409,7 +409,7 @@ def stats(api: Api, as_json: bool) -> None:
     for key, value in sorted(st.items()):
         if key == "addresses":      # each NAT address: its hosts and ports in use
             value = "; ".join(
-                f"{addr} {row['hosts']} hosts, ports "
+                f"{addr}: hosts={row['hosts']} "
                 + " ".join(f"{p}={n}" for p, n in sorted(row["ports_in_use"].items()))
                 for addr, row in value.items()) or "-"
         elif isinstance(value, dict):

@@ -68,7 +68,7 @@ def test_each_host_is_seen_on_one_pool_address_for_tcp_udp_and_icmp(lab):
     env = {**os.environ, "SNATCTL_URL": f"http://127.0.0.1:{lab.controller.rest_port}"}
     shown = subprocess.run([str(Path(sys.executable).parent / "snatctl"), "stats"],
                            capture_output=True, text=True, env=env, timeout=30).stdout
-    assert f"{A} 2 hosts" in shown and f"{B} 1 hosts" in shown, shown
+    assert f"{A}: hosts=2 " in shown and f"{B}: hosts=1 " in shown, shown
 
 
 def test_every_pool_address_answers_arp_and_ping(lab):
