@@ -408,7 +408,7 @@ def stats(api: Api, as_json: bool) -> None:
     table = _table("ryu-snat", ["counter", "value"])
     for key, value in sorted(st.items()):
         if key == "addresses":      # each NAT address: its hosts and ports in use
-            value = "; ".join(
+            value = "\n".join(
                 f"{addr}: hosts={row['hosts']} "
                 + " ".join(f"{p}={n}" for p, n in sorted(row["ports_in_use"].items()))
                 for addr, row in value.items()) or "-"
