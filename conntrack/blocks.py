@@ -103,6 +103,11 @@ class BlockPool:
         start = self.first + block * self.size
         return start, start + self.size - 1
 
+    @property
+    def blocks_in_use(self) -> int:
+        """Blocks held by a host now."""
+        return len(self._free_ports)
+
     def blocks_of(self, owner: int) -> list[tuple[int, int]]:
         """(first, last) port of each block ``owner`` (an inside ip) holds."""
         return [self.bounds(b) for b in self._host_blocks.get(owner, ())]

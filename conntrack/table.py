@@ -382,6 +382,15 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits, Pairing):
         return BlockPool(first, last, config.port_block_size, 1 if det else config.port_blocks_per_host,
                          config.quarantine, config.preserve_parity, rng, None if det else report, own_block if det else None)
 
+    def blocks_in_use(self) -> dict[str, int]:
+        """Port blocks hosts hold now, per protocol (all 0 without blocks)."""
+        return {
+            PROTOCOL_NAMES[p]: sum(
+                pool.blocks_in_use for slot, pool in self._pools.items() if slot & 0xFF == p and isinstance(pool, BlockPool)
+            )
+            for p in PROTOCOLS
+        }
+
     def blocks_of(self, inside_ip: IPLike) -> list[tuple[str, IPv4Address, int, int]]:
         """(protocol, address, first, last) of each port block ``inside_ip`` holds."""
         ip = ip_to_int(inside_ip)

@@ -75,6 +75,8 @@ class GatewayCollector:
         yield _labelled(gauge, "port_pool_size", "external ports in the pool", "protocol",
                         app.port_pool_sizes())
         yield from _addresses(st["addresses"])
+        yield _labelled(gauge, "port_blocks", "port blocks inside hosts hold (port_block_size)",
+                        "protocol", st["port_blocks"])
         yield counter(f"{PREFIX}_packet_ins", "packet-ins handled", value=st["packet_ins"])
         yield _labelled(counter, "drops", "packets the controller dropped, by reason", "reason",
                         st["drops"], DROP_REASONS)

@@ -218,8 +218,10 @@ class ConnectionsView:
         in_switch = records = 0
         now = time.monotonic()
         addresses: dict[str, dict[str, Any]] = {}
+        blocks: Counter = Counter()
         for _dpid, nat in self._services(gateways):
             st = nat.ct.stats(now)
+            blocks.update(nat.ct.blocks_in_use())
             for address, hosts, in_use in nat.ct.pool_usage():
                 row = addresses.setdefault(str(address), {"hosts": 0, "ports_in_use": Counter()})
                 row["hosts"] += hosts
@@ -245,6 +247,8 @@ class ConnectionsView:
             "switch_drops": dict(sorted(switch_drops.items())),
             "ports_in_use": {name: ports.get(name, 0) for name in PROTOCOLS},
             "ports_quarantined": {name: quarantined.get(name, 0) for name in PROTOCOLS},
+            # port_block_size: blocks hosts hold now, per protocol.
+            "port_blocks": {name: blocks.get(name, 0) for name in PROTOCOLS},
             # Per NAT address (external_pool): hosts paired with it, ports it holds.
             "addresses": {a: {"hosts": row["hosts"],
                               "ports_in_use": {n: row["ports_in_use"].get(n, 0) for n in PROTOCOLS}}

@@ -181,6 +181,7 @@ def test_with_port_blocks_the_log_has_a_line_per_block_and_who_answers_from_it(t
         b, _ = open_flow(wire, H1, 40001, S2, 53, UDP)
         first = 1024 + (a.external_port - 1024) // 64 * 64
         assert first <= b.external_port < first + 64, "both from H1's one block"
+        assert rest(wsgi, "GET", "/nat/stats")[1]["port_blocks"] == {"tcp": 0, "udp": 1, "icmp": 0}
         for s in (a, b):
             assert rest(wsgi, "DELETE", f"/nat/connections/{s.id}")[0] == 200
         app.gateway.mapping_log.flush()
