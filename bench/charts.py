@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, fmt, table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["setup_rate", "scale", "dataplane", "admission", "conntrack"]
+ORDER = ["setup_rate", "scale", "dataplane", "admission", "port_blocks", "conntrack"]
 SNAT_COLOR, ANCHOR_COLORS = "#1f77b4", ["#999999", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]
 SNAT_SHADES = ["#1f77b4", "#6baed6", "#08519c", "#9ecae1"]   # several ryu-snat variants
 

@@ -2,7 +2,7 @@
 """Run every bench, keep their JSON, draw the charts and docs/bench/results.md.
 
     python bench/run_all.py [--out bench/results] [--runs N] [--quick]
-                            [--skip conntrack,setup_rate,scale,dataplane,admission]
+                            [--skip conntrack,setup_rate,scale,dataplane,admission,port_blocks]
 
 Why one command: figures that go into docs/performance.md must come from one sitting
 on one machine, with the exact commands beside them.  Each bench runs as its
@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCHES = ["conntrack", "setup_rate", "scale", "dataplane", "admission"]
+BENCHES = ["conntrack", "setup_rate", "scale", "dataplane", "admission", "port_blocks"]
 
 
 def command(name: str, out: Path, runs: int | None, quick: bool) -> list[str] | None:
