@@ -174,10 +174,12 @@ class IpfixExporter:
         self._last_refusal: dict[tuple[int, int, int], float] = {}   # key -> when noted
 
     # -- noting (packet path) ------------------------------------------------------
-    def bridge(self, dpid: int, max_connections: int,
-               max_connections_per_host: int) -> "BridgeReports":
-        """What the NAT bridge ``dpid`` reports, with its limits."""
-        return BridgeReports(self, dpid, max_connections, max_connections_per_host)
+    def bridge(self, dpid: int, max_connections: int, max_connections_per_host: int,
+               max_ports_per_host: int = 0) -> "BridgeReports":
+        """What the NAT bridge ``dpid`` reports, with its limits
+        (``max_ports_per_host``: its port blocks' ports, 0 without blocks)."""
+        return BridgeReports(self, dpid, max_connections, max_connections_per_host,
+                             max_ports_per_host)
 
     def domain(self, dpid: int) -> Callable[[Event], None]:
         """The engine's event hook for the NAT bridge ``dpid``."""
@@ -355,9 +357,10 @@ class BridgeReports:
     the refusals its outbound path meets."""
 
     def __init__(self, exporter: IpfixExporter, dpid: int, max_connections: int,
-                 max_connections_per_host: int) -> None:
+                 max_connections_per_host: int, max_ports_per_host: int = 0) -> None:
         self.exporter, self.dpid = exporter, dpid
         self.max_connections, self.max_per_host = max_connections, max_connections_per_host
+        self.max_ports_per_host = max_ports_per_host
         self.event = exporter.domain(dpid)
 
     def block(self, event: BlockEvent) -> None:
@@ -369,6 +372,9 @@ class BridgeReports:
         """A new session was refused: quota exceeded or ports exhausted."""
         if reason is RefuseReason.HOST_QUOTA:
             self.exporter.host_quota(self.dpid, inside_ip, self.max_per_host, now)
+        elif reason is RefuseReason.BLOCK_QUOTA:
+            # Its blocks full: over its entries (mappings a protocol) as blocks allow.
+            self.exporter.host_quota(self.dpid, inside_ip, self.max_ports_per_host, now)
         elif reason is RefuseReason.TABLE_FULL:
             self.exporter.table_full(self.dpid, self.max_connections, now)
         elif reason is RefuseReason.POOL_EXHAUSTED:

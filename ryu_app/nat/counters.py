@@ -11,6 +11,8 @@ from ryu_app.openflow.switch_claims import Claim as SwitchClaim
 #: Count a packet as dropped for a reason; the (empty) messages to send.
 #: Every packet path gets this one function instead of the counters.
 Drop = Callable[[str], list]
+#: A refused new session, for IPFIX: (reason, inside ip, protocol, now).
+Report = Callable[[RefuseReason, int, int, float], None]
 
 
 #: Every reason a packet can be counted as dropped for, known up front so

@@ -260,8 +260,10 @@ class Gateway:
             adopt.append(flows.flow_stats_request())
         if state.nat is None:
             logged = self.mapping_log if self.controller.mapping_log.enabled else None
+            blocks = 1 if cfg.deterministic else cfg.port_blocks_per_host
             reports = (self.ipfix.bridge(state.dpid, cfg.admission.max_connections,
-                                         cfg.admission.max_connections_per_host)
+                                         cfg.admission.max_connections_per_host,
+                                         blocks * cfg.port_block_size)
                        if self.ipfix is not None else None)
             state.nat = NatService(cfg, self.counters, up, logged,
                                    functools.partial(self.events.record, state.dpid), reports)

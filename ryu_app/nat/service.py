@@ -32,7 +32,7 @@ from typing import Callable, TypeVar
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from conntrack import ICMP, OUTBOUND, Event, Refused, Session, TCP, TcpFlags
+from conntrack import ICMP, OUTBOUND, Event, Refused, RefuseReason, Session, TCP, TcpFlags
 from conntrack.keys import unpack_okey
 from ryu_app.journal.ipfix import BridgeReports
 from ryu_app.journal.mapping_log import MappingLog
@@ -135,9 +135,11 @@ class NatService:
         ct, book, hosts, outside, inside = self.ct, self.book, self.hosts, self.outside, self.inside
         self.echo = EchoPaths(ct, hosts, outside, drop)
         self.tcp = TcpTracking(ct, book, drop)
-        self.inbound_sessions = InboundSessions(ct, book, hosts, outside, inside, self.probes, drop)
+        report = self._report_refusal if reports is not None else None
+        self.inbound_sessions = InboundSessions(ct, book, hosts, outside, inside, self.probes,
+                                                drop, report)
         self.icmp = IcmpSignals(ct, book, hosts, inside, outside, counters)
-        self.hairpin = Hairpin(ct, book, hosts, inside, outside, drop)
+        self.hairpin = Hairpin(ct, book, hosts, inside, outside, drop, report)
         self.fragments = Fragments(ct, book, hosts, outside, inside, self.outbound_session, drop)
         self._arp_warned: set[tuple[str, str]] = set()
         self.switch_drops: dict[str, int] = {}
@@ -286,13 +288,19 @@ class NatService:
                                                   info.dport, now, info.tcp_flags)
             except Refused as refused:
                 self.counters.dropped(refused.reason.value)
-                if self.reports is not None:
-                    address = self.ct.host_address(src_n) or self.ct.addresses[0]
-                    self.reports.refused(refused.reason, src_n, info.protocol, int(address), now)
+                self._report_refusal(refused.reason, src_n, info.protocol, now)
                 return None, msgs + self.icmp.prohibited(in_port, eth_src, data, now)
         elif info.protocol == TCP and info.tcp_flags & (TcpFlags.SYN | TcpFlags.ACK) == TcpFlags.SYN:
             msgs += self.tcp.syn_again(session, now)
         return session, msgs
+
+    def _report_refusal(self, reason: RefuseReason, inside_ip: int, protocol: int,
+                        now: float) -> None:
+        """A refused new session to IPFIX (quota exceeded, ports exhausted on
+        the address the host is paired with), if it is on."""
+        if self.reports is not None:
+            address = self.ct.host_address(inside_ip) or self.ct.addresses[0]
+            self.reports.refused(reason, inside_ip, protocol, int(address), now)
 
     def send_out(self, session: Session, data: bytes, now: float) -> list:
         """Send ``data`` of ``session`` outwards, once its next hop is known."""

@@ -15,7 +15,8 @@ from __future__ import annotations
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from conntrack import ConnTrack, Refused, RefuseReason, Session
-from ryu_app.nat.counters import Drop
+from ryu_app.nat.addresses import ipv4
+from ryu_app.nat.counters import Drop, Report
 from ryu_app.nat.flow_book import FlowBook
 from ryu_app.nat.flow_record import FlowRecord
 from ryu_app.nat.inside import InsideSide
@@ -44,9 +45,9 @@ class Hairpin:
     """Hairpinned sessions of one switch."""
 
     def __init__(self, ct: ConnTrack, book: FlowBook, hosts: Bindings, inside: InsideSide,
-                 uplink: Uplink, drop: Drop) -> None:
+                 uplink: Uplink, drop: Drop, report: Report | None = None) -> None:
         self.ct, self.book, self.hosts, self.inside = ct, book, hosts, inside
-        self.uplink, self.drop = uplink, drop
+        self.uplink, self.drop, self.report = uplink, drop, report
 
     def packet(self, info: PacketInfo, data: bytes, now: float) -> list:
         """A TCP/UDP packet from inside to NAT:port (the first of its flow)."""
@@ -72,6 +73,11 @@ class Hairpin:
             # other refusal takes back a mapping made for this packet.
             if fresh and sender is not None and refused.reason != RefuseReason.FILTERED:
                 book.end(sender, "hairpin_refused", now)
+            if self.report is not None:     # whose quota: the sender's, else the target's
+                target_map = ct.mapping_of_port(info.protocol, info.dport, info.dst)
+                whose = (int(ipv4(info.src)) if sender is None or target_map is None
+                         else int(target_map.inside_ip))
+                self.report(refused.reason, whose, info.protocol, now)
             return self.drop(f"hairpin_{refused.reason.value}")
         a, b = hosts.get(str(sender.inside_ip)), hosts.get(str(target.inside_ip))
         if a is None or b is None:      # B never spoke: ask, the sender will retry

@@ -10,7 +10,7 @@ the session's flows.
 from __future__ import annotations
 
 from conntrack import INBOUND, ConnTrack, Refused, Session
-from ryu_app.nat.counters import Drop
+from ryu_app.nat.counters import Drop, Report
 from ryu_app.nat.flow_book import FlowBook
 from ryu_app.nat.inside import InsideSide
 from ryu_app.nat.probes import MappingProbes
@@ -26,9 +26,10 @@ class InboundSessions:
     """Port forwards and inbound-initiated sessions of one switch."""
 
     def __init__(self, ct: ConnTrack, book: FlowBook, hosts: Bindings, uplink: Uplink,
-                 inside: InsideSide, probes: MappingProbes, drop: Drop) -> None:
+                 inside: InsideSide, probes: MappingProbes, drop: Drop,
+                 report: Report | None = None) -> None:
         self.ct, self.book, self.hosts, self.uplink = ct, book, hosts, uplink
-        self.inside, self.probes, self.drop = inside, probes, drop
+        self.inside, self.probes, self.drop, self.report = inside, probes, drop, report
         self.forwards: dict[tuple[str, int], Forward] = {}
 
     # -- forwards ---------------------------------------------------------------
@@ -62,6 +63,9 @@ class InboundSessions:
             session = self.ct.accept_inbound(info.protocol, info.src, info.sport, info.dst,
                                              info.dport, now, info.tcp_flags)
         except Refused as refused:
+            mapping = self.ct.mapping_of_port(info.protocol, info.dport, info.dst)
+            if self.report is not None and mapping is not None:   # the host over its quota
+                self.report(refused.reason, int(mapping.inside_ip), info.protocol, now)
             return self.drop(f"inbound_{refused.reason.value}")
         # The next hop's MAC comes from ARP alone, never from this packet's
         # source (a forged one would take the session's replies).

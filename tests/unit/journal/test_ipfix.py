@@ -217,3 +217,39 @@ def test_port_blocks_are_allocation_and_deallocation_events():
         (16, TCP, H1, NAT, first, last, 1, 128, int((WALL0 + 99.0) * 1000)),
         (17, TCP, H1, NAT, first, last, 1, 128, int((WALL0 + 99.5) * 1000)),
     ]
+
+
+def test_refusals_on_the_inbound_and_hairpin_paths_and_over_the_blocks_are_reported():
+    from helpers.nat_lab import H1 as HOST1, H2 as HOST2, S1 as SERVER, S2 as SERVER2
+    from helpers.nat_lab import (NAT_IP, UDP as UDP_, UPLINK, arp_reply, in_frame, ip_frame,
+                                 make_lab, open_flow)
+
+    lab = make_lab(ipfix_collector="127.0.0.1:9", max_connections_per_host=1,
+                   forwards="udp:5300=10.0.0.11:53", port_block_size=8, port_blocks_per_host=1)
+    sent: list[bytes] = []
+    lab.gateway.ipfix._send = sent.append
+    open_flow(lab, HOST1, 5000, SERVER, 53, proto=UDP_)          # HOST1's quota: full
+    # A remote through the forward to HOST1: over its quota (inbound path).
+    assert [p for p, _ in lab.send(UPLINK, in_frame(SERVER2, 7, 5300, proto=UDP_))
+            if p != UPLINK] == []
+    lab.advance(1.1)
+    # HOST2 to the forward through the NAT address (hairpin): HOST1's quota again.
+    lab.send(HOST2.port, ip_frame(HOST2.mac, HOST2.ip, 6000, NAT_IP, 5300, proto=UDP_))
+    lab.advance(1.1)
+    hosts = [(r["natEvent"], r["sourceIPv4Address"], r["maxEntriesPerUser"])
+             for r in ipfix_decode.records(sent) if r["natEvent"] == 13]
+    assert hosts == [(13, HOST1.ip, 1), (13, HOST1.ip, 1)]
+
+    # Over its one block of 8 ports (quota high enough): reported as its 8 entries.
+    lab = make_lab(ipfix_collector="127.0.0.1:9", port_block_size=8, port_blocks_per_host=1)
+    sent.clear()
+    lab.gateway.ipfix._send = sent.append
+    for n in range(9):
+        lab.send(HOST2.port, ip_frame(HOST2.mac, HOST2.ip, 6000 + n, SERVER.ip, 53,
+                                      proto=UDP_))
+        if n == 0:
+            lab.send(UPLINK, arp_reply(SERVER))     # the next hop, asked by the first
+    lab.advance(1.1)
+    [quota] = [r for r in ipfix_decode.records(sent) if r["natEvent"] == 13]
+    assert (quota["sourceIPv4Address"], quota["maxEntriesPerUser"]) == (HOST2.ip, 8)
+    assert lab.gateway.counters.as_dict()["drops"].get("block_quota") == 1
