@@ -16,8 +16,10 @@ there to keep a port from *another* subscriber, and the block stays its
 owner's.  Port forwards and reservations take single ports, owner or not;
 the block's owner simply never gets them.
 
-Same interface as :class:`~conntrack.ports.PortPool` (the table does not
-tell them apart), plus ``blocks_of`` and the ``on_block`` callback.
+Same interface as :class:`~conntrack.ports.PortPool`, so the table's
+allocation, restore, forward and reservation paths use either; beyond it,
+``host_full`` (why the last allocation failed), ``blocks_of``,
+``blocks_in_use`` and the ``on_block`` callback.
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ CONTROLLER_OPTS = [
     # ControllerConfig.ipfix
     cfg.StrOpt("ipfix_collector", default=None,
                help="send NAT events (session create and delete, quota exceeded, ports "
-                    "exhausted) as IPFIX with RFC 8158's fields to this collector, "
+                    "exhausted, port blocks allocated and released) as IPFIX with RFC 8158's fields to this collector, "
                     "ADDRESS:PORT over UDP, e.g. 192.0.2.9:4739 ([ADDRESS]:PORT for "
                     "IPv6); unset: no IPFIX"),
     cfg.BoolOpt("ipfix_log_destination", default=False,
