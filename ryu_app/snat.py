@@ -438,11 +438,30 @@ class SnatApp(app_manager.RyuApp):
                 if state.standby:                 # a new warm table from each dump
                     self._send(dpid, gw.refresh_standby(dpid))
                     continue
-                self._poll_sent.setdefault(dpid, time.monotonic())
+                if self._poll_in_flight(dpid, gw.controller.stats_interval):
+                    self._send(dpid, meters)
+                    continue
                 request = flows.flow_stats_request()
                 self._send(dpid, [request] + meters)
                 if request.xid is not None:
+                    self._poll_sent[dpid] = time.monotonic()
                     self._poll_xids[dpid] = request.xid
+
+    def _poll_in_flight(self, dpid: int, interval: float) -> bool:
+        """Whether the last poll of ``dpid`` is still unanswered.  A busy
+        switch or controller can take longer than an interval to answer:
+        a new poll then would replace the one in flight, its reply would be
+        taken for someone else's, and no poll would ever count.  A poll that
+        stays unanswered for three intervals is given up."""
+        sent = self._poll_sent.get(dpid)
+        if sent is None or dpid not in self._poll_xids:
+            return False
+        waited = time.monotonic() - sent
+        if waited < 3 * interval:
+            return True
+        LOG.warning("switch %016x: flow-stats poll unanswered after %.1f s; polling again",
+                    dpid, waited)
+        return False
 
     def _send(self, dpid: int, msgs: list) -> None:
         """The one way out; a controller that is not MASTER only reads."""

@@ -163,3 +163,57 @@ def test_behind_the_switch_packet_ins_queue_per_source_and_are_served_in_turn(ap
     replies = replied_to(dp)
     assert len(replies) == 21
     assert replies.index("00:00:00:00:01:0b") == 1
+
+
+def flow_polls(dp: RecordingDatapath) -> list:
+    """The flow-stats requests the app sent (multipart, type OFPMP_FLOW)."""
+    return [m for m in dp.sent if getattr(m, "msg_type", None) == ofp.OFPT_MULTIPART_REQUEST
+            and int.from_bytes(m.buf[8:10], "big") == ofp.OFPMP_FLOW]
+
+
+def test_a_slow_flow_stats_reply_still_counts(app, monkeypatch):
+    """A switch that takes longer than ``stats_interval`` to answer: the next
+    poll waits for the reply in flight instead of replacing it, so the reply
+    is taken as ours and its counters reach the sessions."""
+    dp = RecordingDatapath(1)
+    connect(app, dp)
+    app.datapaths[1] = dp
+    clock = [1000.0]
+    monkeypatch.setattr(snat.time, "monotonic", lambda: clock[0])
+
+    adoption = len(flow_polls(dp))          # the dump asked for on connect
+
+    def polls():
+        return flow_polls(dp)[adoption:]
+
+    app._poll_stats()
+    first = polls()[-1]
+    clock[0] += app.gateway.controller.stats_interval      # no answer yet
+    app._poll_stats()
+    assert polls() == [first], "a second poll replaced the one in flight"
+
+    counted = []
+    monkeypatch.setattr(app.gateway, "flow_stats_reply",
+                        lambda dpid, body, more, polled=True: counted.append(polled) or [])
+    reply = parser.OFPFlowStatsReply(dp, body=[], flags=0)
+    reply.xid = first.xid
+    app._flow_stats(ofp_event.EventOFPFlowStatsReply(reply))
+    assert counted == [True]
+    assert app.stats_poll_seconds[1] == app.gateway.controller.stats_interval
+
+    app._poll_stats()                                        # answered: poll again
+    assert len(polls()) == 2
+
+
+def test_a_poll_never_answered_is_given_up(app, monkeypatch):
+    dp = RecordingDatapath(1)
+    connect(app, dp)
+    app.datapaths[1] = dp
+    clock = [1000.0]
+    monkeypatch.setattr(snat.time, "monotonic", lambda: clock[0])
+    adoption = len(flow_polls(dp))
+    app._poll_stats()
+    clock[0] += 3 * app.gateway.controller.stats_interval
+    app._poll_stats()
+    polls = flow_polls(dp)[adoption:]
+    assert len(polls) == 2 and app._poll_xids[1] == polls[1].xid
