@@ -25,6 +25,7 @@ class RefuseReason(str, enum.Enum):
     PORT_RESERVED = "port_reserved"  # external port reserved
     MAPPING_CONFLICT = "mapping_conflict"  # inside endpoint already has another external port
     WRONG_EXTERNAL_IP = "wrong_external_ip"  # restore: not our external address
+    FORWARDED = "forwarded"  # an operator's forward holds the endpoint a host asked to map
     BLOCK_QUOTA = "block_quota"  # the host's port blocks are full and it holds port_blocks_per_host
 
 

@@ -30,6 +30,7 @@ class InboundHost(Protocol):
 
     _addr_index: dict[int, int]
     _clock: Callable[[], float]
+    _peers: dict[int, set[int]]
 
     def lookup_inbound(self, protocol: int, src_ip: IPLike, src_port: int, dst_ip: IPLike, dst_port: int) -> Optional[Session]: ...
 
@@ -86,11 +87,14 @@ class Inbound:
         if protocol == ICMP:
             src_port = 0
         mode = Filtering.ENDPOINT_INDEPENDENT if mapping.static else mapping.policy.filtering
-        if mode is Filtering.ADDRESS_AND_PORT_DEPENDENT:
+        peers = self._peers.get(mapping.ikey, ()) if mode is not Filtering.ENDPOINT_INDEPENDENT else ()
+        if mode is Filtering.ADDRESS_AND_PORT_DEPENDENT and (src_ip << 16 | src_port) not in peers:
             raise self._refuse(RefuseReason.FILTERED, "address-and-port-dependent filtering")
         if mode is Filtering.ADDRESS_DEPENDENT:
             remote_ip_bits = src_ip << 16
-            if not any((s.okey & (MAX_IP << 16)) == remote_ip_bits for s in mapping.sessions()):
+            if not any((s.okey & (MAX_IP << 16)) == remote_ip_bits for s in mapping.sessions()) and not any(
+                p >> 16 == src_ip for p in peers
+            ):
                 raise self._refuse(RefuseReason.FILTERED, "address-dependent filtering")
         if protocol == TCP and (tcp_flags & (_SYN | _ACK)) != _SYN:
             raise self._refuse(RefuseReason.NOT_SYN, f"tcp flags {tcp_flags:#x}")

@@ -104,6 +104,11 @@ class PortPool:
         """FREE, USED, QUARANTINED or RESERVED."""
         return self._state[port]
 
+    def may_give(self, port: int) -> bool:
+        """Free (not quarantined either) and in a range this pool hands out:
+        a host's suggested port (PCP, NAT-PMP)."""
+        return self._cls[port] != 0 and self._state[port] == FREE
+
     def allocatable(self, port: int) -> bool:
         """True if the port belongs to some class (is in a configured range)."""
         return self._cls[port] != 0

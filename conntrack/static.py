@@ -47,6 +47,7 @@ class StaticHost(Protocol):
     _by_id: dict[int, Session]
     _mappings: dict[int, Mapping]
     _forwards: dict[tuple[int, int], Mapping]
+    _requested: dict[int, Mapping]
 
     def _address_for(self, inside_ip: int) -> int: ...
 
@@ -65,6 +66,8 @@ class StaticHost(Protocol):
     ) -> Session: ...
 
     def _check_free_port(self, slot: int, port: int) -> None: ...
+
+    def _release_if_idle(self, mapping: Mapping, now: float) -> None: ...
 
 
 class StaticEntries:
@@ -181,6 +184,8 @@ class StaticEntries:
         mapping = self._mappings.get(ikey)
         if mapping is not None and mapping.external_port != external_port:
             raise self._refuse(RefuseReason.MAPPING_CONFLICT, f"endpoint holds port {mapping.external_port}")
+        if ikey in self._requested:
+            raise self._refuse(RefuseReason.MAPPING_CONFLICT, "the host mapped this endpoint itself (PCP)")
         held = self._forwards.get((protocol, external_port))
         if held is not None and held is not mapping:  # one forward per port, pool-wide
             raise self._refuse(RefuseReason.PORT_IN_USE, f"{PROTOCOL_NAMES[protocol]} port {external_port} forwards elsewhere")
@@ -200,8 +205,7 @@ class StaticEntries:
         if mapping is None:
             return None
         mapping.static = False
-        if mapping.head is None:
-            self._drop_mapping(mapping, self._clock() if now is None else now)
+        self._release_if_idle(mapping, self._clock() if now is None else now)
         return mapping
 
     def forwards(self: StaticHost) -> list[Mapping]:

@@ -42,6 +42,7 @@ from .pairing import Pairing
 from .policy import ProtoPolicy, slot_of
 from .ports import PortPool
 from .refresh import Refresh
+from .requested import Requested
 from .session import Mapping, Session, SessionRef
 from .static import MAX_SESSION_ID, StaticEntries
 from .states import DEAD, INBOUND_INIT, TCP_FIRST_OUTBOUND
@@ -50,7 +51,7 @@ from .timers import TimerWheel
 log = logging.getLogger(__name__)
 
 
-class ConnTrack(Inbound, Refresh, StaticEntries, Limits, Pairing):
+class ConnTrack(Inbound, Refresh, StaticEntries, Requested, Limits, Pairing):
     """Source-NAT connection table for one external address or a pool of
     them (paired: see pairing.py).
 
@@ -102,6 +103,7 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits, Pairing):
         self._removed = 0
         self._hook_errors = 0
         StaticEntries.__init__(self)
+        Requested.__init__(self)
 
     # -- lookups (hot path: no validation, never refresh) ------------------
     def lookup_outbound(self, protocol: int, src_ip: IPLike, src_port: int, dst_ip: IPLike, dst_port: int) -> Optional[Session]:
@@ -468,7 +470,7 @@ class ConnTrack(Inbound, Refresh, StaticEntries, Limits, Pairing):
         s._prev = s._next = None
         mapping.count -= 1
         self._uncount_host((s.okey >> 64) & MAX_IP, bool(s.code & INBOUND_INIT))
-        if mapping.head is None and not mapping.static:
+        if mapping.head is None and not mapping.static and mapping.ikey not in self._peers:
             self._drop_mapping(mapping, now)
 
     def _maybe_compact(self) -> None:

@@ -70,9 +70,11 @@ def _int_text(addr: int) -> str:
     return str(ipaddress.IPv4Address(addr))
 
 
-def describe(event: Event | BlockEvent, counts: tuple[int, int, int, int] | None = None) -> str:
+def describe(event: Event | BlockEvent | str, counts: tuple[int, int, int, int] | None = None) -> str:
     """The log line of one event (without time stamp); ``counts`` are the
     session's packets and bytes out and in when it happened (default: now)."""
+    if isinstance(event, str):
+        return event
     if isinstance(event, BlockEvent):
         return describe_block(event)
     s = event.session
@@ -150,7 +152,7 @@ class MappingLog:
         self._file: _BatchFile | None = None
         # Also to a syslog server (host:port over UDP, or a socket path).
         self._syslog = syslog_handler(syslog) if syslog else None
-        self._pending: list[tuple[float, Event | BlockEvent, tuple[int, int, int, int] | None]] = []
+        self._pending: list[tuple[float, Event | BlockEvent | str, tuple[int, int, int, int] | None]] = []
         if path:
             self._file = _BatchFile(path, maxBytes=max_bytes, backupCount=backups,
                                     encoding="utf-8")
@@ -173,6 +175,11 @@ class MappingLog:
         self._pending.append((time.time(), event, None))
         if len(self._pending) >= 4096:
             self.flush()
+
+    def note(self, line: str) -> None:
+        """Keep a line of another kind (a PCP or NAT-PMP mapping made,
+        renewed, deleted or expired: ``ryu_app.nat.paths.port_control``)."""
+        self._pending.append((time.time(), line, None))
 
     def flush(self) -> None:
         """Write what is pending: to the file, each line stamped with its

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from conntrack import ICMP, Session
+from conntrack import ICMP, Mapping, Session
 from ryu_app.nat.uplink import Uplink
 from ryu_app.openflow import flows
 
@@ -19,9 +19,12 @@ class MappingProbes:
     """The probe flows one switch wants: one per external port that must
     show the controller inbound packets from new remotes."""
 
-    def __init__(self, uplink: Uplink, filtering_for: Callable[[int], str]) -> None:
+    def __init__(self, uplink: Uplink, filtering_for: Callable[[int], str],
+                 kept: Callable[[Mapping], bool] | None = None) -> None:
         self.uplink = uplink
         self.filtering_for = filtering_for
+        # A mapping kept open for a PCP PEER keeps its probe with no session.
+        self.kept = kept or (lambda mapping: False)
         self._ports: set[tuple[int, int, str]] = set()   # (protocol, port, address)
 
     def for_session(self, session: Session, add: bool) -> list:
@@ -32,7 +35,7 @@ class MappingProbes:
         address = self.uplink.text_of[session.mapping.policy.external_ip]
         if add and self.filtering_for(session.protocol) != "address-and-port-dependent":
             return self.set(session.protocol, port=session.external_port, add=True, address=address)
-        if not add and session.mapping.count == 0:
+        if not add and session.mapping.count == 0 and not self.kept(session.mapping):
             return self.set(session.protocol, port=session.external_port, add=False, address=address)
         return []
 

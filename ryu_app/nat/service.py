@@ -32,7 +32,7 @@ from typing import Callable, TypeVar
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from conntrack import ICMP, OUTBOUND, Event, Refused, RefuseReason, Session, TCP, TcpFlags
+from conntrack import ICMP, OUTBOUND, TCP, UDP, Event, Refused, RefuseReason, Session, TcpFlags
 from conntrack.keys import unpack_okey
 from ryu_app.journal.ipfix import BridgeReports
 from ryu_app.journal.mapping_log import MappingLog
@@ -50,15 +50,17 @@ from ryu_app.nat.paths.fragments import Fragments
 from ryu_app.nat.paths.hairpin import Hairpin
 from ryu_app.nat.paths.icmp_signals import IcmpSignals
 from ryu_app.nat.paths.inbound_sessions import InboundSessions
+from ryu_app.nat.paths.port_control import PortControl
 from ryu_app.nat.paths.tcp_tracking import TcpTracking
 from ryu_app.nat.probes import MappingProbes
 from ryu_app.nat.rebuild import Rebuild, TcpTimeouts
 from ryu_app.nat.source_guard import Bindings, InsideHost
 from ryu_app.nat.uplink import Held, Uplink
-from ryu_app.openflow import flow_encoding, flows
+from ryu_app.openflow import flow_encoding, flows, lease_records
 from ryu_app.openflow.flows import CookieKind
 from ryu_app.packets.icmp_errors import ERROR_TYPES
 from ryu_app.packets.packet_info import PacketInfo
+from ryu_app.packets.port_control import SERVER_PORT as PCP_PORT
 from ryu_app.settings.config import BridgeConfig
 from ryu_app.settings.forwards import Forward
 
@@ -124,7 +126,8 @@ class NatService:
         self.hosts = Bindings(
             max_per_mac=config.admission.max_addresses_per_mac, idle=config.timers.binding_idle,
             static={ip: InsideHost(mac, port) for ip, mac, port in config.static_bindings})
-        self.probes = MappingProbes(self.outside, config.filtering_for)
+        self.probes = MappingProbes(self.outside, config.filtering_for,
+                                    kept=lambda mapping: bool(self.ct.held_peers(mapping)))
         self.book = FlowBook(self.ct, self.hosts, self.outside, self.probes,
                              config.timers.tcp_transitory)
         self.guard = SourceGuard(self.hosts, self.ct, self.book, self.inside, counters,
@@ -141,6 +144,11 @@ class NatService:
         self.icmp = IcmpSignals(ct, book, hosts, inside, outside, counters)
         self.hairpin = Hairpin(ct, book, hosts, inside, outside, drop, report)
         self.fragments = Fragments(ct, book, hosts, outside, inside, self.outbound_session, drop)
+        self.port_control = PortControl(
+            ct, self.probes, outside, config.port_control, config.internal_subnet,
+            str(config.internal_gateway_ip), config.gateway_mac, self.host_seen,
+            log=mapping_log.note if mapping_log is not None else None)
+        self._pcp_server = str(config.internal_gateway_ip)
         self._arp_warned: set[tuple[str, str]] = set()
         self.switch_drops: dict[str, int] = {}
         # True from the switch's (re)connection until its flow dump is read:
@@ -171,7 +179,7 @@ class NatService:
 
     def probe_flows(self) -> list:
         """The mapping probe flows the switch should hold (after a connect)."""
-        return self.probes.all()
+        return self.probes.all() + self.port_control.records()
 
     # -- port forwards and ports ------------------------------------------------------
     def install_forward(self, fwd: Forward) -> bool:
@@ -248,6 +256,8 @@ class NatService:
             return self.counters.dropped(info)
         if self.adopting:
             return self.counters.dropped("adopting")
+        if info.protocol == UDP and info.dport == PCP_PORT and info.dst == self._pcp_server:
+            return self.port_control.packet(in_port, eth_src, info, data, now)
         if info.protocol == ICMP and info.icmp_type in ERROR_TYPES:
             return self.icmp.outbound_error(in_port, eth_src, info, data, now)
         session, msgs = self.outbound_session(in_port, eth_src, info, data, now, hairpin=True)
@@ -476,7 +486,8 @@ class NatService:
             msgs += self.book.after_end(session, now)
         self.book.sweep_ending(now, grace)
         self.fragments.tick(now)
-        return msgs + self.inbound_sessions.tick(now) + self.guard.tick(now)
+        return (msgs + self.inbound_sessions.tick(now) + self.guard.tick(now)
+                + self.port_control.tick(now))
 
     def uplink_moved(self, uplink: int, now: float) -> list:
         """The uplink has a new port number: end every session (their flows
@@ -496,7 +507,10 @@ class NatService:
         dump, self._dump, self.adopting = self._dump, [], False
         away = None if self.away_since is None else now - self.away_since
         self.away_since = None
-        return self.rebuild.from_dump(dump, now, away)
+        msgs = self.rebuild.from_dump(dump, now, away)
+        if away is None:           # a new controller: the leases come back from their records
+            msgs += self.port_control.adopt(lease_records.read_records(dump), now)
+        return msgs
 
     def lost_switch(self, now: float) -> None:
         """The switch's connection is gone; the sessions stay (since the first loss)."""

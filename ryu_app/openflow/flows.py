@@ -51,6 +51,7 @@ class CookieKind(enum.IntEnum):
     FLAGS_OUT = 0x12    # metadata tag: a TCP forward flow's packet, after TABLE_NAT
     FLAGS_IN = 0x13     # metadata tag: a TCP reverse flow's packet, after TABLE_NAT
     MAPPING = 0x20      # inbound probe of a mapping (id = pool index << 24 | protocol << 16 | port)
+    LEASE = 0x21        # record of a PCP/NAT-PMP mapping, matching no packet (id = lease id)
 
 
 class Priority(enum.IntEnum):

@@ -1,14 +1,14 @@
-"""Frames the gateway answers with itself: ARP replies and ICMP echo replies.
+"""Frames the gateway answers with itself: ARP and ICMP echo replies, PCP answers.
 
 Pure functions from a parsed request to the bytes of the answer, built with
 ``ryu.lib.packet``; the caller decides whether the request deserves one.
 """
 from __future__ import annotations
 
-from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
+from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet, udp
 from ryu.ofproto import ether
 
-from conntrack.keys import ICMP
+from conntrack.keys import ICMP, UDP
 
 DEFAULT_TTL = 64
 
@@ -84,5 +84,17 @@ def time_exceeded(request_eth: ethernet.ethernet, ip_bytes: bytes, our_mac: str,
     pkt.add_protocol(ipv4.ipv4(src=our_ip, dst=src, ttl=DEFAULT_TTL, proto=ICMP))
     pkt.add_protocol(icmp.icmp(type_=icmp.ICMP_TIME_EXCEEDED, code=0, csum=0,
                                data=icmp.TimeExceeded(data=quoted)))
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+def udp_datagram(eth_dst: str, our_mac: str, src_ip: str, src_port: int,
+                 dst_ip: str, dst_port: int, payload: bytes) -> bytes:
+    """A UDP datagram from the gateway (a PCP or NAT-PMP response)."""
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(ethertype=ether.ETH_TYPE_IP, dst=eth_dst, src=our_mac))
+    pkt.add_protocol(ipv4.ipv4(src=src_ip, dst=dst_ip, ttl=DEFAULT_TTL, proto=UDP))
+    pkt.add_protocol(udp.udp(src_port=src_port, dst_port=dst_port))
+    pkt.add_protocol(payload)
     pkt.serialize()
     return bytes(pkt.data)

@@ -19,7 +19,7 @@ from conntrack.deterministic import DeterministicMap
 from ryu_app.settings import files, options, validate
 from ryu_app.settings.errors import GROUP, PROFILE_PREFIX, ConfigError
 from ryu_app.settings.forwards import Forward, conflict as forward_conflict, parse_spec
-from ryu_app.settings.model import (AdmissionConfig, BridgeConfig, ControllerConfig, HaConfig,
+from ryu_app.settings.model import (AdmissionConfig, PortControlConfig, BridgeConfig, ControllerConfig, HaConfig,
                                     IpfixConfig, MappingLogConfig, TimerConfig)
 
 Warn = Callable[[str], None]
@@ -246,6 +246,7 @@ def _bridge(read: _Reader, profile: str, warn: Warn) -> BridgeConfig:
         static_bindings=validate.static_bindings(read("static_bindings"), internal_subnet),
         timers=timers,
         admission=admission,
+        port_control=_port_control(read, where),
     )
 
 
@@ -267,6 +268,19 @@ def _timers(read: _Reader, where: str, warn: Warn) -> TimerConfig:
                        udp=seconds["udp_timeout"], icmp=seconds["icmp_timeout"],
                        port_quarantine=read.number("port_quarantine"),
                        binding_idle=read.number("binding_idle_timeout"))
+
+
+def _port_control(read: _Reader, where: str) -> PortControlConfig:
+    """The PCP/NAT-PMP server's bounds."""
+    low, high = read.number("port_control_min_lifetime"), read.number("port_control_max_lifetime")
+    if low > high:
+        raise ConfigError("port_control_min_lifetime", low,
+                          f"longer than port_control_max_lifetime ({high})", where)
+    rate = read.number("port_control_rate")
+    return PortControlConfig(
+        enabled=bool(read("port_control")), min_lifetime=low, max_lifetime=high,
+        max_per_host=read.number("port_control_max_per_host"),
+        third_party=bool(read("port_control_third_party")), rate=rate, burst=2 * rate)
 
 
 def _admission(read: _Reader, where: str, warn: Warn) -> AdmissionConfig:

@@ -39,6 +39,20 @@ class TimerConfig:
 
 
 @dataclass(frozen=True)
+class PortControlConfig:
+    """The PCP (RFC 6887) and NAT-PMP (RFC 6886) server: inside hosts ask
+    for their own mappings on UDP 5351 of the inside gateway address."""
+
+    enabled: bool = True                    # port_control
+    min_lifetime: int = 120                 # port_control_min_lifetime (seconds)
+    max_lifetime: int = 7200                # port_control_max_lifetime (seconds)
+    max_per_host: int = 16                  # port_control_max_per_host: mappings and peers
+    third_party: bool = False               # port_control_third_party: PCP THIRD_PARTY allowed
+    rate: int = 10                          # port_control_rate: requests a second per host
+    burst: int = 20                         # twice the rate
+
+
+@dataclass(frozen=True)
 class AdmissionConfig:
     """What a bridge lets in: session bounds, source guard, packet-in rates.
 
@@ -88,6 +102,7 @@ class BridgeConfig:
     static_bindings: tuple[tuple[str, str, int], ...] = ()   # ((address, mac, port), ...)
     timers: TimerConfig = field(default_factory=TimerConfig)
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    port_control: PortControlConfig = field(default_factory=PortControlConfig)
 
     def __post_init__(self) -> None:
         for name in ("tcp_filtering", "udp_filtering"):

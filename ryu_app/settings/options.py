@@ -128,6 +128,24 @@ BRIDGE_OPTS = [
                      "internal_subnet owns one fixed block of port_block_size ports on one "
                      "NAT address, computed from the configuration alone, so no mapping log "
                      "is needed (snatctl who computes the owner of any external port)"),
+    cfg.BoolOpt("port_control", default=True,
+                help="answer PCP (RFC 6887: ANNOUNCE, MAP, PEER) and NAT-PMP (RFC 6886) "
+                     "requests on UDP 5351 of internal_gateway_ip, so inside hosts map "
+                     "their own inbound ports (RFC 6888 REQ-9)"),
+    _seconds("port_control_min_lifetime", 120, "shortest lifetime a PCP or NAT-PMP "
+             "mapping is given (a shorter request is raised to it)", high=DAY),
+    _seconds("port_control_max_lifetime", 7200, "longest lifetime a PCP or NAT-PMP "
+             "mapping is given (a longer request is cut to it; at most 65535: the "
+             "switch keeps each mapping as a flow with that hard timeout)"),
+    cfg.IntOpt("port_control_max_per_host", default=16, min=1, max=65535,
+               help="most PCP/NAT-PMP mappings and peers one inside host holds (each "
+                    "also counts against max_connections_per_host); more get "
+                    "USER_EX_QUOTA / OUT_OF_RESOURCES"),
+    cfg.BoolOpt("port_control_third_party", default=False,
+                help="accept the PCP THIRD_PARTY option (a host mapping ports of another "
+                     "inside address); off: NOT_AUTHORIZED"),
+    _rate("port_control_rate", 10, "PCP/NAT-PMP requests a second each inside host may "
+          "make (twice as many in a burst); more are dropped unanswered and counted"),
     cfg.BoolOpt("port_parity", default=False,
                 help="keep the parity of the inside port in the external port (RFC 4787 REQ-4)"),
     cfg.ListOpt("forwards", default=[],

@@ -217,7 +217,8 @@ class Flow:
     @classmethod
     def of(cls, msg: parser.OFPFlowMod, now: float) -> "Flow":
         flow = cls(msg.cookie, msg.priority, dict(msg.match.items()), [], msg.idle_timeout,
-                   msg.flags, last_used=now, table_id=msg.table_id, created=now)
+                   msg.flags, last_used=now, table_id=msg.table_id, created=now,
+                   hard_timeout=msg.hard_timeout)
         for inst in msg.instructions:
             if isinstance(inst, parser.OFPInstructionActions):
                 assert inst.type in (ofp.OFPIT_APPLY_ACTIONS, ofp.OFPIT_WRITE_ACTIONS), inst
@@ -408,11 +409,14 @@ class FakeSwitch:
                 for a in m.actions if isinstance(a, parser.OFPActionOutput)]
 
     def advance(self, now: float) -> list[Removed]:
-        """Time passes to ``now``: flows idle for their idle_timeout leave."""
+        """Time passes to ``now``: flows idle for their idle_timeout leave,
+        and those older than their hard_timeout."""
         self.now = now
+        hard = [f for f in self.flows if f.hard_timeout and now - f.created >= f.hard_timeout]
+        removed = self._remove(hard, ofp.OFPRR_HARD_TIMEOUT) if hard else []
         idle = [f for f in self.flows
                 if f.idle_timeout and now - f.last_used >= f.idle_timeout]
-        return self._remove(idle, ofp.OFPRR_IDLE_TIMEOUT)
+        return removed + self._remove(idle, ofp.OFPRR_IDLE_TIMEOUT)
 
     def expire(self, cookie: int) -> Removed:
         """Idle one flow out now, whatever its timer says (its flow-removed)."""
