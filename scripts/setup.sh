@@ -21,7 +21,7 @@ fi
 #    Chromium with its WebDriver (the status page test).
 APT_PKGS=(openvswitch-switch mininet iperf3 tcpdump iputils-ping netcat-openbsd
           curl ethtool iproute2 traceroute iputils-tracepath python3 python3-venv python3-dev gcc coturn iptables
-          redis-server systemd chromium chromium-driver)
+          redis-server systemd chromium chromium-driver natpmpc)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

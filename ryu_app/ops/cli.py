@@ -412,9 +412,32 @@ def stats(api: Api, as_json: bool) -> None:
                 f"{addr}: hosts={row['hosts']} "
                 + " ".join(f"{p}={n}" for p, n in sorted(row["ports_in_use"].items()))
                 for addr, row in value.items()) or "-"
+        elif key == "port_control":   # PCP/NAT-PMP: mappings held, requests by outcome
+            value = "\n".join(f"{part}: " + (", ".join(f"{k}={v}" for k, v in sorted(
+                counts.items())) or "-") for part, counts in sorted(value.items()))
         elif isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "-"
         table.add_row(key, str(value))
+    _console().print(table)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def mappings(api: Api, as_json: bool) -> None:
+    """Ports inside hosts mapped themselves (PCP, NAT-PMP)."""
+    rows = api.get("/nat/port-mappings")
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    table = _table(f"{len(rows)} port mappings",
+                   ["proto", "outside", "inside", "peer", "by", "lifetime", "left"])
+    for m in rows:
+        peer = m["peer"]
+        table.add_row(m["protocol"], _endpoint(m["external_ip"], m["external_port"]),
+                      _endpoint(m["internal_ip"], m["internal_port"]),
+                      _endpoint(peer["ip"], peer["port"]) if peer else "-", m["origin"],
+                      str(m["lifetime"]), str(m["expires_in"]))
     _console().print(table)
 
 

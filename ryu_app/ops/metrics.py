@@ -77,6 +77,11 @@ class GatewayCollector:
         yield from _addresses(st["addresses"])
         yield _labelled(gauge, "port_blocks", "port blocks inside hosts hold (port_block_size)",
                         "protocol", st["port_blocks"])
+        yield _labelled(gauge, "port_control_mappings", "mappings inside hosts hold over "
+                        "PCP and NAT-PMP", "origin", st["port_control"]["mappings"])
+        yield _labelled(counter, "port_control_requests", "PCP and NAT-PMP requests, by "
+                        "protocol, opcode and result (or why one was dropped)", "what",
+                        st["port_control"]["requests"])
         yield counter(f"{PREFIX}_packet_ins", "packet-ins handled", value=st["packet_ins"])
         yield _labelled(counter, "drops", "packets the controller dropped, by reason", "reason",
                         st["drops"], DROP_REASONS)

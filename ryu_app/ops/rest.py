@@ -240,6 +240,13 @@ class NatRestController(ControllerBase):
         _query(req, set())
         return self.app.view.bridges()
 
+    @route("nat", "/nat/port-mappings", methods=["GET"])
+    @json_endpoint
+    def port_mappings(self, req: Any, **_: Any) -> list:
+        """Mappings inside hosts made over PCP and NAT-PMP (``?dpid=``)."""
+        query = _query(req, {"dpid"})
+        return self.app.view.port_mappings(_dpid(query.get("dpid")))
+
     @route("nat", "/nat/forwards", methods=["GET"])
     @json_endpoint
     def forwards(self, req: Any, **_: Any) -> list:

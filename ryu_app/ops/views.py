@@ -18,12 +18,14 @@ from conntrack import ConnTrack, Session
 from conntrack.keys import PROTOCOL_NAMES
 from ryu_app.nat.flow_record import FlowRecord
 from ryu_app.nat.gateway import Gateway
+from ryu_app.nat.paths.port_control import PortControl
 
 
 class SwitchNat(Protocol):
     """What the views read of one switch's NAT (and nothing else)."""
     ct: ConnTrack
     switch_drops: dict[str, int]
+    port_control: PortControl
 
     @property
     def records(self) -> dict[int, FlowRecord]: ...
@@ -105,6 +107,13 @@ class ConnectionsView:
                                "created": r["created"]}
                               for r in rows if r["bridge"] == gw.config.name]}
                 for gw in self.gateways]
+
+    def port_mappings(self, dpid: int | None = None) -> list[dict[str, Any]]:
+        """``GET /nat/port-mappings``: what inside hosts mapped over PCP and
+        NAT-PMP, each with its switch and the seconds it has left."""
+        now = time.monotonic()
+        return [{**row, "dpid": f"{sw:016x}"} for sw, nat in self._services()
+                if dpid is None or sw == dpid for row in nat.port_control.view(now)]
 
     def _services(self, gateways: list[Gateway] | None = None) -> list[tuple[int, SwitchNat]]:
         """(dpid, its NAT) of every switch with one, of ``gateways`` (default: all)."""
@@ -219,8 +228,12 @@ class ConnectionsView:
         now = time.monotonic()
         addresses: dict[str, dict[str, Any]] = {}
         blocks: Counter = Counter()
+        leases: Counter = Counter()
+        requests: Counter = Counter()
         for _dpid, nat in self._services(gateways):
             st = nat.ct.stats(now)
+            leases.update(lease.origin for lease in nat.port_control.leases)
+            requests.update(nat.port_control.counts)
             blocks.update(nat.ct.blocks_in_use())
             for address, hosts, in_use in nat.ct.pool_usage():
                 row = addresses.setdefault(str(address), {"hosts": 0, "ports_in_use": Counter()})
@@ -253,6 +266,9 @@ class ConnectionsView:
             "addresses": {a: {"hosts": row["hosts"],
                               "ports_in_use": {n: row["ports_in_use"].get(n, 0) for n in PROTOCOLS}}
                           for a, row in sorted(addresses.items(), key=lambda kv: ipaddress.IPv4Address(kv[0]))},
+            # PCP and NAT-PMP (port_control): mappings held now, requests by outcome.
+            "port_control": {"mappings": {"pcp": leases["pcp"], "natpmp": leases["natpmp"]},
+                             "requests": dict(sorted(requests.items()))},
             "packet_ins_metered": self._metered(gateways),
             "packet_in_meter_rates": self._meter_rates(gateways),
         }
