@@ -510,6 +510,7 @@ class NatService:
         msgs = self.rebuild.from_dump(dump, now, away)
         if away is None:           # a new controller: the leases come back from their records
             msgs += self.port_control.adopt(lease_records.read_records(dump), now)
+            msgs += self.port_control.announce(sorted(self.inside.ports), now)
         return msgs
 
     def lost_switch(self, now: float) -> None:
@@ -524,6 +525,7 @@ class NatService:
         for session in self.ct.expire(now, grace):
             self.book.after_end(session, now)
             self.book.forget(session.id)
+        self.port_control.tick(now)    # leases end on time; their records time out in the switch
 
     # -- operator ---------------------------------------------------------------------
     def delete(self, sid: int, now: float) -> list | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.peers import Server, client
+from helpers.peers import Capture, Server, client
 from helpers.system import assert_left_nothing
 from lab import Lab, wait_for
 
@@ -179,10 +179,17 @@ def test_a_restarted_controller_keeps_the_mappings(lab):
     assert first["result"] == 0 and first["external_port"] == 2222
     asked = time.monotonic()
     time.sleep(2)                          # the epoch has counted up
-    ctl.stop()
-    ctl.start()
-    wait_for(lambda: [m for m in mappings(lab) if m["internal_port"] == 22], 15,
-             what="the mapping adopted from the switch")
+    with Capture(lab.host("h1"), "udp and dst port 5350", seconds=8, verbose=True) as heard:
+        ctl.stop()
+        ctl.start()
+        wait_for(lambda: [m for m in mappings(lab) if m["internal_port"] == 22], 15,
+                 what="the mapping adopted from the switch")
+    # Every inside host hears the new epoch: PCP ANNOUNCE and NAT-PMP's
+    # address announcement, from the gateway to 224.0.0.1:5350.
+    announced = {line.strip() for line in heard.text.splitlines()
+                 if f"{GW}.5351 > 224.0.0.1.5350" in line}
+    assert announced == {f"{GW}.5351 > 224.0.0.1.5350: [udp sum ok] UDP, length 24",
+                         f"{GW}.5351 > 224.0.0.1.5350: [udp sum ok] UDP, length 12"}, heard.text
     [row] = [m for m in mappings(lab) if m["internal_port"] == 22]
     assert (row["external_port"], row["origin"]) == (2222, "pcp") and row["expires_in"] <= 600
     assert reaches(lab, "o2", 2222, "h2", 22)

@@ -38,6 +38,7 @@ SHORT_ERROR_LIFETIME = 30          # RFC 6887 s7.4: errors that may clear soon
 LONG_ERROR_LIFETIME = 1800         # those that will not (the request is wrong)
 _SHORT = {R.NETWORK_FAILURE, R.NO_RESOURCES, R.USER_EX_QUOTA, R.CANNOT_PROVIDE_EXTERNAL}
 PMP_PROTOCOLS = {1: UDP, 2: TCP}   # NAT-PMP opcodes
+ALL_HOSTS, ALL_HOSTS_MAC = "224.0.0.1", "01:00:5e:00:00:01"
 
 HostSeen = Callable[[str, str, int, float], "list | None"]
 Log = Callable[[str], None]
@@ -70,7 +71,10 @@ class PortControl:
         self.ct, self.probes, self.uplink, self.config = ct, probes, uplink, config
         self.inside, self.gateway_ip, self.gateway_mac = inside, gateway_ip, gateway_mac
         self.host_seen, self.log = host_seen, log
-        self.started = time.monotonic() if started is None else started
+        # The epoch counts from the first thing this server sees (the switch's
+        # flow dump, at the controller's start) unless told otherwise.
+        self.started = started
+        self.last_seen: float | None = None      # the latest time this server was told
         self.leases = LeaseBook()
         self.buckets = PerKeyBuckets(config.rate, config.burst, max_keys=4096)
         self.counts: dict[str, int] = {}      # "pcp map success", "natpmp dropped short"...
@@ -112,6 +116,9 @@ class PortControl:
     def epoch(self, now: float) -> int:
         """Seconds since this controller started: a client that sees it go
         back knows the server lost (or may have lost) its mappings."""
+        if self.started is None:
+            self.started = now
+        self.last_seen = now
         return int(now - self.started) & 0xFFFFFFFF
 
     # -- PCP -------------------------------------------------------------------------
@@ -292,6 +299,7 @@ class PortControl:
 
     def tick(self, now: float) -> list:
         """Leases whose lifetime ran out end (RFC 6887 s15)."""
+        self.last_seen = now
         msgs: list = []
         for lease in self.leases.due(now):
             msgs += self._end(lease, "expired", now)
@@ -324,6 +332,21 @@ class PortControl:
         self.log(f"port mapping {what}: {proto} {lease.internal_ip}:{lease.internal_port} -> "
                  f"{lease.external_ip}:{lease.external_port}{peer} lifetime {lease.lifetime} "
                  f"({lease.origin})")
+
+    def announce(self, ports: list[int], now: float) -> list:
+        """After a restart, to every inside host (224.0.0.1:5350): a PCP
+        unsolicited ANNOUNCE (RFC 6887 s14.1.3) and, with one NAT address,
+        NAT-PMP's address announcement (RFC 6886 s3.2.1); clients see the
+        new epoch and renew their mappings at once."""
+        if not self.config.enabled or not ports:
+            return []
+        epoch = self.epoch(now)
+        bodies = [wire.pcp_announce(epoch)]
+        if len(self.uplink.pool) == 1:
+            bodies.append(wire.natpmp_address(epoch, ipaddress.IPv4Address(self.uplink.pool[0])))
+        return [flows.packet_out_ports(ports, replies.udp_datagram(
+                    ALL_HOSTS_MAC, self.gateway_mac, self.gateway_ip, wire.SERVER_PORT,
+                    ALL_HOSTS, wire.CLIENT_PORT, body)) for body in bodies]
 
     # -- after a restart: the switch's records ----------------------------------------
     def adopt(self, records: list[lease_records.RecordedLease], now: float) -> list:
@@ -363,15 +386,15 @@ class PortControl:
         return msgs
 
     def records(self) -> list:
-        """Every lease's record (after the switch lost its table)."""
-        return [m for lease in self.leases for m in self._install_record(lease)]
-
-    def _install_record(self, lease: Lease) -> list:
-        index = self.uplink.pool.index(lease.external_ip)
-        return [lease_records.record_flow(lease.ident, lease.origin == NATPMP, lease.protocol,
-                                          lease.internal_ip, lease.internal_port, index,
-                                          lease.external_port, lease.nonce, lease.peer,
-                                          max(1, int(lease.expires - time.monotonic())))]
+        """Every lease's record, with the lifetime it has left (a switch
+        that comes back may have lost its table)."""
+        now = self.last_seen
+        return [lease_records.record_flow(
+                    lease.ident, lease.origin == NATPMP, lease.protocol, lease.internal_ip,
+                    lease.internal_port, self.uplink.pool.index(lease.external_ip),
+                    lease.external_port, lease.nonce, lease.peer,
+                    max(1, lease.remaining(now) if now is not None else lease.lifetime))
+                for lease in self.leases]
 
     def view(self, now: float) -> list[dict]:
         """The leases for REST and snatctl."""

@@ -67,8 +67,9 @@ def test_no_answer_for_other_hosts_or_spoofed_senders(lab):
     gateway, switch = lab
     arp_frame = arp_request(H1_MAC, H1_IP, "10.0.0.12")
     assert switch.outputs(H1_PORT, arp_frame) == [ofp.OFPP_CONTROLLER]  # via table-miss
+    before = len(switch.packet_outs())
     switch.apply(gateway.packet_in(switch.dpid, H1_PORT, arp_frame))
-    assert switch.packet_outs() == []
+    assert switch.packet_outs()[before:] == []
     spoofed = arp_request(H1_MAC, "203.0.113.9", "10.0.0.1")
     assert ask(gateway, switch, H1_PORT, spoofed) == []
     assert gateway.counters.drops["spoofed_source"] == 1

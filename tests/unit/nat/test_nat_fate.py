@@ -440,11 +440,12 @@ def test_directed_broadcast_of_the_external_prefix_is_not_unicast(lab):
 
 @pytest.mark.parametrize("reason", sorted(HOSTILE))
 def test_hostile_inside_packets_are_dropped_and_counted(lab, reason):
+    before = len(lab.switch.packet_outs())       # the gateway's own announcements
     assert lab.send(H1_PORT, HOSTILE[reason]) == []
     assert lab.packet_ins == 1
     assert lab.gateway.counters.drops[reason.strip()] == 1
     assert session_flows(lab) == [] and len(nat(lab).ct) == 0
-    assert lab.switch.packet_outs() == [], "not even an ARP request"
+    assert lab.switch.packet_outs()[before:] == [], "not even an ARP request"
 
 
 def test_ttl_one_gets_time_exceeded_from_the_gateway(lab):

@@ -209,3 +209,28 @@ def test_a_restarted_controller_has_the_mappings_from_the_switch():
     renewed = pcp_answer(ask(again, H1, pcp_map(H1.ip, TCP, 80, 0)))
     assert renewed["result"] == 0 and renewed["eport"] == 8080   # the nonce came back too
     assert inbound(again, S1, 40000, 8080, TCP) == [H1.port]
+
+
+def test_a_starting_controller_announces_itself_to_every_inside_port():
+    lab = make_lab()
+    sent = [(port, packet.Packet(frame)) for port, frame in lab.switch.packet_outs()]
+    announced = [(port, bytes(pkt.protocols[-1])) for port, pkt in sent
+                 if (d := pkt.get_protocol(udp.udp)) is not None and d.dst_port == 5350]
+    assert {port for port, _ in announced} == {H1.port, H2.port}
+    bodies = {body for _, body in announced}
+    pcp = [b for b in bodies if b[0] == 2]
+    natpmp = [b for b in bodies if b[0] == 0]
+    assert len(pcp) == 1 and pcp_answer(pcp[0])["op"] == 0x80 and pcp_answer(pcp[0])["result"] == 0
+    assert len(natpmp) == 1 and natpmp[0][:2] == b"\x00\x80" and natpmp[0][8:] == bytes([198, 51, 100, 1])
+
+
+def test_a_switch_that_lost_its_table_gets_the_records_and_probes_back():
+    lab = make_lab()
+    ask(lab, H1, pcp_map(H1.ip, TCP, 80, 8080, lifetime=600))
+    lab.gateway.switch_disconnected(lab.switch.dpid, lab.now)
+    lab.advance(30, poll=None)
+    lab.switch.flows = []                         # ovs-vswitchd restarted
+    lab.connect(PORTS)
+    [record] = records(lab)
+    assert 560 <= record.hard_timeout <= 570      # what the lease has left
+    assert inbound(lab, S1, 40000, 8080, TCP) == [H1.port]
