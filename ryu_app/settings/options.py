@@ -145,7 +145,8 @@ BRIDGE_OPTS = [
                 help="accept the PCP THIRD_PARTY option (a host mapping ports of another "
                      "inside address); off: NOT_AUTHORIZED"),
     _rate("port_control_rate", 10, "PCP/NAT-PMP requests a second each inside host may "
-          "make (twice as many in a burst); more are dropped unanswered and counted"),
+          "make (twice as many in a burst); more are dropped unanswered and counted; "
+          "0 = no limit"),
     cfg.BoolOpt("port_parity", default=False,
                 help="keep the parity of the inside port in the external port (RFC 4787 REQ-4)"),
     cfg.ListOpt("forwards", default=[],

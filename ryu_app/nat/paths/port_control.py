@@ -76,7 +76,8 @@ class PortControl:
         self.started = started
         self.last_seen: float | None = None      # the latest time this server was told
         self.leases = LeaseBook()
-        self.buckets = PerKeyBuckets(config.rate, config.burst, max_keys=4096)
+        self.buckets = (PerKeyBuckets(config.rate, config.burst, max_keys=4096)
+                        if config.rate else None)
         self.counts: dict[str, int] = {}      # "pcp map success", "natpmp dropped short"...
 
     # -- the packet path -----------------------------------------------------------
@@ -91,7 +92,7 @@ class PortControl:
         seen = self.host_seen(src, eth_src, in_port, now)
         if seen is None:
             return self._count("dropped spoofed")      # the address is bound elsewhere
-        if not self.buckets.take(src, now):
+        if self.buckets is not None and not self.buckets.take(src, now):
             return seen + self._count("dropped rate")
         payload = _udp_payload(data)
         try:
