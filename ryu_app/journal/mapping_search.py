@@ -14,6 +14,12 @@ block answers for every port in it::
     2026-12-07T19:35:48.123Z port block allocated: tcp 10.0.0.11 -> 198.51.100.2:40448-40959
     2026-12-07T19:41:10.500Z port block released: tcp 10.0.0.11 -> 198.51.100.2:40448-40959
 
+A mapping a host asked for over PCP or NAT-PMP has its own lines (a
+renewal changes nothing here)::
+
+    2026-12-07T19:35:48.123Z port mapping created: tcp 10.0.0.11:80 -> 198.51.100.1:8080 lifetime 3600 (natpmp)
+    2026-12-07T20:35:48.500Z port mapping expired: tcp 10.0.0.11:80 -> 198.51.100.1:8080 lifetime 3600 (natpmp)
+
 Lines from before timestamps carried an offset are read as local time, as
 they were written.  Lines that are not mapping records are skipped.
 """
@@ -35,6 +41,10 @@ _LINE = re.compile(
 _BLOCK = re.compile(
     r"^(?P<time>\S+) port block (?P<kind>allocated|restored|released): (?P<proto>tcp|udp|icmp) "
     r"(?P<iip>[0-9.]+) -> (?P<eip>[0-9.]+):(?P<first>[0-9]+)-(?P<last>[0-9]+)$")
+_PORT_MAPPING = re.compile(
+    r"^(?P<time>\S+) port mapping (?P<kind>created|restored|deleted|expired): "
+    r"(?P<proto>tcp|udp) (?P<iip>[0-9.]+):(?P<iport>[0-9]+) -> (?P<eip>[0-9.]+):(?P<eport>[0-9]+)"
+    r"(?: peer [0-9.:]+)? lifetime [0-9]+ \((?P<origin>pcp|natpmp)\)$")
 _OPENS = ("created", "restored", "allocated")
 
 
@@ -82,6 +92,16 @@ def parse_time(text: str) -> float:
 def parse(line: str) -> Record | None:
     """The record of one log line, or None for anything else."""
     m = _LINE.match(line)
+    if m is None and " port mapping " in line:
+        m = _PORT_MAPPING.match(line.rstrip("\n"))
+        if m is None:
+            return None
+        try:
+            at = parse_time(m["time"])
+        except ValueError:
+            return None
+        return Record(at, m["kind"], m["origin"], m["proto"], m["iip"], int(m["iport"]),
+                      m["eip"], int(m["eport"]), 0)
     if m is None:
         b = _BLOCK.match(line.rstrip("\n"))
         if b is None:
@@ -114,6 +134,7 @@ def records(files: list[str], external_ip: str, external_port: int,
     is called every PAUSE_EVERY lines, so that reading a few hundred MB of
     log does not hold up the controller's other work."""
     needle = f" -> {external_ip}:{external_port} ("
+    asked = f" -> {external_ip}:{external_port} "         # PCP / NAT-PMP lines
     block_needle = f" -> {external_ip}:"
     for name in files:
         try:
@@ -121,7 +142,7 @@ def records(files: list[str], external_ip: str, external_port: int,
                 for n, line in enumerate(fh):
                     if pause is not None and n % PAUSE_EVERY == PAUSE_EVERY - 1:
                         pause()
-                    if needle in line:
+                    if needle in line or (asked in line and " port mapping " in line):
                         rec = parse(line)
                     elif " port block " in line and block_needle in line:
                         rec = parse(line)      # a block: does it hold the port?

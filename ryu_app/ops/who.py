@@ -84,16 +84,28 @@ def answer(view: ConnectionsView, log: MappingLog | None, ip: str, port: int,
         "dpid": c["dpid"], "since": _when(c["created"]), "until": None, "ended": None,
         "_since": c["created"]} for c in live
         if at is None or c["created"] <= at <= now]
+    # A port a host mapped itself (PCP, NAT-PMP) is its own while the lease
+    # lasts, sessions or not.
+    found += [{"source": "live", "protocol": m["protocol"], "internal_ip": m["internal_ip"],
+               "internal_port": m["internal_port"], "external_ip": ip, "external_port": port,
+               "session": 0, "dpid": m["dpid"], "since": _when(m["created"]), "until": None,
+               "ended": None, "port_mapping": m["origin"], "_since": m["created"]}
+              for m in view.port_mappings()
+              if m["external_ip"] == ip and m["external_port"] == port
+              and (protocol is None or m["protocol"] == protocol)
+              and (at is None or m["created"] <= at <= now)]
     files: list[str] = []
     if log is not None and log.path:
         log.flush()                     # the last second's lines too
         files = mapping_search.log_files(log.path, log.backups)
         held_now = {(c["protocol"], c["internal_ip"], c["internal_port"], c["id"])
                     for c in live}
+        leased = {(f["protocol"], f["internal_ip"], f["internal_port"], 0)
+                  for f in found if "port_mapping" in f}
         found_in_log = mapping_search.records(files, ip, port, protocol, pause=pause)
         for h in mapping_search.holdings(found_in_log):
             if h.until is None and (h.protocol, h.internal_ip, h.internal_port,
-                                    h.session) in held_now:
+                                    h.session) in held_now | leased:
                 continue                # the live entry says more
             if at is not None and not h.covers(at):
                 continue

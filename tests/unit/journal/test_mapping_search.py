@@ -38,3 +38,20 @@ def test_lines_without_offset_are_local_time_and_junk_is_skipped(tmp_path):
     [rec] = mapping_search.records([str(log)], "198.51.100.1", 40000)
     assert rec.time == time.mktime((2026, 1, 1, 9, 0, 0, 0, 0, -1))
     assert rec.session == 3
+
+
+def test_a_port_a_host_mapped_over_pcp_or_natpmp_is_found(tmp_path):
+    log = tmp_path / "m.log"
+    log.write_text(
+        "2026-01-01T09:00:00.000Z port mapping created: tcp 10.0.0.11:80 -> 198.51.100.1:8080 "
+        "lifetime 3600 (natpmp)\n"
+        "2026-01-01T09:30:00.000Z port mapping renewed: tcp 10.0.0.11:80 -> 198.51.100.1:8080 "
+        "lifetime 3600 (natpmp)\n"
+        "2026-01-01T10:30:00.000Z port mapping expired: tcp 10.0.0.11:80 -> 198.51.100.1:8080 "
+        "lifetime 3600 (natpmp)\n"
+        "2026-01-01T11:00:00.000Z port mapping created: tcp 10.0.0.12:81 -> 198.51.100.1:80800 "
+        "lifetime 60 (pcp)\n")
+    [held] = mapping_search.holdings(mapping_search.records([str(log)], "198.51.100.1", 8080))
+    assert (held.internal_ip, held.internal_port, held.ended) == ("10.0.0.11", 80, "expired (natpmp)")
+    assert held.covers(mapping_search.parse_time("2026-01-01T10:00:00Z"))
+    assert not held.covers(mapping_search.parse_time("2026-01-01T10:31:00Z"))

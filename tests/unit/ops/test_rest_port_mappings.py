@@ -53,3 +53,14 @@ def test_a_hosts_mapping_shows_in_rest_stats_and_metrics(monkeypatch):
         assert shown.exit_code == 0, shown.output
         assert "10.0.0.11:80" in shown.output and "198.51.100.1:8080" in shown.output
         assert "natpmp" in shown.output
+
+
+def test_who_names_the_host_that_mapped_the_port():
+    with wired_app() as (app, wsgi, wire):
+        wire.send(H1.port, ip_frame(H1.mac, H1.ip, 5350, "10.0.0.1", 5351, proto=UDP,
+                                    payload=natpmp_map(1, 5000, 15000, 600)))
+        status, body = get(wsgi, "/nat/who?external=198.51.100.1:15000")
+        assert status == 200
+        [holder] = json.loads(body)["holders"]
+        assert (holder["source"], holder["internal_ip"], holder["internal_port"],
+                holder["port_mapping"], holder["until"]) == ("live", H1.ip, 5000, "natpmp", None)
