@@ -210,6 +210,16 @@ class PortPool:
         self.reserved += 1
         return True
 
+    def take_reserved(self, port: int) -> bool:
+        """A reserved port becomes a mapping's (NAT-PMP's companion port,
+        reserved for the host that now maps it); False if not reserved."""
+        if self._state[port] != RESERVED:
+            return False
+        self._state[port] = USED
+        self.reserved -= 1
+        self.in_use += 1
+        return True
+
     def release(self, port: int, now: float) -> bool:
         """Undo :meth:`reserve` (the port is quarantined); False if not reserved."""
         if self._state[port] != RESERVED:

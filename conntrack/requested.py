@@ -24,7 +24,7 @@ from .config import ConntrackConfig
 from .events import Refused, RefuseReason
 from .keys import MAX_IP, PROTOCOL_NAMES, TCP, UDP, IPLike, check_port, ip_to_int
 from .policy import ProtoPolicy, slot_of
-from .ports import PortPool
+from .ports import RESERVED, PortPool
 from .session import Mapping
 
 
@@ -61,7 +61,7 @@ class RequestHost(Protocol):
     def _release_if_idle(self, mapping: Mapping, now: float) -> None: ...
 
     def _endpoint_mapping(self, ikey: int, in_ip: int, internal_port: int, suggested: int,
-                          exact: bool, now: float) -> Mapping: ...
+                          exact: bool, now: float, reserved_ok: bool = False) -> Mapping: ...
 
 
 class Requested:
@@ -79,6 +79,7 @@ class Requested:
         suggested: int = 0,
         *,
         exact: bool = False,
+        reserved_ok: bool = False,
         now: Optional[float] = None,
     ) -> Mapping:
         """Make (or keep) the inbound mapping of one inside endpoint.
@@ -87,7 +88,9 @@ class Requested:
         ``suggested`` is taken when the allocator could hand it out and it
         is free, else the allocator picks (with port blocks: always from
         the host's own block).  ``exact``: the suggestion or nothing
-        (a restart's rebuild, PCP PREFER_FAILURE). Idempotent. Raises
+        (a restart's rebuild, PCP PREFER_FAILURE). ``reserved_ok``: a
+        reserved suggestion may be taken (the caller reserved it for this
+        host: NAT-PMP's companion port). Idempotent. Raises
         :class:`Refused`: FORWARDED (an operator's forward holds the
         endpoint), PORT_IN_USE (``exact`` and not free), TABLE_FULL,
         HOST_QUOTA, POOL_EXHAUSTED, BLOCK_QUOTA; ValueError for a protocol
@@ -108,7 +111,7 @@ class Requested:
         self._check_limits(in_ip, inbound=True)
         if mapping is None:
             mapping = self._endpoint_mapping(ikey, in_ip, internal_port, suggested, exact,
-                                             self._clock() if now is None else now)
+                                             self._clock() if now is None else now, reserved_ok)
         elif exact and suggested and mapping.external_port != suggested:
             raise self._refuse(RefuseReason.PORT_IN_USE, f"endpoint holds port {mapping.external_port}")
         mapping.static = True
@@ -200,7 +203,7 @@ class Requested:
 
     # -- shared ------------------------------------------------------------------
     def _endpoint_mapping(self: RequestHost, ikey: int, in_ip: int, internal_port: int,
-                          suggested: int, exact: bool, now: float) -> Mapping:
+                          suggested: int, exact: bool, now: float, reserved_ok: bool = False) -> Mapping:
         protocol = ikey >> 48
         slot = slot_of(protocol, self._address_for(in_ip)) if self._paired else protocol
         policy, pool = self._policies[slot], self._pools[slot]
@@ -209,8 +212,11 @@ class Requested:
             if isinstance(pool, BlockPool):
                 if exact and pool.claim(suggested, in_ip, now):
                     return self._add_mapping(policy, ikey, suggested)
-            elif self._owners[slot][suggested] is None and pool.may_give(suggested):
-                pool.claim(suggested)
+            elif self._owners[slot][suggested] is None and (
+                pool.may_give(suggested) or (reserved_ok and pool.state(suggested) == RESERVED)
+            ):
+                if not pool.take_reserved(suggested):
+                    pool.claim(suggested)
                 return self._add_mapping(policy, ikey, suggested)
             if exact:
                 raise self._refuse(RefuseReason.PORT_IN_USE, f"{PROTOCOL_NAMES[protocol]} port {suggested}")

@@ -30,6 +30,7 @@ class Lease:
     nonce: bytes = b""                 # PCP's 12 bytes; empty for NAT-PMP
     peer: tuple[str, int] | None = None
     created: float = field(default=0.0)   # wall clock, for operators
+    companion: bool = False            # NAT-PMP: the other protocol's port is kept for it
 
     @property
     def key(self) -> tuple:

@@ -23,6 +23,7 @@ from ryu_app.openflow.flows import L4_MATCH_FIELDS, TABLE_NAT, CookieKind, delet
 
 _MARK = 1 << 63          # no packet carries this metadata into TABLE_NAT
 _NATPMP = 1 << 62
+_COMPANION = 1 << 61     # NAT-PMP: the other protocol's same port is reserved too
 RECORD_PRIORITY = 1
 MAX_LIFETIME = 0xFFFF    # hard_timeout is 16 bits
 NO_PEER = ("0.0.0.0", 0)
@@ -43,6 +44,7 @@ class RecordedLease:
     peer: tuple[str, int] | None
     remaining: int           # seconds of lifetime left
     lifetime: int            # as granted
+    companion: bool = False
 
 
 def _mac(octets: bytes) -> str:
@@ -51,12 +53,14 @@ def _mac(octets: bytes) -> str:
 
 def record_flow(ident: int, natpmp: bool, protocol: int, internal_ip: str, internal_port: int,
                 pool_index: int, external_port: int, nonce: bytes,
-                peer: tuple[str, int] | None, lifetime: int) -> parser.OFPFlowMod:
+                peer: tuple[str, int] | None, lifetime: int,
+                companion: bool = False) -> parser.OFPFlowMod:
     """The record of a lease (added again on renewal: same match, new timeout)."""
     src_field, dst_field = L4_MATCH_FIELDS[protocol]
     peer_ip, peer_port = peer or NO_PEER
     nonce = nonce.ljust(12, b"\0")[:12]
-    metadata = _MARK | (_NATPMP if natpmp else 0) | (pool_index << 16) | external_port
+    metadata = (_MARK | (_NATPMP if natpmp else 0) | (_COMPANION if companion else 0)
+                | (pool_index << 16) | external_port)
     match = parser.OFPMatch(eth_dst=_mac(nonce[6:]), eth_src=_mac(nonce[:6]),
                             eth_type=ether.ETH_TYPE_IP, ip_proto=protocol,
                             ipv4_src=internal_ip, ipv4_dst=peer_ip,
@@ -92,7 +96,8 @@ def read_records(dump: Iterable) -> list[RecordedLease]:
                 pool_index=(metadata >> 16) & 0xFF, external_port=metadata & 0xFFFF,
                 nonce=b"" if metadata & _NATPMP else nonce,
                 peer=None if peer == NO_PEER else peer,
-                remaining=max(0, stat.hard_timeout - stat.duration_sec), lifetime=stat.hard_timeout))
+                remaining=max(0, stat.hard_timeout - stat.duration_sec), lifetime=stat.hard_timeout,
+                companion=bool(metadata & _COMPANION)))
         except (KeyError, TypeError, ValueError):
             continue
     return out

@@ -198,6 +198,8 @@ def parse_pcp(payload: bytes) -> PcpRequest:
 
     if payload[0] != PCP_VERSION:
         raise fail(PcpResult.UNSUPP_VERSION, "pcp_version")
+    if len(payload) < _HEADER:
+        raise Silent("pcp_short")       # not even a header: nothing to answer with
     if opcode not in _PAYLOAD_SIZE:
         raise fail(PcpResult.UNSUPP_OPCODE, "pcp_opcode")
     if len(payload) > MAX_PCP_SIZE or len(payload) % 4 or len(payload) < _HEADER:

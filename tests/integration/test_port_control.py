@@ -65,6 +65,13 @@ def test_natpmpc_maps_a_port_and_an_outside_host_reaches_the_server(lab):
                                r":8080 lifetime 3600 \(natpmp\)", lab.controller.log()), 5,
              what="the mapping in the mapping log")
 
+    # UDP 8080 is kept for h1 while it holds TCP 8080 (RFC 6886 s3.3).
+    h2 = lab.host("h2")
+    other = h2.cmd(f"timeout 20 natpmpc -g {GW} -a 8080 53 udp 600")
+    found = re.search(r"Mapped public port (\d+) protocol UDP to local port 53", other)
+    assert found and int(found.group(1)) != 8080, other
+    h2.cmd(f"timeout 20 natpmpc -g {GW} -a 0 53 udp 0")
+
     out = h1.cmd(f"timeout 20 natpmpc -g {GW} -a 8080 80 tcp 0")
     assert "Mapped public port 0 protocol TCP to local port 80" in out, out   # deleted
     assert not [m for m in mappings(lab) if m["internal_ip"] == H1]

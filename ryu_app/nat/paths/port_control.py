@@ -39,6 +39,7 @@ LONG_ERROR_LIFETIME = 1800         # those that will not (the request is wrong)
 _SHORT = {R.NETWORK_FAILURE, R.NO_RESOURCES, R.USER_EX_QUOTA, R.CANNOT_PROVIDE_EXTERNAL}
 PMP_PROTOCOLS = {1: UDP, 2: TCP}   # NAT-PMP opcodes
 ALL_HOSTS, ALL_HOSTS_MAC = "224.0.0.1", "01:00:5e:00:00:01"
+ANNOUNCEMENTS = 10                 # RFC 6886 s3.2.1: ten, 250 ms apart at first, doubling
 
 HostSeen = Callable[[str, str, int, float], "list | None"]
 Log = Callable[[str], None]
@@ -75,6 +76,8 @@ class PortControl:
         # flow dump, at the controller's start) unless told otherwise.
         self.started = started
         self.last_seen: float | None = None      # the latest time this server was told
+        self._announce_at: list[float] = []      # when the next restart announcements are due
+        self._announce_ports: list[int] = []
         self.leases = LeaseBook()
         self.buckets = (PerKeyBuckets(config.rate, config.burst, max_keys=4096)
                         if config.rate else None)
@@ -161,30 +164,35 @@ class PortControl:
         return str(other)
 
     def _pcp_mapping(self, req: wire.PcpRequest, ip: str, now: float) -> tuple[list, Lease | None]:
+        peer = None
+        if req.opcode == wire.PcpOpcode.PEER:
+            remote = wire.ipv4_of(req.remote_ip)
+            if (remote is None or not int(remote) or not req.remote_port or not req.protocol
+                    or not req.internal_port):
+                raise Answer(R.MALFORMED_REQUEST, "PEER needs a protocol, the internal port "
+                                                  "and an IPv4 remote with its port (s12.1)")
+            peer = (str(remote), req.remote_port)
         if req.protocol not in (TCP, UDP):
             raise Answer(R.UNSUPP_PROTOCOL, f"protocol {req.protocol}")
         if any(f.prefix_length for f in req.filters):
             raise Answer(R.UNSUPP_OPTION, "FILTER")
-        peer = None
-        if req.opcode == wire.PcpOpcode.PEER:
-            remote = wire.ipv4_of(req.remote_ip)
-            if remote is None or not int(remote) or not req.remote_port or not req.internal_port:
-                raise Answer(R.MALFORMED_REQUEST, "PEER needs an IPv4 remote, its port and "
-                                                  "the internal port")
-            peer = (str(remote), req.remote_port)
         lease = self.leases.get(req.protocol, ip, req.internal_port, peer)
         if lease is not None and lease.origin == PCP and lease.nonce != req.nonce:
             raise Answer(R.NOT_AUTHORIZED, "nonce does not match the mapping's")
-        if req.lifetime == 0:
+        if req.lifetime == 0 and peer is None:
             return self._delete_pcp(req, ip, lease, now), None
         if not req.internal_port:
             raise Answer(R.UNSUPP_PROTOCOL, "a mapping of all ports")
+        # PEER implies PREFER_FAILURE (s12.2): what it suggests, or nothing.
+        strict = req.prefer_failure or peer is not None
         suggested_ip = wire.ipv4_of(req.external_ip)
-        wanted = self._address_for(ip)
-        if req.prefer_failure and suggested_ip and int(suggested_ip) and str(suggested_ip) != wanted:
+        if strict and suggested_ip and int(suggested_ip) and str(suggested_ip) != self._address_for(ip):
             raise Answer(R.CANNOT_PROVIDE_EXTERNAL, f"{suggested_ip} is not this host's address")
+        if lease is not None and lease.origin == NATPMP:
+            lease.origin, lease.nonce = PCP, req.nonce     # PCP takes over, with its nonce
+        # A PEER's lifetime is never cut, nor the mapping deleted, by a request (s12.1).
         lifetime = self._lifetime(req.lifetime)
-        exact = req.prefer_failure and bool(req.external_port)
+        exact = strict and bool(req.external_port)
         msgs, lease = self._grant(PCP, req.protocol, ip, req.internal_port, req.external_port,
                                   exact, lifetime, req.nonce, peer, lease, now)
         return msgs, lease
@@ -200,10 +208,16 @@ class PortControl:
                 if other.protocol == req.protocol and other.peer is None and other.nonce == req.nonce:
                     msgs += self._end(other, "deleted", now)
             return msgs
-        mapping = self.ct.mapping(req.protocol, ip, req.internal_port)
-        if req.opcode == wire.PcpOpcode.MAP and mapping is not None and mapping.static:
+        if self._forwarded(req.protocol, ip, req.internal_port) is not None:
             raise Answer(R.NOT_AUTHORIZED, "an operator's forward")
         return []                            # nothing to delete is a success (RFC 6887 s15)
+
+    def _forwarded(self, protocol: int, ip: str, port: int) -> Mapping | None:
+        """The endpoint's mapping if it is an operator's forward (static, no lease)."""
+        mapping = self.ct.mapping(protocol, ip, port)
+        if mapping is None or not mapping.static or self.leases.get(protocol, ip, port):
+            return None
+        return mapping
 
     # -- NAT-PMP -----------------------------------------------------------------------
     def _natpmp(self, req: wire.PmpRequest, src: str, now: float) -> tuple[list, bytes]:
@@ -216,15 +230,23 @@ class PortControl:
         P = wire.PmpResult
         try:
             if req.lifetime == 0:
-                msgs = self._delete_natpmp(protocol, src, req.internal_port, now)
+                msgs, refused = self._delete_natpmp(protocol, src, req.internal_port, now)
+                if refused:                  # the rest went; the operator's forward stays
+                    raise Answer(R.NOT_AUTHORIZED, "an operator's forward")
                 self._count(f"natpmp {name} success")
                 return msgs, wire.natpmp_map(req, P.SUCCESS, epoch, 0, 0)
             if not req.internal_port:
                 raise Answer(R.NOT_AUTHORIZED, "internal port 0 with a lifetime")
+            lifetime = min(req.lifetime, self.config.max_lifetime, lease_records.MAX_LIFETIME)
+            forward = self._forwarded(protocol, src, req.internal_port)
+            if forward is not None:          # "should succeed" with its port (RFC 6886 s3.3)
+                self._count(f"natpmp {name} success")
+                return [], wire.natpmp_map(req, P.SUCCESS, epoch, forward.external_port, lifetime)
             lease = self.leases.get(protocol, src, req.internal_port)
+            if lease is not None and lease.origin == PCP:
+                raise Answer(R.NOT_AUTHORIZED, "a PCP mapping (its nonce guards it)")
             msgs, granted = self._grant(NATPMP, protocol, src, req.internal_port,
-                                        req.external_port, False, self._lifetime(req.lifetime),
-                                        b"", None, lease, now)
+                                        req.external_port, False, lifetime, b"", None, lease, now)
         except Answer as answer:
             result = _PMP_OF_PCP.get(R(answer.result), P.OUT_OF_RESOURCES)
             self._count(f"natpmp {name} {P(result).name.lower()}")
@@ -233,14 +255,24 @@ class PortControl:
         return msgs, wire.natpmp_map(req, P.SUCCESS, epoch, granted.external_port,
                                      granted.lifetime)
 
-    def _delete_natpmp(self, protocol: int, ip: str, port: int, now: float) -> list:
-        """Lifetime 0: that mapping, or with internal port 0 every mapping
-        of the host for the protocol (RFC 6886 s3.4)."""
+    def _delete_natpmp(self, protocol: int, ip: str, port: int, now: float) -> tuple[list, bool]:
+        """Lifetime 0: that mapping, or with internal port 0 every NAT-PMP
+        mapping of the host for the protocol (RFC 6886 s3.4); and whether an
+        operator's forward (or a PCP mapping) was asked for, which stays."""
         msgs: list = []
+        refused = False
         for lease in self.leases.of_host(ip):
             if lease.protocol == protocol and lease.peer is None and port in (0, lease.internal_port):
-                msgs += self._end(lease, "deleted", now)
-        return msgs
+                if lease.origin == NATPMP:
+                    msgs += self._end(lease, "deleted", now)
+                else:
+                    refused = True
+        if port:
+            refused = refused or self._forwarded(protocol, ip, port) is not None
+        else:
+            refused = refused or any(
+                fwd.protocol == protocol and str(fwd.inside_ip) == ip for fwd in self.ct.forwards())
+        return msgs, refused
 
     # -- shared ------------------------------------------------------------------------
     def _grant(self, origin: str, protocol: int, ip: str, port: int, suggested: int,
@@ -250,10 +282,11 @@ class PortControl:
         if lease is None and len(self.leases.of_host(ip)) >= self.config.max_per_host:
             raise Answer(R.USER_EX_QUOTA, f"{self.config.max_per_host} mappings "
                                           "(port_control_max_per_host)")
+        companion = self._companion_for(ip, protocol, suggested) if origin == NATPMP else None
         try:
             if peer is None:
                 mapping = self.ct.request_mapping(protocol, ip, port, suggested, exact=exact,
-                                                  now=now)
+                                                  reserved_ok=companion is not None, now=now)
             else:
                 mapping = self.ct.hold_peer(protocol, ip, port, peer[0], peer[1], suggested,
                                             exact=exact, now=now)
@@ -261,16 +294,48 @@ class PortControl:
             raise Answer(_REFUSED_PCP.get(refused.reason, R.NO_RESOURCES),
                          f"{refused.reason.value}: {refused}") from None
         renewed = lease is not None
+        if companion is not None and mapping.external_port == suggested:
+            companion.companion = False      # the host took the port kept for it
         if lease is None:
             lease = Lease(self.leases.new_ident(), origin, protocol, ip, port,
                           str(mapping.external_ip), mapping.external_port, now + lifetime,
                           lifetime, nonce, peer, time.time())
             self.leases.add(lease)
         else:
-            lease.expires, lease.lifetime = now + lifetime, lifetime
+            # A PEER request never shortens its mapping's life (RFC 6887 s12.1).
+            expires = max(lease.expires, now + lifetime) if peer is not None else now + lifetime
+            lease.expires, lease.lifetime = expires, int(expires - now + 0.5)
+        if origin == NATPMP and not renewed:
+            self._keep_companion(lease)
         msgs = self._install(lease, mapping)
         self._note("renewed" if renewed else "created", lease)
         return msgs, lease
+
+    # NAT-PMP (RFC 6886 s3.3): a client that maps TCP port X keeps UDP port X
+    # too (and the other way round) while its lease lasts, so no other
+    # client can take it.  Not with port blocks: there the other protocol's
+    # port X may be inside another host's block.
+    def _keep_companion(self, lease: Lease) -> None:
+        if self.ct.config.port_block_size:
+            return
+        other = UDP if lease.protocol == TCP else TCP
+        port, address = lease.external_port, lease.external_ip
+        if (self.ct.mapping_of_port(other, port, address) is not None
+                or self.ct.is_reserved(other, port, address)):
+            return                  # the host's own mapping, or someone else's
+        try:
+            self.ct.reserve(other, port, address)
+        except Refused:
+            return
+        lease.companion = True
+
+    def _companion_for(self, ip: str, protocol: int, port: int) -> Lease | None:
+        """The host's NAT-PMP lease that keeps ``protocol``'s ``port`` for it."""
+        if not port:
+            return None
+        return next((lease for lease in self.leases.of_host(ip)
+                     if lease.companion and lease.protocol != protocol
+                     and lease.external_port == port), None)
 
     def _install(self, lease: Lease, mapping: Mapping) -> list:
         """The lease's probe (inbound packets reach the engine) and record."""
@@ -279,7 +344,7 @@ class PortControl:
             lease_records.record_flow(lease.ident, lease.origin == NATPMP, lease.protocol,
                                       lease.internal_ip, lease.internal_port,
                                       self.uplink.pool.index(address), lease.external_port,
-                                      lease.nonce, lease.peer, lease.lifetime)]
+                                      lease.nonce, lease.peer, lease.lifetime, lease.companion)]
 
     def _end(self, lease: Lease, why: str, now: float) -> list:
         """End a lease: the engine lets the mapping go once no session uses it."""
@@ -290,6 +355,9 @@ class PortControl:
         else:
             mapping = self.ct.release_peer(lease.protocol, lease.internal_ip,
                                            lease.internal_port, *lease.peer, now=now)
+        if lease.companion:
+            other = UDP if lease.protocol == TCP else TCP
+            self.ct.release(other, lease.external_port, now, lease.external_ip)
         self._note(why, lease)
         msgs = [lease_records.delete_record(lease.ident)]
         if mapping is not None and not mapping.count and not self.ct.held_peers(mapping) \
@@ -299,9 +367,13 @@ class PortControl:
         return msgs
 
     def tick(self, now: float) -> list:
-        """Leases whose lifetime ran out end (RFC 6887 s15)."""
+        """Leases whose lifetime ran out end (RFC 6887 s15); the next
+        restart announcement, when one is due."""
         self.last_seen = now
         msgs: list = []
+        if self._announce_at and self._announce_at[0] <= now:
+            self._announce_at = [t for t in self._announce_at if t > now]
+            msgs += self._announcement(now)
         for lease in self.leases.due(now):
             msgs += self._end(lease, "expired", now)
         return msgs
@@ -338,9 +410,17 @@ class PortControl:
         """After a restart, to every inside host (224.0.0.1:5350): a PCP
         unsolicited ANNOUNCE (RFC 6887 s14.1.3) and, with one NAT address,
         NAT-PMP's address announcement (RFC 6886 s3.2.1); clients see the
-        new epoch and renew their mappings at once."""
+        new epoch and renew their mappings at once.  Sent now and nine times
+        more, 250 ms apart at first and doubling (at the tick's pace), each
+        with the epoch of its moment."""
         if not self.config.enabled or not ports:
             return []
+        self._announce_ports = list(ports)
+        self._announce_at = [now + 0.25 * (2 ** n - 1) for n in range(1, ANNOUNCEMENTS)]
+        return self._announcement(now)
+
+    def _announcement(self, now: float) -> list:
+        ports = self._announce_ports
         epoch = self.epoch(now)
         bodies = [wire.pcp_announce(epoch)]
         if len(self.uplink.pool) == 1:
@@ -380,6 +460,8 @@ class PortControl:
                           now + rec.remaining, rec.lifetime, rec.nonce, rec.peer,
                           time.time() - (rec.lifetime - rec.remaining))
             self.leases.add(lease)
+            if rec.companion:
+                self._keep_companion(lease)
             self._note("restored", lease)
             msgs += self.probes.set(rec.protocol, rec.external_port, add=True, address=address)
         if records:
@@ -394,7 +476,8 @@ class PortControl:
                     lease.ident, lease.origin == NATPMP, lease.protocol, lease.internal_ip,
                     lease.internal_port, self.uplink.pool.index(lease.external_ip),
                     lease.external_port, lease.nonce, lease.peer,
-                    max(1, lease.remaining(now) if now is not None else lease.lifetime))
+                    max(1, lease.remaining(now) if now is not None else lease.lifetime),
+                    lease.companion)
                 for lease in self.leases]
 
     def view(self, now: float) -> list[dict]:
@@ -410,6 +493,7 @@ class PortControl:
 
 
 _PMP_OF_PCP = {R.NOT_AUTHORIZED: wire.PmpResult.NOT_AUTHORIZED,
+               R.NETWORK_FAILURE: wire.PmpResult.NETWORK_FAILURE,
                R.USER_EX_QUOTA: wire.PmpResult.OUT_OF_RESOURCES,
                R.NO_RESOURCES: wire.PmpResult.OUT_OF_RESOURCES,
                R.CANNOT_PROVIDE_EXTERNAL: wire.PmpResult.OUT_OF_RESOURCES}

@@ -161,6 +161,9 @@ def test_unknown_optional_option_is_ignored():
     (b"\x02", "pcp_short"),
     (b"\x03", "pcp_short"),
     (b"\x00", "natpmp_short"),
+    (header(1)[:20], "pcp_short"),                  # version 2 but not even a header
+    (b"\x02\x01\x00", "pcp_short"),
+    (b"\x02\x09" + b"\0" * 10, "pcp_short"),      # before the opcode is looked at
     (header(0x81) + map_body(), "pcp_response"),
     (header(0x80), "pcp_response"),
     (header(0x81, version=1), "pcp_response"),   # R is checked before the version
@@ -189,8 +192,6 @@ def test_unsupported_opcode(opcode):
     (map_request() + b"\0\0", 1),                                       # not a multiple of 4
     (header(0) + b"\0", 0),
     (map_request(option(200, b"\0" * (1104 - 64))), 1),                 # 1104 > 1100
-    (header(1)[:20], 1),                                                # < 24
-    (b"\x02\x01\x00", 1),
     (header(1) + map_body()[:32], 1),                                   # MAP cut short
     (header(2) + map_body(), 2),                                        # PEER cut short
     (header(2) + peer_body()[:52], 2),

@@ -234,3 +234,81 @@ def test_a_switch_that_lost_its_table_gets_the_records_and_probes_back():
     [record] = records(lab)
     assert 560 <= record.hard_timeout <= 570      # what the lease has left
     assert inbound(lab, S1, 40000, 8080, TCP) == [H1.port]
+
+
+def test_a_peer_is_neither_deleted_nor_shortened_by_a_request():
+    lab = make_lab()
+    first = pcp_answer(ask(lab, H1, pcp_map(H1.ip, UDP, 4000, lifetime=600, opcode=2,
+                                            remote=(S1.ip, 3478))))
+    zero = pcp_answer(ask(lab, H1, pcp_map(H1.ip, UDP, 4000, lifetime=0, opcode=2,
+                                           remote=(S1.ip, 3478))))
+    assert zero["result"] == 0 and zero["eport"] == first["eport"]
+    assert 598 <= zero["lifetime"] <= 600                         # not cut to 120
+    assert inbound(lab, S1, 3478, first["eport"]) == [H1.port]    # still open
+
+
+def test_a_peer_that_cannot_have_its_suggested_port_is_told_so():
+    lab = make_lab()
+    ask(lab, H1, pcp_map(H1.ip, UDP, 5000, 9000))
+    reply = pcp_answer(ask(lab, H2, pcp_map(H2.ip, UDP, 5000, 9000, opcode=2,
+                                            remote=(S1.ip, 3478))))
+    assert reply["result"] == 11                                  # CANNOT_PROVIDE_EXTERNAL
+
+
+def natpmp_reply(payload: bytes) -> tuple[int, int, int, int]:
+    """(opcode, result, external port, lifetime) of a NAT-PMP map answer."""
+    _, op, result, _, _, eport, lifetime = struct.unpack("!BBHIHHI", payload)
+    return op, result, eport, lifetime
+
+
+def test_natpmp_keeps_the_companion_port_for_its_client():
+    lab = make_lab()
+    assert natpmp_reply(ask(lab, H1, natpmp_map(2, 80, 8080, 600)))[1:3] == (0, 8080)
+    other = natpmp_reply(ask(lab, H2, natpmp_map(1, 80, 8080, 600)))
+    assert other[1] == 0 and other[2] != 8080                     # UDP 8080 is kept for h1
+    assert natpmp_reply(ask(lab, H1, natpmp_map(1, 80, 8080, 600)))[1:3] == (0, 8080)
+
+
+def test_the_companion_port_is_let_go_with_its_lease():
+    lab = make_lab()
+    ask(lab, H1, natpmp_map(2, 80, 8080, 600))
+    ct = nat(lab).ct
+    assert ct.is_reserved(UDP, 8080)
+    ask(lab, H1, natpmp_map(2, 80, 0, 0))
+    assert not ct.is_reserved(UDP, 8080)
+
+
+def test_natpmp_and_an_operators_forward():
+    lab = make_lab(forwards="tcp:8080=10.0.0.11:80")
+    op, result, eport, lifetime = natpmp_reply(ask(lab, H1, natpmp_map(2, 80, 9999, 600)))
+    assert (op, result, eport, lifetime) == (130, 0, 8080, 600)   # the forward's port
+    assert natpmp_reply(ask(lab, H1, natpmp_map(2, 80, 0, 0)))[1] == 2   # NOT_AUTHORIZED
+    ask(lab, H1, natpmp_map(2, 81, 0, 600))
+    op, result, _, _ = natpmp_reply(ask(lab, H1, natpmp_map(2, 0, 0, 0)))  # all of h1's
+    assert result == 2 and not [m for m in nat(lab).port_control.view(lab.now)
+                                if m["internal_port"] == 81]      # the rest went
+    assert nat(lab).ct.mapping_of_port(TCP, 8080) is not None       # the forward stayed
+
+
+def test_natpmp_gets_no_longer_than_it_asked():
+    lab = make_lab()
+    assert natpmp_reply(ask(lab, H1, natpmp_map(1, 5000, 0, 30)))[3] == 30
+
+
+def test_the_restart_announcement_is_repeated_with_a_growing_epoch():
+    lab = make_lab()
+    lab.advance(10, poll=None)
+
+    def epochs() -> list[int]:
+        out = []
+        for _, frame in lab.switch.packet_outs():
+            pkt = packet.Packet(frame)
+            d = pkt.get_protocol(udp.udp)
+            body = bytes(pkt.protocols[-1])
+            if d is not None and d.dst_port == 5350 and body[0] == 2:
+                out.append(pcp_answer(body)["epoch"])
+        return out
+
+    seen = epochs()
+    assert len(seen) == 2 * 5          # now, then at ~1, 2, 4 and 8 s: on both inside ports
+    assert seen == sorted(seen) and seen[-1] >= 7
