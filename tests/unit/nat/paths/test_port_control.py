@@ -163,10 +163,12 @@ def test_quota_and_bad_requests():
     lab = make_lab(port_control_max_per_host=2)
     for port in (1, 2):
         assert pcp_answer(ask(lab, H1, pcp_map(H1.ip, UDP, port)))["result"] == 0
-    assert pcp_answer(ask(lab, H1, pcp_map(H1.ip, UDP, 3)))["result"] == 10   # USER_EX_QUOTA
+    quota = pcp_answer(ask(lab, H1, pcp_map(H1.ip, UDP, 3)))
+    assert (quota["result"], quota["lifetime"]) == (10, 30)   # USER_EX_QUOTA: may clear soon
     assert pcp_answer(ask(lab, H2, pcp_map(H2.ip, 1, 3)))["result"] == 9      # UNSUPP_PROTOCOL
     bad_version = pcp_answer(ask(lab, H2, pcp_map(H2.ip, UDP, 3, version=1)))
     assert (bad_version["version"], bad_version["result"]) == (2, 1)          # UNSUPP_VERSION
+    assert bad_version["lifetime"] == 1800                    # will not clear: 30 minutes
     assert pcp_answer(ask(lab, H2, pcp_map(H2.ip, UDP, 3, opcode=9)))["result"] == 4
     assert pcp_answer(ask(lab, H2, pcp_map(H2.ip, UDP, 3) + b"\0\0"))["result"] == 3
     assert ask(lab, H2, b"\x02") is None                                      # too short: silence
