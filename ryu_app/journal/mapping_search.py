@@ -91,33 +91,22 @@ def parse_time(text: str) -> float:
 
 def parse(line: str) -> Record | None:
     """The record of one log line, or None for anything else."""
-    m = _LINE.match(line)
-    if m is None and " port mapping " in line:
-        m = _PORT_MAPPING.match(line.rstrip("\n"))
-        if m is None:
-            return None
-        try:
-            at = parse_time(m["time"])
-        except ValueError:
-            return None
-        return Record(at, m["kind"], m["origin"], m["proto"], m["iip"], int(m["iport"]),
-                      m["eip"], int(m["eport"]), 0)
-    if m is None:
-        b = _BLOCK.match(line.rstrip("\n"))
-        if b is None:
-            return None
-        try:
-            at = parse_time(b["time"])
-        except ValueError:
-            return None
-        return Record(at, b["kind"], None, b["proto"], b["iip"], 0, b["eip"], int(b["first"]), 0,
-                      int(b["last"]))
+    line = line.rstrip("\n")
+    if (m := _LINE.match(line)) is not None:
+        fields: tuple = (m["kind"], m["reason"], m["proto"], m["iip"], int(m["iport"]),
+                         m["eip"], int(m["eport"]), int(m["sid"]))
+    elif " port mapping " in line and (m := _PORT_MAPPING.match(line)) is not None:
+        fields = (m["kind"], m["origin"], m["proto"], m["iip"], int(m["iport"]),
+                  m["eip"], int(m["eport"]), 0)
+    elif (m := _BLOCK.match(line)) is not None:
+        fields = (m["kind"], None, m["proto"], m["iip"], 0, m["eip"], int(m["first"]), 0,
+                  int(m["last"]))
+    else:
+        return None
     try:
-        at = parse_time(m["time"])
+        return Record(parse_time(m["time"]), *fields)
     except ValueError:
         return None
-    return Record(at, m["kind"], m["reason"], m["proto"], m["iip"], int(m["iport"]),
-                  m["eip"], int(m["eport"]), int(m["sid"]))
 
 
 def log_files(path: str, backups: int) -> list[str]:
