@@ -89,7 +89,7 @@ class PortControl:
         """A UDP datagram to port 5351 of the inside gateway address."""
         src = info.src
         if not self.config.enabled:
-            return self._count("off dropped")
+            return self._count("dropped off")
         if ipaddress.IPv4Address(src) not in self.inside or src == self.gateway_ip:
             return self._count("dropped source")
         seen = self.host_seen(src, eth_src, in_port, now)
@@ -231,10 +231,10 @@ class PortControl:
         try:
             if req.lifetime == 0:
                 msgs, refused = self._delete_natpmp(protocol, src, req.internal_port, now)
-                if refused:                  # the rest went; the operator's forward stays
-                    raise Answer(R.NOT_AUTHORIZED, "an operator's forward")
-                self._count(f"natpmp {name} success")
-                return msgs, wire.natpmp_map(req, P.SUCCESS, epoch, 0, 0)
+                # What could go went; an operator's forward (or a PCP mapping) stays.
+                result = P.NOT_AUTHORIZED if refused else P.SUCCESS
+                self._count(f"natpmp {name} {result.name.lower()}")
+                return msgs, wire.natpmp_map(req, result, epoch, 0, 0)
             if not req.internal_port:
                 raise Answer(R.NOT_AUTHORIZED, "internal port 0 with a lifetime")
             lifetime = min(req.lifetime, self.config.max_lifetime, lease_records.MAX_LIFETIME)
