@@ -307,7 +307,10 @@ class PortControl:
             lease.expires, lease.lifetime = expires, int(expires - now + 0.5)
         if origin == NATPMP and not renewed:
             self._keep_companion(lease)
-        msgs = self._install(lease, mapping)
+        # A renewed record may match differently (a nonce taken over from
+        # NAT-PMP, a companion port given up): the old one goes first.
+        msgs = [lease_records.delete_record(lease.ident)] if renewed else []
+        msgs += self._install(lease, mapping)
         self._note("renewed" if renewed else "created", lease)
         return msgs, lease
 

@@ -314,3 +314,12 @@ def test_the_restart_announcement_is_repeated_with_a_growing_epoch():
     seen = epochs()
     assert len(seen) == 2 * 5          # now, then at ~1, 2, 4 and 8 s: on both inside ports
     assert seen == sorted(seen) and seen[-1] >= 7
+
+
+def test_a_renewal_leaves_one_record_of_the_mapping():
+    lab = make_lab()
+    ask(lab, H1, natpmp_map(2, 80, 8080, 600))
+    ask(lab, H1, natpmp_map(1, 80, 8080, 600))        # takes the companion port
+    ask(lab, H1, natpmp_map(2, 80, 8080, 600))        # renews: no companion any more
+    assert pcp_answer(ask(lab, H1, pcp_map(H1.ip, TCP, 80, 8080)))["result"] == 0  # PCP takes over
+    assert len(records(lab)) == 2                     # one per mapping
