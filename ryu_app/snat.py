@@ -342,6 +342,22 @@ class SnatApp(app_manager.RyuApp):
         self._send(dpid, msgs)
         return True
 
+    def revoke_port_mapping(self, protocol: int, ip: str, port: int,
+                            peer: tuple[str, int] | None, dpid: int | None = None) -> list[int]:
+        """End a host's PCP/NAT-PMP mapping on every switch (or ``dpid``)
+        that has it: the switches it was ended on."""
+        self.writable()
+        done = []
+        for gw in self.gateways:
+            for sw in list(gw.switches):
+                if dpid is not None and sw != dpid:
+                    continue
+                msgs = gw.revoke_port_mapping(sw, protocol, ip, port, peer)
+                if msgs is not None:
+                    self._send(sw, msgs)
+                    done.append(sw)
+        return done
+
     def _profile(self, dpid: int | None) -> Gateway:
         """The gateway a forward request is for: the only one, or the one of ``dpid``."""
         if len(self.gateways) == 1:

@@ -42,7 +42,7 @@ _BLOCK = re.compile(
     r"^(?P<time>\S+) port block (?P<kind>allocated|restored|released): (?P<proto>tcp|udp|icmp) "
     r"(?P<iip>[0-9.]+) -> (?P<eip>[0-9.]+):(?P<first>[0-9]+)-(?P<last>[0-9]+)$")
 _PORT_MAPPING = re.compile(
-    r"^(?P<time>\S+) port mapping (?P<kind>created|restored|deleted|expired): "
+    r"^(?P<time>\S+) port mapping (?P<kind>created|restored|deleted|expired|revoked): "
     r"(?P<proto>tcp|udp) (?P<iip>[0-9.]+):(?P<iport>[0-9]+) -> (?P<eip>[0-9.]+):(?P<eport>[0-9]+)"
     r"(?: peer [0-9.:]+)? lifetime [0-9]+ \((?P<origin>pcp|natpmp)\)$")
 _OPENS = ("created", "restored", "allocated")

@@ -359,6 +359,12 @@ class Gateway:
         return {dpid: state.nat.tick(_now(now), grace)
                 for dpid, state in self.switches.items() if state.nat is not None}
 
+    def revoke_port_mapping(self, dpid: int, protocol: int, ip: str, port: int,
+                            peer: tuple[str, int] | None, now: float | None = None) -> list | None:
+        """End a mapping a host made over PCP/NAT-PMP (operator); None if none."""
+        nat = self._nat(dpid)
+        return nat.port_control.revoke(protocol, ip, port, peer, _now(now)) if nat else None
+
     def delete_session(self, dpid: int, sid: int, now: float | None = None) -> list | None:
         """End session ``sid`` on ``dpid`` (operator); None if there is none."""
         nat = self._nat(dpid)

@@ -421,12 +421,19 @@ def stats(api: Api, as_json: bool) -> None:
     _console().print(table)
 
 
-@cli.command()
+DPID = click.option("--dpid", metavar="N", callback=_check_dpid,
+                    help="the NAT bridge (needed when the controller runs several)")
+
+
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-def mappings(api: Api, as_json: bool) -> None:
-    """Ports inside hosts mapped themselves (PCP, NAT-PMP)."""
-    rows = api.get("/nat/port-mappings")
+@click.pass_context
+def mappings(ctx: click.Context, as_json: bool) -> None:
+    """Ports inside hosts mapped themselves (PCP, NAT-PMP); without a
+    subcommand, the list."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = ctx.obj.get("/nat/port-mappings")
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -441,13 +448,26 @@ def mappings(api: Api, as_json: bool) -> None:
     _console().print(table)
 
 
+@mappings.command("del")
+@click.argument("protocol", type=click.Choice(["tcp", "udp"]))
+@click.argument("internal_ip")
+@click.argument("internal_port", type=click.IntRange(1, 65535))
+@click.option("--peer", metavar="IP:PORT", help="the remote of a PCP PEER mapping")
+@DPID
+@click.pass_obj
+def mappings_del(api: Api, protocol: str, internal_ip: str, internal_port: int,
+                 peer: str | None, dpid: str | None) -> None:
+    """End a host's mapping now (its sessions finish as usual)."""
+    params = {**_dpid(dpid), **({"peer": peer} if peer else {})}
+    api.call("DELETE", f"/nat/port-mappings/{protocol}/{internal_ip}/{internal_port}",
+             params=params)
+    click.echo(f"port mapping {protocol} {internal_ip}:{internal_port} revoked")
+
+
 @cli.group()
 def forwards() -> None:
     """Static port forwards (DNAT)."""
 
-
-DPID = click.option("--dpid", metavar="N", callback=_check_dpid,
-                    help="the NAT bridge (needed when the controller runs several)")
 
 
 @forwards.command("list")

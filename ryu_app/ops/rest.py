@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+import ipaddress
 import logging
 import re
 import time
@@ -247,6 +248,32 @@ class NatRestController(ControllerBase):
         query = _query(req, {"dpid"})
         return self.app.view.port_mappings(_dpid(query.get("dpid")))
 
+    @route("nat", "/nat/port-mappings/{protocol}/{ip}/{port}", methods=["DELETE"])
+    @json_endpoint
+    def revoke_port_mapping(self, req: Any, protocol: str, ip: str, port: str,
+                            **_: Any) -> dict:
+        """End a mapping a host made (``?peer=IP:PORT`` for a PCP PEER)."""
+        query = _query(req, {"dpid", "peer"})
+        number = {"tcp": 6, "udp": 17}.get(protocol.lower())
+        if number is None:
+            raise RestError(400, f"protocol must be tcp or udp, got {protocol!r}")
+        inside = _address("internal_ip", ip)
+        inside_port = _integer("port", port, 0, 1, 65535)
+        peer = None
+        if "peer" in query:
+            peer_ip, _sep, peer_port = query["peer"].rpartition(":")
+            peer = (_address("peer", peer_ip), _integer("peer port", peer_port, 0, 1, 65535))
+        done = self.app.revoke_port_mapping(number, inside, inside_port, peer,
+                                            _dpid(query.get("dpid")))
+        if not done:
+            raise RestError(404, f"no PCP/NAT-PMP mapping of {protocol.lower()} "
+                                 f"{inside}:{inside_port}" + (f" with peer {query['peer']}"
+                                                              if peer else ""))
+        return {"revoked": {"protocol": protocol.lower(), "internal_ip": inside,
+                            "internal_port": inside_port,
+                            "peer": None if peer is None else {"ip": peer[0], "port": peer[1]}},
+                "dpids": [f"{d:016x}" for d in done]}
+
     @route("nat", "/nat/forwards", methods=["GET"])
     @json_endpoint
     def forwards(self, req: Any, **_: Any) -> list:
@@ -336,6 +363,13 @@ def _seconds(name: str, raw: str | None, default: float, high: float) -> float:
     if not 0 <= value <= high:
         raise RestError(400, f"{name} must be 0..{high:g} seconds, got {raw!r}")
     return value
+
+
+def _address(name: str, raw: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(raw))
+    except ValueError:
+        raise RestError(400, f"{name} must be an IPv4 address, got {raw!r}") from None
 
 
 def _dpid(raw: str | None) -> int | None:

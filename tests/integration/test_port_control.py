@@ -5,7 +5,9 @@ hostile requests; against the real ryu-manager, OVS and Mininet."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ NAT_IP, GW = "198.51.100.1", "10.0.0.1"
 O1, O2 = "198.51.100.10", "198.51.100.11"
 H1, H2, H3 = "10.0.0.11", "10.0.0.12", "10.0.0.13"
 PCP = str(Path(__file__).parents[1] / "helpers" / "pcp_client.py")
+SNATCTL = str(Path(sys.executable).parent / "snatctl")
 NONCE = "0102030405060708090a0b0c"
 
 
@@ -34,6 +37,11 @@ def lab():
 def pcp(host, *args: str) -> dict:
     out = host.cmd(f"timeout 20 {sys.executable} {PCP} --server {GW} " + " ".join(args))
     return json.loads(out.strip().splitlines()[-1])
+
+
+def snatctl(lab, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SNATCTL_URL": f"http://127.0.0.1:{lab.controller.rest_port}"}
+    return subprocess.run([SNATCTL, *args], capture_output=True, text=True, env=env, timeout=30)
 
 
 def mappings(lab) -> list[dict]:
@@ -130,6 +138,15 @@ def test_pcp_peer_opens_the_mapping_to_that_remote_only(lab):
     assert peers == {(O1, 3478)}
     [row] = [m for m in mappings(lab) if m["peer"]]
     assert row["peer"] == {"ip": O1, "port": 3478} and row["external_port"] == port
+
+    # The operator sees it and takes it back with snatctl.
+    listed = snatctl(lab, "mappings")
+    assert listed.returncode == 0 and f"{O1}:3478" in listed.stdout, listed
+    revoked = snatctl(lab, "mappings", "del", "udp", H3, "6000", "--peer", f"{O1}:3478")
+    assert revoked.returncode == 0, revoked
+    assert not [m for m in mappings(lab) if m["peer"]]
+    wait_for(lambda: f"port mapping revoked: udp {H3}:6000" in lab.controller.log(), 5,
+             what="the revocation in the mapping log")
 
 
 def test_a_mapping_ends_at_its_lifetime(lab):

@@ -369,6 +369,13 @@ class PortControl:
                                     address=lease.external_ip)
         return msgs
 
+    def revoke(self, protocol: int, ip: str, port: int, peer: tuple[str, int] | None,
+               now: float) -> list | None:
+        """An operator ends a host's mapping (its sessions finish as usual);
+        None if there is no such lease."""
+        lease = self.leases.get(protocol, ip, port, peer)
+        return None if lease is None else self._end(lease, "revoked", now)
+
     def tick(self, now: float) -> list:
         """Leases whose lifetime ran out end (RFC 6887 s15); the next
         restart announcement, when one is due."""

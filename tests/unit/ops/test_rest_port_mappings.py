@@ -64,3 +64,22 @@ def test_who_names_the_host_that_mapped_the_port():
         [holder] = json.loads(body)["holders"]
         assert (holder["source"], holder["internal_ip"], holder["internal_port"],
                 holder["port_mapping"], holder["until"]) == ("live", H1.ip, 5000, "natpmp", None)
+
+
+def test_an_operator_revokes_a_hosts_mapping():
+    with wired_app() as (app, wsgi, wire):
+        wire.send(H1.port, ip_frame(H1.mac, H1.ip, 5350, "10.0.0.1", 5351, proto=UDP,
+                                    payload=natpmp_map(2, 80, 8080, 600)))
+
+        def call(method: str, path: str):
+            resp = Request.blank(path, method=method).get_response(wsgi)
+            return resp.status_int, json.loads(resp.body)
+
+        assert call("DELETE", "/nat/port-mappings/tcp/10.0.0.11/81")[0] == 404
+        assert call("DELETE", "/nat/port-mappings/icmp/10.0.0.11/80")[0] == 400
+        assert call("DELETE", "/nat/port-mappings/tcp/10.0.0.300/80")[0] == 400
+        assert call("DELETE", "/nat/port-mappings/tcp/10.0.0.11/80?peer=x")[0] == 400
+        status, body = call("DELETE", "/nat/port-mappings/tcp/10.0.0.11/80")
+        assert status == 200 and body["dpids"] == ["0000000000000001"], body
+        assert call("GET", "/nat/port-mappings") == (200, [])
+        assert app.gateway.switches[1].nat.ct.mapping_of_port(6, 8080) is None
