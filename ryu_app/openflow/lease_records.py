@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from ryu.lib import addrconv
 from ryu.ofproto import ether
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -47,10 +48,6 @@ class RecordedLease:
     companion: bool = False
 
 
-def _mac(octets: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in octets)
-
-
 def record_flow(ident: int, natpmp: bool, protocol: int, internal_ip: str, internal_port: int,
                 pool_index: int, external_port: int, nonce: bytes,
                 peer: tuple[str, int] | None, lifetime: int,
@@ -61,7 +58,8 @@ def record_flow(ident: int, natpmp: bool, protocol: int, internal_ip: str, inter
     nonce = nonce.ljust(12, b"\0")[:12]
     metadata = (_MARK | (_NATPMP if natpmp else 0) | (_COMPANION if companion else 0)
                 | (pool_index << 16) | external_port)
-    match = parser.OFPMatch(eth_dst=_mac(nonce[6:]), eth_src=_mac(nonce[:6]),
+    match = parser.OFPMatch(eth_dst=addrconv.mac.bin_to_text(nonce[6:]),
+                            eth_src=addrconv.mac.bin_to_text(nonce[:6]),
                             eth_type=ether.ETH_TYPE_IP, ip_proto=protocol,
                             ipv4_src=internal_ip, ipv4_dst=peer_ip,
                             **{src_field: internal_port, dst_field: peer_port},
@@ -88,7 +86,8 @@ def read_records(dump: Iterable) -> list[RecordedLease]:
             protocol = match["ip_proto"]
             src_field, dst_field = L4_MATCH_FIELDS[protocol]
             metadata = match["metadata"]
-            nonce = bytes.fromhex(match["eth_src"].replace(":", "") + match["eth_dst"].replace(":", ""))
+            nonce = (addrconv.mac.text_to_bin(match["eth_src"])
+                     + addrconv.mac.text_to_bin(match["eth_dst"]))
             peer = (match["ipv4_dst"], match[dst_field])
             out.append(RecordedLease(
                 ident=parsed[1], natpmp=bool(metadata & _NATPMP), protocol=protocol,
