@@ -133,10 +133,6 @@ class Requested:
         self._release_if_idle(mapping, self._clock() if now is None else now)
         return mapping
 
-    def requested_mappings(self: RequestHost) -> list[Mapping]:
-        """The mappings hosts asked for, oldest first."""
-        return list(self._requested.values())
-
     def hold_peer(
         self: RequestHost,
         protocol: int,
