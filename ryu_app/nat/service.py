@@ -178,7 +178,8 @@ class NatService:
         return self.book.where(session)
 
     def probe_flows(self) -> list:
-        """The mapping probe flows the switch should hold (after a connect)."""
+        """The mapping probe flows and PCP/NAT-PMP lease records the switch
+        should hold (after a connect)."""
         return self.probes.all() + self.port_control.records()
 
     # -- port forwards and ports ------------------------------------------------------
